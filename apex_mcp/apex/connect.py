@@ -1,0 +1,226 @@
+"""The Connect protocol codec, shared by the remote client and the wire server.
+
+Only the parts Apex uses: unary calls with JSON bodies, server streaming with
+``application/connect+json`` envelopes, error bodies, timeouts and gzip.
+See https://connectrpc.com/docs/protocol for the specification.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+import zlib
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from .errors import ApexError, Code
+from .models import Message
+
+M = TypeVar("M", bound=Message)
+
+PROTOCOL_VERSION = "1"
+UNARY_CONTENT_TYPE = "application/json"
+STREAM_CONTENT_TYPE = "application/connect+json"
+
+FLAG_COMPRESSED = 0x01
+FLAG_END_STREAM = 0x02
+_PREFIX = struct.Struct(">BI")
+
+COMPRESS_MIN_BYTES = 1024  # smaller bodies are not worth gzip's header and CPU
+
+
+# --- messages -------------------------------------------------------------------------------
+
+
+def encode_json(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def encode_message(message: Message) -> bytes:
+    return encode_json(message.to_wire())
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """A short sentence naming each bad field, in wire (camelCase) terms."""
+    parts = []
+    for item in error.errors(include_url=False)[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or "message"
+        parts.append(f"{where}: {item['msg']}")
+    more = error.error_count() - len(parts)
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts)
+
+
+def decode_message(cls: type[M], data: bytes) -> M:
+    """Parse a JSON message; raise ``ApexError(invalid_argument)`` saying what is wrong."""
+    try:
+        raw = json.loads(data) if data.strip() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApexError(Code.INVALID_ARGUMENT, f"the body is not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ApexError(
+            Code.INVALID_ARGUMENT, f"expected a JSON object for {cls.__name__}"
+        ) from None
+    try:
+        return cls.from_wire(raw)
+    except ValidationError as exc:
+        raise ApexError(
+            Code.INVALID_ARGUMENT,
+            f"invalid {cls.__name__}: {describe_validation_error(exc)}",
+        ) from None
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+def error_json(error: ApexError) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": error.code.value, "message": error.message}
+    if error.details:
+        body["details"] = error.details
+    return body
+
+
+def error_from_json(data: Any) -> ApexError | None:
+    """The ApexError a Connect error object describes, or None if ``data`` is not one."""
+    if not isinstance(data, dict) or not isinstance(data.get("code"), str):
+        return None
+    message = data.get("message")
+    details = data.get("details")
+    return ApexError(
+        Code.parse(data["code"]),
+        message if isinstance(message, str) and message else data["code"],
+        details=details if isinstance(details, list) else None,
+    )
+
+
+def error_from_http(status: int, body: bytes, headers: Mapping[str, str]) -> ApexError:
+    """The ApexError of a failed unary answer: its Connect error body, else its HTTP status."""
+    retry_after = parse_retry_after(headers.get("retry-after"))
+    error = None
+    if "json" in headers.get("content-type", ""):
+        try:
+            error = error_from_json(json.loads(body))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            error = None
+    if error is None:
+        code = Code.from_http_status(status)
+        error = ApexError(code, f"the server answered HTTP {status}{_describe_body(body)}")
+    error.retry_after = retry_after
+    return error
+
+
+def _describe_body(body: bytes) -> str:
+    # A proxy's page: name it, but never paste HTML into a user-facing message.
+    text = body[:200].decode("utf-8", "replace").strip()
+    if not text:
+        return ""
+    if text.lstrip().startswith("<"):
+        return " with an HTML page (likely a proxy or load balancer, not an Apex server)"
+    return f": {text.splitlines()[0][:120]}"
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # HTTP-date form: too rare here to be worth parsing
+    return max(0.0, seconds)
+
+
+# --- envelopes (streaming) ------------------------------------------------------------------
+
+
+def pack_envelope(data: bytes, flags: int = 0, *, compress: bool = False) -> bytes:
+    if compress:
+        data = gzip.compress(data, compresslevel=5)
+        flags |= FLAG_COMPRESSED
+    return _PREFIX.pack(flags, len(data)) + data
+
+
+def end_stream_envelope(error: ApexError | None = None) -> bytes:
+    body: dict[str, Any] = {}
+    if error is not None:
+        body["error"] = error_json(error)
+    return pack_envelope(encode_json(body), FLAG_END_STREAM)
+
+
+def parse_end_stream(data: bytes) -> ApexError | None:
+    """The error an end-of-stream envelope carries, if any."""
+    try:
+        body = json.loads(data) if data.strip() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return ApexError(Code.INTERNAL, "the stream ended with an unreadable trailer")
+    if not isinstance(body, dict) or body.get("error") is None:
+        return None
+    return error_from_json(body["error"]) or ApexError(
+        Code.UNKNOWN, "the stream ended with an error the server did not describe"
+    )
+
+
+class EnvelopeReader:
+    """Splits a byte stream into (flags, payload) envelopes, inflating compressed ones."""
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self._buffer = bytearray()
+        self._max = max_message_bytes
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        self._buffer += data
+        out = []
+        while len(self._buffer) >= _PREFIX.size:
+            flags, length = _PREFIX.unpack_from(self._buffer)
+            if length > self._max:
+                raise ApexError(
+                    Code.RESOURCE_EXHAUSTED,
+                    f"a stream message of {length} bytes is over the {self._max}-byte limit",
+                )
+            end = _PREFIX.size + length
+            if len(self._buffer) < end:
+                break
+            payload = bytes(self._buffer[_PREFIX.size : end])
+            del self._buffer[:end]
+            if flags & FLAG_COMPRESSED:
+                payload = gunzip(payload, self._max)
+            out.append((flags, payload))
+        return out
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an envelope begun but not finished."""
+        return len(self._buffer)
+
+
+# --- compression and timeouts ---------------------------------------------------------------
+
+
+def gunzip(data: bytes, max_bytes: int) -> bytes:
+    """Inflate gzip data, refusing to grow past ``max_bytes`` (a zip bomb stops early)."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(data, max_bytes + 1)
+    except zlib.error:
+        raise ApexError(Code.INVALID_ARGUMENT, "the body is not valid gzip") from None
+    if len(out) > max_bytes or inflater.unconsumed_tail:
+        raise ApexError(
+            Code.RESOURCE_EXHAUSTED, f"the message inflates past the {max_bytes}-byte limit"
+        )
+    return out
+
+
+def format_timeout(seconds: float) -> str:
+    # The header takes at most 10 digits of milliseconds, at least 1.
+    return str(min(max(1, int(seconds * 1000)), 9_999_999_999))
+
+
+def parse_timeout(value: str | None) -> float | None:
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 10:
+        raise ApexError(Code.INVALID_ARGUMENT, f"Connect-Timeout-Ms must be 1-10 digits: {value!r}")
+    return int(value) / 1000

@@ -1,0 +1,342 @@
+"""The Apex wire server: an ASGI app that serves any ApexClient over the Connect protocol.
+
+``create_app(resolve)`` answers ``POST /apex.v1.ApexService/<Method>``: unary calls as JSON and
+``ChatCompletionStream`` as a stream of ``application/connect+json`` envelopes. Who may call is
+decided by ``resolve``: it gets the bearer token (or None) and returns the ApexClient to serve
+for that caller, or raises ``ApexError(unauthenticated)``. So one app can serve one shared
+client, or one engine view per user.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+import anyio
+
+from . import connect
+from .client import RPCS, SERVICE, ApexClient, Rpc
+from .errors import ApexError, Code
+from .models import Message
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Resolver = Callable[[str | None], Awaitable[ApexClient]]
+
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+_PREFIX = f"/{SERVICE}/"
+
+
+def serve_client(client: ApexClient, tokens: set[str] | None = None) -> Resolver:
+    """A resolver serving one client: to anyone, or to holders of one of ``tokens``."""
+
+    async def resolve(token: str | None) -> ApexClient:
+        if tokens is not None and token not in tokens:
+            raise ApexError(Code.UNAUTHENTICATED, "missing or unknown API key")
+        return client
+
+    return resolve
+
+
+class ApexWireApp:
+    """The ASGI application. Build it with :func:`create_app`."""
+
+    def __init__(
+        self,
+        resolve: Resolver,
+        *,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        on_startup: Callable[[], Awaitable[None]] | None = None,
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.resolve = resolve
+        self.max_request_bytes = max_request_bytes
+        self.on_startup = on_startup
+        self.on_shutdown = on_shutdown
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            event = await receive()
+            hook = {"lifespan.startup": self.on_startup, "lifespan.shutdown": self.on_shutdown}
+            if event["type"] not in hook:
+                continue
+            try:
+                if (run := hook[event["type"]]) is not None:
+                    await run()
+            except Exception as exc:
+                log.exception("wire server %s failed", event["type"])
+                await send({"type": event["type"] + ".failed", "message": str(exc)})
+                return
+            await send({"type": event["type"] + ".complete"})
+            if event["type"] == "lifespan.shutdown":
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if path in ("/healthz", "/health"):
+            await _send_bytes(send, 200, b'{"status":"ok"}', "application/json")
+            return
+        rpc = RPCS.get(path[len(_PREFIX) :]) if path.startswith(_PREFIX) else None
+        if rpc is None:
+            await _send_error(send, ApexError(Code.UNIMPLEMENTED, f"no such method: {path[:200]}"),
+                              status=404)
+            return
+        if scope["method"] != "POST":
+            await _send_error(
+                send,
+                ApexError(Code.UNIMPLEMENTED, f"{rpc.name} takes POST"),
+                status=405,
+                extra=[(b"allow", b"POST")],
+            )
+            return
+        headers = _headers(scope)
+        expected = connect.STREAM_CONTENT_TYPE if rpc.streaming else connect.UNARY_CONTENT_TYPE
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != expected:
+            await _send_error(
+                send,
+                ApexError(
+                    Code.UNIMPLEMENTED,
+                    f"{rpc.name} takes Content-Type {expected}, not {content_type or 'none'!r}",
+                ),
+                status=415,
+            )
+            return
+        if rpc.streaming:
+            await self._serve_stream(rpc, headers, receive, send)
+        else:
+            await self._serve_unary(rpc, headers, receive, send)
+
+    # --- unary ------------------------------------------------------------------------------
+
+    async def _serve_unary(
+        self, rpc: Rpc, headers: dict[str, str], receive: Receive, send: Send
+    ) -> None:
+        try:
+            timeout = connect.parse_timeout(headers.get("connect-timeout-ms"))
+            body = await self._read_body(receive)
+            body = self._inflate(body, headers.get("content-encoding"))
+            request = connect.decode_message(rpc.request, body)
+            client = await self.resolve(_bearer(headers))
+            result = await _call_with_deadline(rpc, client, request, timeout)
+        except ApexError as error:
+            await _send_error(send, error)
+            return
+        except Exception:
+            log.exception("wire server: %s failed", rpc.name)
+            await _send_error(send, ApexError(Code.INTERNAL, f"{rpc.name} failed on the server"))
+            return
+        payload = connect.encode_message(result)
+        if len(payload) >= connect.COMPRESS_MIN_BYTES and "gzip" in headers.get(
+            "accept-encoding", ""
+        ):
+            await _send_bytes(
+                send,
+                200,
+                connect.gzip.compress(payload, compresslevel=5),
+                connect.UNARY_CONTENT_TYPE,
+                [(b"content-encoding", b"gzip")],
+            )
+        else:
+            await _send_bytes(send, 200, payload, connect.UNARY_CONTENT_TYPE)
+
+    # --- streaming --------------------------------------------------------------------------
+
+    async def _serve_stream(
+        self, rpc: Rpc, headers: dict[str, str], receive: Receive, send: Send
+    ) -> None:
+        compress = "gzip" in headers.get("connect-accept-encoding", "")
+        started = False
+
+        async def start() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [
+                            (b"content-type", connect.STREAM_CONTENT_TYPE.encode()),
+                            *([(b"connect-content-encoding", b"gzip")] if compress else []),
+                        ],
+                    }
+                )
+
+        error: ApexError | None = None
+        try:
+            timeout = connect.parse_timeout(headers.get("connect-timeout-ms"))
+            body = await self._read_body(receive)
+            request = self._unwrap_envelope(body, headers.get("connect-content-encoding"))
+            client = await self.resolve(_bearer(headers))
+            with anyio.fail_after(math.inf if timeout is None else timeout):
+                stream: AsyncIterator[Message] = getattr(client, rpc.attr)(
+                    request, timeout=timeout
+                )
+                try:
+                    async for chunk in stream:
+                        data = connect.encode_message(chunk)
+                        await start()
+                        await send(
+                            {
+                                "type": "http.response.body",
+                                "body": connect.pack_envelope(
+                                    data,
+                                    compress=compress and len(data) >= connect.COMPRESS_MIN_BYTES,
+                                ),
+                                "more_body": True,
+                            }
+                        )
+                finally:
+                    aclose = getattr(stream, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+        except ApexError as exc:
+            error = exc
+        except TimeoutError:
+            error = ApexError(Code.DEADLINE_EXCEEDED, f"{rpc.name} did not finish before its deadline")
+        except OSError:
+            return  # the client went away; nobody to tell
+        except Exception:
+            log.exception("wire server: %s failed", rpc.name)
+            error = ApexError(Code.INTERNAL, f"{rpc.name} failed on the server")
+        try:
+            await start()
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": connect.end_stream_envelope(error),
+                    "more_body": False,
+                }
+            )
+        except OSError:
+            pass
+
+    def _unwrap_envelope(self, body: bytes, encoding: str | None) -> Message:
+        reader = connect.EnvelopeReader(self.max_request_bytes)
+        if encoding not in (None, "", "identity", "gzip"):
+            raise ApexError(Code.UNIMPLEMENTED, f"unsupported Connect-Content-Encoding {encoding!r}")
+        envelopes = reader.feed(body)
+        if len(envelopes) != 1 or reader.pending:
+            raise ApexError(
+                Code.INVALID_ARGUMENT, "a streaming request must be exactly one envelope"
+            )
+        flags, payload = envelopes[0]
+        if flags & ~connect.FLAG_COMPRESSED:
+            raise ApexError(Code.INVALID_ARGUMENT, f"unexpected envelope flags {flags:#04x}")
+        return connect.decode_message(RPCS["ChatCompletionStream"].request, payload)
+
+    # --- shared -----------------------------------------------------------------------------
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            event = await receive()
+            if event["type"] == "http.disconnect":
+                raise ApexError(Code.CANCELED, "the client went away")
+            chunk = event.get("body", b"")
+            size += len(chunk)
+            if size > self.max_request_bytes:
+                raise ApexError(
+                    Code.RESOURCE_EXHAUSTED,
+                    f"the request is over the {self.max_request_bytes}-byte limit",
+                )
+            chunks.append(chunk)
+            if not event.get("more_body", False):
+                return b"".join(chunks)
+
+    def _inflate(self, body: bytes, encoding: str | None) -> bytes:
+        if encoding in (None, "", "identity"):
+            return body
+        if encoding == "gzip":
+            return connect.gunzip(body, self.max_request_bytes)
+        raise ApexError(Code.UNIMPLEMENTED, f"unsupported Content-Encoding {encoding!r}")
+
+
+def create_app(
+    resolve: Resolver,
+    *,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    on_startup: Callable[[], Awaitable[None]] | None = None,
+    on_shutdown: Callable[[], Awaitable[None]] | None = None,
+) -> ApexWireApp:
+    return ApexWireApp(
+        resolve,
+        max_request_bytes=max_request_bytes,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+    )
+
+
+async def _call_with_deadline(
+    rpc: Rpc, client: ApexClient, request: Message, timeout: float | None
+) -> Message:
+    method = getattr(client, rpc.attr)
+    try:
+        with anyio.fail_after(math.inf if timeout is None else timeout):
+            result: Message = await method(request, timeout=timeout)
+            return result
+    except TimeoutError:
+        raise ApexError(
+            Code.DEADLINE_EXCEEDED, f"{rpc.name} did not finish before its deadline"
+        ) from None
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _bearer(headers: dict[str, str]) -> str | None:
+    value = headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def _send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *(extra or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(
+    send: Send,
+    error: ApexError,
+    *,
+    status: int | None = None,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = list(extra or [])
+    if error.retry_after is not None:
+        headers.append((b"retry-after", str(math.ceil(error.retry_after)).encode()))
+    try:
+        await _send_bytes(
+            send,
+            status or error.code.http_status,
+            connect.encode_json(connect.error_json(error)),
+            "application/json",
+            headers,
+        )
+    except OSError:
+        pass  # the client went away

@@ -1,0 +1,58 @@
+"""Serve an ASGI app for real (hypercorn, HTTP/1.1 and h2c) on 127.0.0.1 in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve_asgi(app: Any, *, port: int | None = None) -> Iterator[str]:
+    """Yield the base URL of ``app`` served by hypercorn until the block ends."""
+    port = port or free_port()
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 1
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    ready = threading.Event()
+
+    async def main() -> None:
+        ready.set()
+        await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    ready.wait()
+    _wait_listening(port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=10)
+        loop.close()
+
+
+def _wait_listening(port: int) -> None:
+    for _ in range(500):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return
+        except OSError:
+            threading.Event().wait(0.01)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
