@@ -51,7 +51,9 @@ class ScriptedApex:
         return call
 
     def _streamer(self, attr: str) -> Callable[..., AsyncIterator[Message]]:
-        async def stream(request: Message, *, timeout: float | None = None) -> AsyncIterator[Message]:
+        async def stream(
+            request: Message, *, timeout: float | None = None
+        ) -> AsyncIterator[Message]:
             self.calls.append((attr, request, timeout))
             answer = self._answer(attr, request)
             if isinstance(answer, ApexError):

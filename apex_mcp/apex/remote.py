@@ -315,7 +315,7 @@ class RemoteApex:
         self, rpc: Rpc, body: bytes, response_type: type[M], deadline: float | None
     ) -> M:
         headers = self._headers(deadline, body, streaming=False)
-        content = connect.gzip.compress(body) if "content-encoding" in headers else body
+        content = connect.gzip_compress(body) if "content-encoding" in headers else body
         remaining = None if deadline is None else deadline - anyio.current_time()
         if remaining is not None and remaining <= 0:
             raise _deadline_error(rpc)
@@ -390,9 +390,7 @@ class RemoteApex:
 
     def _broken(self, exc: Exception, *, mid_stream: bool = False) -> ApexError:
         where = "mid-stream" if mid_stream else f"reaching {self.base_url}"
-        return ApexError(
-            Code.UNAVAILABLE, f"the connection failed {where} ({type(exc).__name__})"
-        )
+        return ApexError(Code.UNAVAILABLE, f"the connection failed {where} ({type(exc).__name__})")
 
     def _redacted(self, error: ApexError) -> ApexError:
         # A server may echo what it was sent; the key must not travel on in our errors.

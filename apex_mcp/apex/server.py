@@ -9,6 +9,7 @@ client, or one engine view per user.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -83,14 +84,27 @@ class ApexWireApp:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = _Body(receive, self.max_request_bytes)
+
+        async def send_after_body(message: MutableMapping[str, Any]) -> None:
+            # Answering before the whole request arrived makes HTTP/2 servers (hypercorn)
+            # drop the connection when the rest of it comes: read what is left first.
+            if message["type"] == "http.response.start":
+                await body.drain()
+            await send(message)
+
+        await self._route(scope, body, send_after_body)
+
+    async def _route(self, scope: Scope, receive: _Body, send: Send) -> None:
         path: str = scope["path"]
         if path in ("/healthz", "/health"):
             await _send_bytes(send, 200, b'{"status":"ok"}', "application/json")
             return
         rpc = RPCS.get(path[len(_PREFIX) :]) if path.startswith(_PREFIX) else None
         if rpc is None:
-            await _send_error(send, ApexError(Code.UNIMPLEMENTED, f"no such method: {path[:200]}"),
-                              status=404)
+            await _send_error(
+                send, ApexError(Code.UNIMPLEMENTED, f"no such method: {path[:200]}"), status=404
+            )
             return
         if scope["method"] != "POST":
             await _send_error(
@@ -121,11 +135,11 @@ class ApexWireApp:
     # --- unary ------------------------------------------------------------------------------
 
     async def _serve_unary(
-        self, rpc: Rpc, headers: dict[str, str], receive: Receive, send: Send
+        self, rpc: Rpc, headers: dict[str, str], receive: _Body, send: Send
     ) -> None:
         try:
             timeout = connect.parse_timeout(headers.get("connect-timeout-ms"))
-            body = await self._read_body(receive)
+            body = await receive.read()
             body = self._inflate(body, headers.get("content-encoding"))
             request = connect.decode_message(rpc.request, body)
             client = await self.resolve(_bearer(headers))
@@ -144,7 +158,7 @@ class ApexWireApp:
             await _send_bytes(
                 send,
                 200,
-                connect.gzip.compress(payload, compresslevel=5),
+                connect.gzip_compress(payload),
                 connect.UNARY_CONTENT_TYPE,
                 [(b"content-encoding", b"gzip")],
             )
@@ -154,7 +168,7 @@ class ApexWireApp:
     # --- streaming --------------------------------------------------------------------------
 
     async def _serve_stream(
-        self, rpc: Rpc, headers: dict[str, str], receive: Receive, send: Send
+        self, rpc: Rpc, headers: dict[str, str], receive: _Body, send: Send
     ) -> None:
         compress = "gzip" in headers.get("connect-accept-encoding", "")
         started = False
@@ -177,13 +191,11 @@ class ApexWireApp:
         error: ApexError | None = None
         try:
             timeout = connect.parse_timeout(headers.get("connect-timeout-ms"))
-            body = await self._read_body(receive)
+            body = await receive.read()
             request = self._unwrap_envelope(body, headers.get("connect-content-encoding"))
             client = await self.resolve(_bearer(headers))
             with anyio.fail_after(math.inf if timeout is None else timeout):
-                stream: AsyncIterator[Message] = getattr(client, rpc.attr)(
-                    request, timeout=timeout
-                )
+                stream: AsyncIterator[Message] = getattr(client, rpc.attr)(request, timeout=timeout)
                 try:
                     async for chunk in stream:
                         data = connect.encode_message(chunk)
@@ -205,13 +217,13 @@ class ApexWireApp:
         except ApexError as exc:
             error = exc
         except TimeoutError:
-            error = ApexError(Code.DEADLINE_EXCEEDED, f"{rpc.name} did not finish before its deadline")
+            error = _deadline_error(rpc)
         except OSError:
             return  # the client went away; nobody to tell
         except Exception:
             log.exception("wire server: %s failed", rpc.name)
             error = ApexError(Code.INTERNAL, f"{rpc.name} failed on the server")
-        try:
+        with contextlib.suppress(OSError):  # the client may have gone away
             await start()
             await send(
                 {
@@ -220,13 +232,11 @@ class ApexWireApp:
                     "more_body": False,
                 }
             )
-        except OSError:
-            pass
 
     def _unwrap_envelope(self, body: bytes, encoding: str | None) -> Message:
         reader = connect.EnvelopeReader(self.max_request_bytes)
         if encoding not in (None, "", "identity", "gzip"):
-            raise ApexError(Code.UNIMPLEMENTED, f"unsupported Connect-Content-Encoding {encoding!r}")
+            raise ApexError(Code.UNIMPLEMENTED, f"unsupported stream encoding {encoding!r}")
         envelopes = reader.feed(body)
         if len(envelopes) != 1 or reader.pending:
             raise ApexError(
@@ -239,30 +249,51 @@ class ApexWireApp:
 
     # --- shared -----------------------------------------------------------------------------
 
-    async def _read_body(self, receive: Receive) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            event = await receive()
-            if event["type"] == "http.disconnect":
-                raise ApexError(Code.CANCELED, "the client went away")
-            chunk = event.get("body", b"")
-            size += len(chunk)
-            if size > self.max_request_bytes:
-                raise ApexError(
-                    Code.RESOURCE_EXHAUSTED,
-                    f"the request is over the {self.max_request_bytes}-byte limit",
-                )
-            chunks.append(chunk)
-            if not event.get("more_body", False):
-                return b"".join(chunks)
-
     def _inflate(self, body: bytes, encoding: str | None) -> bytes:
         if encoding in (None, "", "identity"):
             return body
         if encoding == "gzip":
             return connect.gunzip(body, self.max_request_bytes)
         raise ApexError(Code.UNIMPLEMENTED, f"unsupported Content-Encoding {encoding!r}")
+
+
+class _Body:
+    """The request body, read once with a size limit, and drained if left unread."""
+
+    DRAIN_LIMIT = 64 * 1024 * 1024
+
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self._receive = receive
+        self._limit = limit
+        self._done = False
+
+    async def read(self) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while not self._done:
+            event = await self._next()
+            chunk = event.get("body", b"")
+            size += len(chunk)
+            if size > self._limit:
+                raise ApexError(
+                    Code.RESOURCE_EXHAUSTED, f"the request is over the {self._limit}-byte limit"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def drain(self) -> None:
+        size = 0
+        with contextlib.suppress(ApexError):
+            while not self._done and size < self.DRAIN_LIMIT:
+                size += len((await self._next()).get("body", b""))
+
+    async def _next(self) -> MutableMapping[str, Any]:
+        event = await self._receive()
+        if event["type"] == "http.disconnect":
+            self._done = True
+            raise ApexError(Code.CANCELED, "the client went away")
+        self._done = not event.get("more_body", False)
+        return event
 
 
 def create_app(
@@ -289,9 +320,11 @@ async def _call_with_deadline(
             result: Message = await method(request, timeout=timeout)
             return result
     except TimeoutError:
-        raise ApexError(
-            Code.DEADLINE_EXCEEDED, f"{rpc.name} did not finish before its deadline"
-        ) from None
+        raise _deadline_error(rpc) from None
+
+
+def _deadline_error(rpc: Rpc) -> ApexError:
+    return ApexError(Code.DEADLINE_EXCEEDED, f"{rpc.name} did not finish before its deadline")
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -330,7 +363,7 @@ async def _send_error(
     headers = list(extra or [])
     if error.retry_after is not None:
         headers.append((b"retry-after", str(math.ceil(error.retry_after)).encode()))
-    try:
+    with contextlib.suppress(OSError):  # the client may have gone away
         await _send_bytes(
             send,
             status or error.code.http_status,
@@ -338,5 +371,3 @@ async def _send_error(
             "application/json",
             headers,
         )
-    except OSError:
-        pass  # the client went away

@@ -68,9 +68,7 @@ def test_input_accepts_both_spellings_numbers_or_strings_null_and_unknown_fields
     a = models.WebRetrievalRequest.from_wire(
         {"searchQuery": "q", "n_miners": "3", "nResults": 2, "maxResponseTime": None, "x": 1}
     )
-    b = models.WebRetrievalRequest.from_wire(
-        {"search_query": "q", "nMiners": 3, "n_results": "2"}
-    )
+    b = models.WebRetrievalRequest.from_wire({"search_query": "q", "nMiners": 3, "n_results": "2"})
     assert a == b
     assert a.n_miners == 3 and a.max_response_time is None
 
