@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,7 +40,7 @@ def serve_asgi(app: Any, *, port: int | None = None) -> Iterator[str]:
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
     thread.start()
     ready.wait()
-    _wait_listening(port)
+    wait_listening(port)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -48,8 +49,12 @@ def serve_asgi(app: Any, *, port: int | None = None) -> Iterator[str]:
         loop.close()
 
 
-def _wait_listening(port: int) -> None:
-    for _ in range(500):
+def wait_listening(port: int, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Return once something accepts connections on the port (or fail if ``process`` died)."""
+    for _ in range(3000):
+        if process is not None and process.poll() is not None:
+            err = process.stderr.read().decode() if process.stderr else ""
+            raise RuntimeError(f"the server exited with {process.returncode}: {err[-2000:]}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
             return

@@ -1,4 +1,4 @@
-"""The code passes the linter, the formatter's check and the type checker: part of every test run."""
+"""The code passes the linter, the format check and the type checker, in every test run."""
 
 from __future__ import annotations
 

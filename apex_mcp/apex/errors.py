@@ -89,7 +89,8 @@ HINTS: dict[Code, str] = {
 class ApexError(Exception):
     """A failed Apex call: a Connect ``code`` and a ``message`` a user can act on.
 
-    ``retry_after`` is the server's advice in seconds (from ``Retry-After``), when given.
+    ``retry_after`` is the server's advice in seconds (from ``Retry-After``), when given;
+    ``hint`` replaces the usual advice for the code where the raiser knows better.
     """
 
     def __init__(
@@ -99,12 +100,14 @@ class ApexError(Exception):
         *,
         retry_after: float | None = None,
         details: list[Any] | None = None,
+        hint: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retry_after = retry_after
         self.details = details or []
+        self._hint = hint
 
     def __str__(self) -> str:
         return f"{self.code.value}: {self.message}"
@@ -114,7 +117,8 @@ class ApexError(Exception):
 
     @property
     def hint(self) -> str | None:
-        return HINTS.get(self.code)
+        """What to do about it: given by the raiser, else the usual advice for the code."""
+        return self._hint or HINTS.get(self.code)
 
     def explain(self) -> str:
         """The message with what to do about it, for people (tool errors, CLI output)."""

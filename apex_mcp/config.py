@@ -1,0 +1,153 @@
+"""Every setting of apex-mcp, in one class: environment variables, then an optional TOML file.
+
+Precedence: arguments given in code or on the command line, then ``APEX_*`` environment
+variables, then the TOML file (``APEX_CONFIG``, else ``config.toml`` in the user config
+directory), then the defaults. Secrets are ``SecretStr`` from the moment they are read.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .engine.miners import MinerConfig
+
+APP_NAME = "apex-mcp"
+DEFAULT_USER = "local"  # the one user of a single-user (stdio) install
+
+
+def user_data_dir() -> Path:
+    from platformdirs import user_data_path
+
+    return user_data_path(APP_NAME, appauthor=False)
+
+
+def default_config_file() -> Path:
+    from platformdirs import user_config_path
+
+    return user_config_path(APP_NAME, appauthor=False) / "config.toml"
+
+
+class Settings(BaseSettings):
+    """apex-mcp's configuration. See the README's "Configuration" for every entry."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="APEX_",
+        extra="ignore",
+        validate_default=True,
+        populate_by_name=True,
+    )
+
+    # Which Apex serves the tools: remote when a key or base URL is set, else the engine.
+    backend: Literal["auto", "local", "remote"] = "auto"
+    api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("APEX_API_KEY", "MACROCOSMOS_API_KEY")
+    )
+    base_url: str | None = Field(
+        None, validation_alias=AliasChoices("APEX_BASE_URL", "MACROCOSMOS_BASE_URL")
+    )
+    timeout: float = Field(300.0, gt=0, description="default deadline of a remote call, seconds")
+
+    # The embedded engine.
+    db: Path = Field(default_factory=lambda: user_data_dir() / "apex.db")
+    miners: list[MinerConfig] = Field(default_factory=list)
+    miner: str | None = None  # shorthand for one miner: a preset ("ollama") or an endpoint URL
+    miner_api_key: SecretStr | None = None
+    miner_model: str | None = None
+    discover_local_miners: bool = True
+
+    # The gateway: user id -> API key. Each key sees only its user's chats.
+    gateway_keys: dict[str, SecretStr] = Field(default_factory=dict)
+
+    # The MCP server over HTTP: a bearer token, required when listening beyond loopback.
+    http_token: SecretStr | None = None
+
+    log_level: str = "WARNING"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = config_file_path()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _expand_db(cls, value: Any) -> Any:
+        return Path(value).expanduser() if isinstance(value, str | Path) else value
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_url(cls, value: str | None) -> str | None:
+        return value.strip().rstrip("/") or None if value else None
+
+    @model_validator(mode="after")
+    def _shorthand_miner(self) -> Settings:
+        # APEX_MINER=ollama (or a URL) is one more miner, first: the default one.
+        if self.miner:
+            fields: dict[str, Any] = {}
+            if self.miner_api_key is not None:
+                fields["api_key"] = self.miner_api_key
+            if self.miner_model:
+                fields["models"] = [m.strip() for m in self.miner_model.split(",") if m.strip()]
+            shorthand = MinerConfig.parse(self.miner, **fields)
+            if all(m.name != shorthand.name for m in self.miners):
+                self.miners = [shorthand, *self.miners]
+        return self
+
+    @property
+    def resolved_backend(self) -> Literal["local", "remote"]:
+        if self.backend != "auto":
+            return self.backend
+        return "remote" if (self.api_key or self.base_url) else "local"
+
+    @cached_property
+    def _gateway_secrets(self) -> list[tuple[bytes, str]]:
+        return [(key.get_secret_value().encode(), user) for user, key in self.gateway_keys.items()]
+
+    def gateway_user(self, token: str | None) -> str | None:
+        """The user a gateway API key belongs to; compared in constant time."""
+        if not token:
+            return None
+        given = token.encode()
+        found = None
+        for secret, user in self._gateway_secrets:
+            if hmac.compare_digest(secret, given):
+                found = user
+        return found
+
+
+def config_file_path() -> Path | None:
+    """The TOML file to read: ``APEX_CONFIG``, else the user's, when it exists."""
+    explicit = os.environ.get("APEX_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"APEX_CONFIG names {path}, which is not a file")
+        return path
+    path = default_config_file()
+    return path if path.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings, with ``overrides`` (e.g. from the command line) on top; None is skipped."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

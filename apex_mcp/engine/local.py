@@ -1,0 +1,331 @@
+"""LocalApex: the Apex service in-process, for one user, over the store and the miners."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from ..apex.client import ApexClient
+from ..apex.errors import ApexError, Code, invalid_argument
+from ..apex.models import (
+    ChatCompletionChunkResponse,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CreateChatAndCompletionRequest,
+    CreateChatAndCompletionResponse,
+    CreateCompletionRequest,
+    CreateCompletionResponse,
+    DeleteChatsRequest,
+    DeleteChatsResponse,
+    DeleteCompletionsRequest,
+    DeleteCompletionsResponse,
+    Empty,
+    GetChatCompletionRequest,
+    GetChatSessionsRequest,
+    GetChatSessionsResponse,
+    GetCompletionsWithDeepResearcherEntryResponse,
+    GetDeepResearcherJobRequest,
+    GetDeepResearcherJobResponse,
+    GetStoredChatCompletionsRequest,
+    GetStoredChatCompletionsResponse,
+    SearchChatIdsByPromptAndCompletionTextRequest,
+    SearchChatIdsByPromptAndCompletionTextResponse,
+    StoredChatCompletion,
+    SubmitDeepResearcherJobResponse,
+    UpdateChatAttributesRequest,
+    UpdateChatAttributesResponse,
+    UpdateCompletionAttributesRequest,
+    UpdateCompletionAttributesResponse,
+    WebRetrievalRequest,
+    WebRetrievalResponse,
+)
+from .miners import MinerPool
+from .store import Store, open_store
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+CHAT_TYPES = ("apex", "gravity")
+COMPLETION_TYPES = ("basic", "combined", "web-search", "chain-of-thought", "reasoning")
+CHAT_ATTRIBUTES = {"title": "title", "chat_type": "chat_type", "chatType": "chat_type"}
+# Far beyond any open model's context window; a larger prompt is a mistake, not a request.
+MAX_PROMPT_CHARS = 1_000_000
+MAX_TITLE_CHARS = 200
+MAX_IDS = 1000
+
+
+class LocalApex:
+    """The embedded Apex engine, seen by one user. ``for_user`` gives another user's view.
+
+    It owns nothing but borrows the store and the miner pool; ``open`` makes and closes them.
+    """
+
+    def __init__(self, store: Store, miners: MinerPool, *, user_id: str) -> None:
+        self.store = store
+        self.miners = miners
+        self.user_id = user_id
+
+    def __repr__(self) -> str:
+        return f"LocalApex(user_id={self.user_id!r})"
+
+    def for_user(self, user_id: str) -> LocalApex:
+        view = copy.copy(self)
+        view.user_id = user_id
+        return view
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, settings: Settings, *, user_id: str | None = None
+    ) -> AsyncIterator[LocalApex]:
+        from ..config import DEFAULT_USER
+
+        store = await open_store(settings.db)
+        try:
+            async with MinerPool(
+                settings.miners, discover_local=settings.discover_local_miners
+            ) as miners:
+                yield cls(store, miners, user_id=user_id or DEFAULT_USER)
+        finally:
+            await store.close()
+
+    # --- chat -------------------------------------------------------------------------------
+
+    async def chat_completion(
+        self, request: ChatCompletionRequest, *, timeout: float | None = None
+    ) -> ChatCompletionResponse:
+        _check_chat_request(request)
+        return await self.miners.complete(request)
+
+    async def chat_completion_stream(
+        self, request: ChatCompletionRequest, *, timeout: float | None = None
+    ) -> AsyncIterator[ChatCompletionChunkResponse]:
+        _check_chat_request(request)
+        async for chunk in self.miners.stream(request):
+            yield chunk
+
+    # --- retrieval and research (the engine's part 2) ----------------------------------------
+
+    async def web_retrieval(
+        self, request: WebRetrievalRequest, *, timeout: float | None = None
+    ) -> WebRetrievalResponse:
+        raise _not_yet("web retrieval")
+
+    async def submit_deep_researcher_job(
+        self, request: ChatCompletionRequest, *, timeout: float | None = None
+    ) -> SubmitDeepResearcherJobResponse:
+        raise _not_yet("deep research")
+
+    async def get_deep_researcher_job(
+        self, request: GetDeepResearcherJobRequest, *, timeout: float | None = None
+    ) -> GetDeepResearcherJobResponse:
+        raise _not_yet("deep research")
+
+    # --- stored chats and completions --------------------------------------------------------
+
+    async def get_chat_sessions(
+        self, request: GetChatSessionsRequest, *, timeout: float | None = None
+    ) -> GetChatSessionsResponse:
+        chat_type = _optional_choice("chat_type", request.chat_type, CHAT_TYPES)
+        sessions = await self.store.list_chats(self.user_id, chat_type)
+        return GetChatSessionsResponse(chat_sessions=sessions)
+
+    async def get_stored_chat_completions(
+        self, request: GetStoredChatCompletionsRequest, *, timeout: float | None = None
+    ) -> GetStoredChatCompletionsResponse:
+        completions = await self.store.list_completions(self.user_id, request.chat_id)
+        return GetStoredChatCompletionsResponse(chat_completions=completions)
+
+    async def get_chat_completion(
+        self, request: GetChatCompletionRequest, *, timeout: float | None = None
+    ) -> StoredChatCompletion:
+        return await self.store.get_completion(self.user_id, request.completion_id)
+
+    async def update_chat_attributes(
+        self, request: UpdateChatAttributesRequest, *, timeout: float | None = None
+    ) -> UpdateChatAttributesResponse:
+        unknown = sorted(set(request.attributes) - set(CHAT_ATTRIBUTES))
+        if unknown:
+            raise invalid_argument(
+                f"only title and chat_type can be updated, not {', '.join(unknown)}"
+            )
+        if not request.attributes:
+            raise invalid_argument("attributes is empty: give a title or a chat_type to set")
+        changes = {CHAT_ATTRIBUTES[k]: v for k, v in request.attributes.items()}
+        title = changes.get("title")
+        if title is not None:
+            title = _title(title)
+        chat_type = changes.get("chat_type")
+        if chat_type is not None:
+            chat_type = _optional_choice("chat_type", chat_type, CHAT_TYPES)
+            if chat_type is None:
+                raise invalid_argument(f"chat_type must be one of {', '.join(CHAT_TYPES)}")
+        chat = await self.store.update_chat(
+            self.user_id, request.chat_id, title=title, chat_type=chat_type
+        )
+        return UpdateChatAttributesResponse(chat=chat)
+
+    async def delete_chats(
+        self, request: DeleteChatsRequest, *, timeout: float | None = None
+    ) -> DeleteChatsResponse:
+        ids = _ids("chat_ids", request.chat_ids)
+        for chat_id in ids:  # all or nothing: refuse before deleting anything
+            await self.store.get_chat(self.user_id, chat_id)
+        await self.store.delete_chats(self.user_id, ids)
+        return DeleteChatsResponse(success=True)
+
+    async def create_chat_and_completion(
+        self, request: CreateChatAndCompletionRequest, *, timeout: float | None = None
+    ) -> CreateChatAndCompletionResponse:
+        prompt = _prompt(request.user_prompt)
+        chat, completion = await self.store.create_chat(
+            self.user_id,
+            user_prompt=prompt,
+            chat_type=_choice("chat_type", request.chat_type, CHAT_TYPES, default="apex"),
+            completion_type=_choice(
+                "completion_type", request.completion_type, COMPLETION_TYPES, default="basic"
+            ),
+            title=_title(request.title) if request.title else _title_from(prompt),
+        )
+        return CreateChatAndCompletionResponse(parsed_chat=chat, parsed_completion=completion)
+
+    async def create_completion(
+        self, request: CreateCompletionRequest, *, timeout: float | None = None
+    ) -> CreateCompletionResponse:
+        completion = await self.store.create_completion(
+            self.user_id,
+            request.chat_id,
+            user_prompt=_prompt(request.user_prompt),
+            completion_type=_choice(
+                "completion_type", request.completion_type, COMPLETION_TYPES, default="basic"
+            ),
+        )
+        return CreateCompletionResponse(parsed_completion=completion)
+
+    async def delete_completions(
+        self, request: DeleteCompletionsRequest, *, timeout: float | None = None
+    ) -> DeleteCompletionsResponse:
+        ids = _ids("completion_ids", request.completion_ids)
+        for completion_id in ids:
+            await self.store.get_completion(self.user_id, completion_id)
+        await self.store.delete_completions(self.user_id, ids)
+        return DeleteCompletionsResponse(success=True)
+
+    async def search_chat_ids_by_prompt_and_completion_text(
+        self,
+        request: SearchChatIdsByPromptAndCompletionTextRequest,
+        *,
+        timeout: float | None = None,
+    ) -> SearchChatIdsByPromptAndCompletionTextResponse:
+        if len(request.search_term) > 1000:
+            raise invalid_argument("search_term is over 1000 characters: search for less")
+        ids = await self.store.search_chat_ids(self.user_id, request.search_term)
+        return SearchChatIdsByPromptAndCompletionTextResponse(chat_ids=ids)
+
+    async def update_completion_attributes(
+        self, request: UpdateCompletionAttributesRequest, *, timeout: float | None = None
+    ) -> UpdateCompletionAttributesResponse:
+        if (
+            request.completion_text is None
+            and request.user_prompt_text is None
+            and request.metadata is None
+        ):
+            raise invalid_argument(
+                "nothing to update: give completion_text, user_prompt_text or metadata"
+            )
+        for name, text in (
+            ("completion_text", request.completion_text),
+            ("user_prompt_text", request.user_prompt_text),
+        ):
+            if text is not None and len(text) > MAX_PROMPT_CHARS:
+                raise invalid_argument(f"{name} is over {MAX_PROMPT_CHARS:,} characters")
+        completion = await self.store.update_completion(
+            self.user_id,
+            request.completion_id,
+            completion_text=request.completion_text,
+            user_prompt_text=request.user_prompt_text,
+            metadata=request.metadata,
+        )
+        return UpdateCompletionAttributesResponse(completion=completion)
+
+    async def get_completions_with_deep_researcher_entry(
+        self, request: Empty, *, timeout: float | None = None
+    ) -> GetCompletionsWithDeepResearcherEntryResponse:
+        completions = await self.store.list_deep_research_completions(self.user_id)
+        return GetCompletionsWithDeepResearcherEntryResponse(completions=completions)
+
+
+if TYPE_CHECKING:
+    _local_is_a_client: type[ApexClient] = LocalApex
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+def _check_chat_request(request: ChatCompletionRequest) -> None:
+    if not request.messages:
+        raise invalid_argument("messages is empty: give at least one message with role and content")
+    size = sum(len(m.content) for m in request.messages)
+    if size > MAX_PROMPT_CHARS:
+        raise invalid_argument(
+            f"the messages hold {size:,} characters, over the {MAX_PROMPT_CHARS:,} limit"
+        )
+    for i, message in enumerate(request.messages):
+        if message.role not in ("system", "user", "assistant", "tool", "developer"):
+            raise invalid_argument(
+                f"messages[{i}].role is {message.role!r}: use system, user or assistant"
+            )
+
+
+def _prompt(text: str) -> str:
+    if not text.strip():
+        raise invalid_argument("user_prompt is empty")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise invalid_argument(
+            f"user_prompt is {len(text):,} characters, over the {MAX_PROMPT_CHARS:,} limit"
+        )
+    return text
+
+
+def _title(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) > MAX_TITLE_CHARS:
+        raise invalid_argument(f"title is over {MAX_TITLE_CHARS} characters")
+    return text
+
+
+def _title_from(prompt: str) -> str:
+    # The Apex app titled a new chat after its first prompt.
+    words = " ".join(prompt.split())
+    return words if len(words) <= 60 else words[:59].rstrip() + "…"
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...], *, default: str) -> str:
+    return _optional_choice(name, value, allowed) or default
+
+
+def _optional_choice(name: str, value: str, allowed: tuple[str, ...]) -> str | None:
+    """``value`` when allowed, None when empty; anything else is invalid_argument."""
+    if not value:
+        return None
+    if value not in allowed:
+        raise invalid_argument(f"{name} {value[:40]!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _ids(name: str, ids: list[str]) -> list[str]:
+    if not ids:
+        raise invalid_argument(f"{name} is empty: give at least one id")
+    if len(ids) > MAX_IDS:
+        raise invalid_argument(f"{name} has {len(ids)} ids; at most {MAX_IDS} at a time")
+    return list(dict.fromkeys(ids))
+
+
+def _not_yet(what: str) -> ApexError:
+    return ApexError(
+        Code.UNIMPLEMENTED,
+        f"{what} is not in the embedded engine yet: point apex-mcp at an Apex server "
+        "(APEX_BASE_URL) for it",
+    )

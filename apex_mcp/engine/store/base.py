@@ -1,0 +1,111 @@
+"""What the engine asks of its storage: the ``Store`` protocol and the deep-research ``Job``.
+
+Every row belongs to a user. Methods that take ``user_id`` only ever see that user's rows:
+another user's id is answered ``not_found``, exactly like an id that does not exist. The job
+methods without ``user_id`` are for the engine's own job runner, never for a caller's request.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol, get_args
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from apex_mcp.apex.models import (
+    ChatSession,
+    DeepResearcherResultChunk,
+    ParsedChat,
+    ParsedCompletion,
+    StoredChatCompletion,
+)
+
+JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+JOB_STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
+FINISHED_JOB_STATUSES: frozenset[JobStatus] = frozenset({"completed", "failed", "cancelled"})
+
+
+class Job(BaseModel):
+    """A deep-research job and the chunks of its result (``seq_id`` 1, 2, 3… in order)."""
+
+    id: str
+    user_id: str
+    status: JobStatus
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    request: dict[str, Any]
+    completion_id: str | None = None
+    error: str | None = None
+    chunks: list[DeepResearcherResultChunk] = Field(default_factory=list)
+
+
+class Store(Protocol):
+    """Chats, completions and deep-research jobs, per user. Errors are ``ApexError``s."""
+
+    async def close(self) -> None: ...
+
+    # --- chats and completions ---
+
+    async def create_chat(
+        self,
+        user_id: str,
+        *,
+        user_prompt: str,
+        chat_type: str,
+        completion_type: str,
+        title: str | None = None,
+    ) -> tuple[ParsedChat, ParsedCompletion]: ...
+
+    async def create_completion(
+        self, user_id: str, chat_id: str, *, user_prompt: str, completion_type: str
+    ) -> ParsedCompletion: ...
+
+    async def list_chats(self, user_id: str, chat_type: str | None = None) -> list[ChatSession]: ...
+
+    async def get_chat(self, user_id: str, chat_id: str) -> ChatSession: ...
+
+    async def list_completions(self, user_id: str, chat_id: str) -> list[StoredChatCompletion]: ...
+
+    async def get_completion(self, user_id: str, completion_id: str) -> StoredChatCompletion: ...
+
+    async def update_chat(
+        self, user_id: str, chat_id: str, *, title: str | None = None, chat_type: str | None = None
+    ) -> ChatSession: ...
+
+    async def update_completion(
+        self,
+        user_id: str,
+        completion_id: str,
+        *,
+        completion_text: str | None = None,
+        user_prompt_text: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        error_message: str | None = None,
+    ) -> StoredChatCompletion: ...
+
+    async def delete_chats(self, user_id: str, chat_ids: list[str]) -> int: ...
+
+    async def delete_completions(self, user_id: str, completion_ids: list[str]) -> int: ...
+
+    async def search_chat_ids(self, user_id: str, term: str) -> list[str]: ...
+
+    async def list_deep_research_completions(self, user_id: str) -> list[ParsedCompletion]: ...
+
+    # --- deep-research jobs ---
+
+    async def create_job(
+        self, user_id: str, *, request: dict[str, Any], completion_id: str | None = None
+    ) -> Job: ...
+
+    async def get_job(self, user_id: str, job_id: str, *, after_seq: int = 0) -> Job: ...
+
+    async def append_chunk(self, job_id: str, chunk: str) -> int: ...
+
+    async def set_job_status(
+        self, job_id: str, status: JobStatus, *, error: str | None = None
+    ) -> Job: ...
+
+    async def list_jobs_by_status(self, statuses: list[JobStatus]) -> list[Job]: ...
+
+    # --- maintenance ---
+
+    async def integrity_check(self) -> str: ...

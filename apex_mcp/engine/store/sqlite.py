@@ -1,0 +1,803 @@
+"""SqliteStore: the engine's ``Store`` in one SQLite file, safe for several processes at once.
+
+- WAL, ``synchronous=FULL``, foreign keys on, a 30 s busy timeout, and every write in a
+  ``BEGIN IMMEDIATE`` transaction: a second process waits for the write lock instead of
+  failing half-way or losing a write.
+- One connection, used by one worker thread at a time (a ``CapacityLimiter(1)``), so SQLite
+  never blocks the event loop.
+- The schema is versioned with ``PRAGMA user_version``: ``MIGRATIONS[n]`` takes version n to
+  n + 1, each in its own transaction, at open.
+- Timestamps are stored as fixed-width UTC text with microseconds, so they sort as text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from apex_mcp.apex.errors import ApexError, Code
+from apex_mcp.apex.models import (
+    ChatSession,
+    DeepResearcherResultChunk,
+    ParsedChat,
+    ParsedCompletion,
+    StoredChatCompletion,
+)
+from apex_mcp.engine.store.base import FINISHED_JOB_STATUSES, JOB_STATUSES, Job, JobStatus
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's write to finish
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+MIGRATIONS: list[str] = [
+    # 1: chats, completions (with a full-text index), deep-research jobs and their chunks.
+    """
+    CREATE TABLE chats (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        user_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        chat_type TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (id, user_id)
+    );
+    CREATE INDEX chats_by_user ON chats (user_id, created_at);
+
+    CREATE TABLE completions (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        chat_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        completion_type TEXT NOT NULL,
+        user_prompt_text TEXT NOT NULL,
+        completion_text TEXT NOT NULL DEFAULT '',
+        metadata TEXT NOT NULL DEFAULT '{}' CHECK (json_type(metadata) = 'object'),
+        error_message TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        completed_at TEXT,
+        UNIQUE (id, user_id),
+        FOREIGN KEY (chat_id, user_id) REFERENCES chats (id, user_id) ON DELETE CASCADE
+    );
+    CREATE INDEX completions_by_chat ON completions (chat_id, user_id, created_at);
+    CREATE INDEX completions_by_user ON completions (user_id, created_at);
+
+    CREATE VIRTUAL TABLE completions_fts USING fts5 (
+        user_prompt_text,
+        completion_text,
+        content = 'completions',
+        content_rowid = 'seq',
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER completions_fts_insert AFTER INSERT ON completions BEGIN
+        INSERT INTO completions_fts (rowid, user_prompt_text, completion_text)
+        VALUES (new.seq, new.user_prompt_text, new.completion_text);
+    END;
+    CREATE TRIGGER completions_fts_delete AFTER DELETE ON completions BEGIN
+        INSERT INTO completions_fts (completions_fts, rowid, user_prompt_text, completion_text)
+        VALUES ('delete', old.seq, old.user_prompt_text, old.completion_text);
+    END;
+    CREATE TRIGGER completions_fts_update
+    AFTER UPDATE OF user_prompt_text, completion_text ON completions BEGIN
+        INSERT INTO completions_fts (completions_fts, rowid, user_prompt_text, completion_text)
+        VALUES ('delete', old.seq, old.user_prompt_text, old.completion_text);
+        INSERT INTO completions_fts (rowid, user_prompt_text, completion_text)
+        VALUES (new.seq, new.user_prompt_text, new.completion_text);
+    END;
+
+    CREATE TABLE jobs (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        user_id TEXT NOT NULL,
+        status TEXT NOT NULL
+            CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+        request TEXT NOT NULL CHECK (json_type(request) = 'object'),
+        completion_id TEXT REFERENCES completions (id) ON DELETE SET NULL,
+        error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (id, user_id)
+    );
+    CREATE INDEX jobs_by_status ON jobs (status, created_at);
+    CREATE INDEX jobs_by_completion ON jobs (completion_id);
+
+    CREATE TABLE job_chunks (
+        job_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        seq_id INTEGER NOT NULL CHECK (seq_id > 0),
+        chunk TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (job_id, seq_id),
+        FOREIGN KEY (job_id, user_id) REFERENCES jobs (id, user_id) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    """,
+]
+
+
+class SqliteStore:
+    """The ``Store`` in a SQLite file. ``await open()`` before use (or ``async with``)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    # --- lifecycle ---
+
+    async def open(self) -> None:
+        """Create the file and its directory if missing and bring the schema up to date."""
+        if self._conn is not None:
+            return
+        try:
+            conn = await anyio.to_thread.run_sync(self._connect)
+        except sqlite3.Error as e:
+            raise _apex_error(e, self.path) from e
+        except OSError as e:  # e.g. the directory cannot be created
+            raise ApexError(Code.FAILED_PRECONDITION, f"cannot open {self.path}: {e}") from e
+        self._conn, self._limiter = conn, anyio.CapacityLimiter(1)
+
+    async def close(self) -> None:
+        conn, limiter = self._conn, self._limiter
+        if conn is None or limiter is None:
+            return
+        self._conn = None
+        # Shielded: a cancelled caller must still wait for the running call and close the file.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(conn.close, limiter=limiter)
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves; timeout is the busy timeout.
+        conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.row_factory = sqlite3.Row
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise ApexError(
+                    Code.FAILED_PRECONDITION,
+                    f"SQLite cannot use WAL mode for {self.path} (it says {mode!r}); "
+                    "put the database on a local disk",
+                )
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            _migrate(conn, self.path)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        # A deferred transaction: several SELECTs see one consistent snapshot.
+        return await self._run(work, "BEGIN")
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        # IMMEDIATE takes the write lock up front (waiting up to BUSY_TIMEOUT for it), so a
+        # transaction never fails half-way because another process wrote in between.
+        return await self._run(work, "BEGIN IMMEDIATE")
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T], begin: str) -> T:
+        conn, limiter = self._conn, self._limiter
+        if conn is None or limiter is None:
+            raise RuntimeError("the store is not open: await store.open() first")
+
+        def in_transaction() -> T:
+            with _transaction(conn, begin):
+                return work(conn)
+
+        try:
+            return await anyio.to_thread.run_sync(in_transaction, limiter=limiter)
+        except sqlite3.Error as e:
+            raise _apex_error(e, self.path) from e
+        except UnicodeEncodeError:
+            raise ApexError(
+                Code.INVALID_ARGUMENT, "the text is not valid Unicode (it has lone surrogates)"
+            ) from None
+
+    # --- chats and completions ---
+
+    async def create_chat(
+        self,
+        user_id: str,
+        *,
+        user_prompt: str,
+        chat_type: str,
+        completion_type: str,
+        title: str | None = None,
+    ) -> tuple[ParsedChat, ParsedCompletion]:
+        """A new chat with its first completion (empty ``completion_text``), in one transaction.
+
+        Without a ``title``, the chat is titled with the start of the prompt.
+        """
+        chat_id, completion_id = _new_id(), _new_id()
+        title = _title_from(user_prompt) if title is None else title
+
+        def write(conn: sqlite3.Connection) -> str:
+            now = _now()
+            conn.execute(
+                "INSERT INTO chats (id, user_id, title, chat_type, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (chat_id, user_id, title, chat_type, now, now),
+            )
+            _insert_completion(
+                conn, user_id, chat_id, completion_id, user_prompt, completion_type, now
+            )
+            return now
+
+        created = _time(await self._write(write))
+        chat = ParsedChat(id=chat_id, title=title, created_at=created, chat_type=chat_type)
+        completion = ParsedCompletion(
+            id=completion_id,
+            chat_id=chat_id,
+            created_at=created,
+            user_prompt_text=user_prompt,
+            completion_text="",
+            completion_type=completion_type,
+            metadata={},
+        )
+        return chat, completion
+
+    async def create_completion(
+        self, user_id: str, chat_id: str, *, user_prompt: str, completion_type: str
+    ) -> ParsedCompletion:
+        """A new completion (empty ``completion_text``) in a chat; bumps the chat's updated_at."""
+        chat_id = _uuid(chat_id, "chat id")
+        completion_id = _new_id()
+
+        def write(conn: sqlite3.Connection) -> str:
+            now = _now()
+            bumped = conn.execute(
+                "UPDATE chats SET updated_at = ? WHERE id = ? AND user_id = ?",
+                (now, chat_id, user_id),
+            )
+            if bumped.rowcount == 0:
+                raise _no("chat", chat_id)
+            _insert_completion(
+                conn, user_id, chat_id, completion_id, user_prompt, completion_type, now
+            )
+            return now
+
+        created = _time(await self._write(write))
+        return ParsedCompletion(
+            id=completion_id,
+            chat_id=chat_id,
+            created_at=created,
+            user_prompt_text=user_prompt,
+            completion_text="",
+            completion_type=completion_type,
+            metadata={},
+        )
+
+    async def list_chats(self, user_id: str, chat_type: str | None = None) -> list[ChatSession]:
+        """The user's chats, newest first; only those of ``chat_type`` if given (not empty)."""
+        sql = "SELECT * FROM chats WHERE user_id = ?"
+        params: tuple[str, ...] = (user_id,)
+        if chat_type:
+            sql += " AND chat_type = ?"
+            params += (chat_type,)
+        sql += " ORDER BY created_at DESC, seq DESC"
+        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
+        return [_chat_session(row) for row in rows]
+
+    async def get_chat(self, user_id: str, chat_id: str) -> ChatSession:
+        chat_id = _uuid(chat_id, "chat id")
+        return _chat_session(await self._read(lambda conn: _chat_row(conn, user_id, chat_id)))
+
+    async def list_completions(self, user_id: str, chat_id: str) -> list[StoredChatCompletion]:
+        """The chat's completions, oldest first."""
+        chat_id = _uuid(chat_id, "chat id")
+
+        def read(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            _chat_row(conn, user_id, chat_id)
+            return conn.execute(
+                "SELECT * FROM completions WHERE chat_id = ? AND user_id = ?"
+                " ORDER BY created_at, seq",
+                (chat_id, user_id),
+            ).fetchall()
+
+        return [_stored_completion(row) for row in await self._read(read)]
+
+    async def get_completion(self, user_id: str, completion_id: str) -> StoredChatCompletion:
+        completion_id = _uuid(completion_id, "completion id")
+        row = await self._read(lambda conn: _completion_row(conn, user_id, completion_id))
+        return _stored_completion(row)
+
+    async def update_chat(
+        self, user_id: str, chat_id: str, *, title: str | None = None, chat_type: str | None = None
+    ) -> ChatSession:
+        """Change the title and/or chat type (None leaves it) and bump updated_at."""
+        chat_id = _uuid(chat_id, "chat id")
+        if title is None and chat_type is None:
+            return await self.get_chat(user_id, chat_id)
+
+        def write(conn: sqlite3.Connection) -> sqlite3.Row:
+            conn.execute(
+                "UPDATE chats SET title = coalesce(?, title), chat_type = coalesce(?, chat_type),"
+                " updated_at = ? WHERE id = ? AND user_id = ?",
+                (title, chat_type, _now(), chat_id, user_id),
+            )
+            return _chat_row(conn, user_id, chat_id)
+
+        return _chat_session(await self._write(write))
+
+    async def update_completion(
+        self,
+        user_id: str,
+        completion_id: str,
+        *,
+        completion_text: str | None = None,
+        user_prompt_text: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        error_message: str | None = None,
+    ) -> StoredChatCompletion:
+        """Set the given fields (None leaves a field as is).
+
+        ``metadata`` replaces the stored object; setting ``completion_text`` sets completed_at.
+        """
+        completion_id = _uuid(completion_id, "completion id")
+        changes: dict[str, str] = {}
+        if completion_text is not None:
+            changes["completion_text"] = completion_text
+        if user_prompt_text is not None:
+            changes["user_prompt_text"] = user_prompt_text
+        if metadata is not None:
+            changes["metadata"] = _json_object(metadata, "metadata")
+        if error_message is not None:
+            changes["error_message"] = error_message
+
+        def write(conn: sqlite3.Connection) -> sqlite3.Row:
+            if changes:
+                if "completion_text" in changes:
+                    changes["completed_at"] = _now()
+                # Column names come from the fixed keys above, never from the caller.
+                assignments = ", ".join(f"{column} = ?" for column in changes)
+                conn.execute(
+                    f"UPDATE completions SET {assignments} WHERE id = ? AND user_id = ?",
+                    (*changes.values(), completion_id, user_id),
+                )
+            return _completion_row(conn, user_id, completion_id)
+
+        return _stored_completion(await self._write(write))
+
+    async def delete_chats(self, user_id: str, chat_ids: list[str]) -> int:
+        """Delete the user's chats among ``chat_ids`` with their completions; how many went."""
+        ids = _unique_uuids(chat_ids, "chat id")
+        return await self._write(
+            lambda conn: _delete_each(
+                conn, "DELETE FROM chats WHERE id = ? AND user_id = ?", user_id, ids
+            )
+        )
+
+    async def delete_completions(self, user_id: str, completion_ids: list[str]) -> int:
+        """Delete the user's completions among ``completion_ids``; how many went."""
+        ids = _unique_uuids(completion_ids, "completion id")
+        return await self._write(
+            lambda conn: _delete_each(
+                conn, "DELETE FROM completions WHERE id = ? AND user_id = ?", user_id, ids
+            )
+        )
+
+    async def search_chat_ids(self, user_id: str, term: str) -> list[str]:
+        """Ids of the user's chats with a completion matching every word of ``term`` in its
+        prompt or text (the last word as a prefix), most recently updated first."""
+        query = fts_query(term)
+        if query is None:
+            return []
+        rows = await self._read(
+            lambda conn: conn.execute(
+                "SELECT id FROM chats WHERE user_id = ? AND id IN ("
+                " SELECT completions.chat_id FROM completions_fts"
+                " JOIN completions ON completions.seq = completions_fts.rowid"
+                " WHERE completions_fts MATCH ? AND completions.user_id = ?)"
+                " ORDER BY updated_at DESC, seq DESC",
+                (user_id, query, user_id),
+            ).fetchall()
+        )
+        return [row["id"] for row in rows]
+
+    async def list_deep_research_completions(self, user_id: str) -> list[ParsedCompletion]:
+        """The user's completions whose metadata has a "deep-researcher" entry, newest first."""
+        rows = await self._read(
+            lambda conn: conn.execute(
+                "SELECT * FROM completions WHERE user_id = ?"
+                """ AND json_type(metadata, '$."deep-researcher"') IS NOT NULL"""
+                " ORDER BY created_at DESC, seq DESC",
+                (user_id,),
+            ).fetchall()
+        )
+        return [_parsed_completion(row) for row in rows]
+
+    # --- deep-research jobs ---
+
+    async def create_job(
+        self, user_id: str, *, request: dict[str, Any], completion_id: str | None = None
+    ) -> Job:
+        """A pending job for ``request``, tied to one of the user's completions if given."""
+        request_json = _json_object(request, "request")
+        if completion_id is not None:
+            completion_id = _uuid(completion_id, "completion id")
+        job_id = _new_id()
+
+        def write(conn: sqlite3.Connection) -> Job:
+            if completion_id is not None:
+                _completion_row(conn, user_id, completion_id)
+            now = _now()
+            conn.execute(
+                "INSERT INTO jobs (id, user_id, status, request, completion_id, created_at,"
+                " updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
+                (job_id, user_id, request_json, completion_id, now, now),
+            )
+            return _job(conn, _job_row(conn, job_id, user_id))
+
+        return await self._write(write)
+
+    async def get_job(self, user_id: str, job_id: str, *, after_seq: int = 0) -> Job:
+        """The job with its chunks after ``after_seq`` (all of them by default), in order."""
+        job_id = _uuid(job_id, "job id")
+        return await self._read(
+            lambda conn: _job(conn, _job_row(conn, job_id, user_id), after_seq=after_seq)
+        )
+
+    async def append_chunk(self, job_id: str, chunk: str) -> int:
+        """Add a chunk to a job's result; its seq_id, one more than the last (1 for the first).
+
+        A finished job (completed, failed, cancelled) takes no more chunks: failed_precondition.
+        """
+        job_id = _uuid(job_id, "job id")
+
+        def write(conn: sqlite3.Connection) -> int:
+            job = _job_row(conn, job_id)
+            if job["status"] in FINISHED_JOB_STATUSES:
+                raise ApexError(
+                    Code.FAILED_PRECONDITION,
+                    f"job {job_id} is {job['status']}: it takes no more chunks",
+                )
+            now = _now()
+            # Safe without a race: the IMMEDIATE transaction holds the database's write lock.
+            seq_id: int = conn.execute(
+                "SELECT coalesce(max(seq_id), 0) + 1 FROM job_chunks WHERE job_id = ?", (job_id,)
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT INTO job_chunks (job_id, user_id, seq_id, chunk, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (job_id, job["user_id"], seq_id, chunk, now),
+            )
+            conn.execute("UPDATE jobs SET updated_at = ? WHERE id = ?", (now, job_id))
+            return seq_id
+
+        return await self._write(write)
+
+    async def set_job_status(
+        self, job_id: str, status: JobStatus, *, error: str | None = None
+    ) -> Job:
+        """Move a job to ``status`` with ``error`` (None clears it); returns it with its chunks.
+
+        A finished job stays as it is: setting its own status again is a no-op, any other
+        status is failed_precondition (so a late "completed" cannot undo a "cancelled").
+        """
+        job_id = _uuid(job_id, "job id")
+        _check_statuses([status])
+
+        def write(conn: sqlite3.Connection) -> Job:
+            job = _job_row(conn, job_id)
+            if job["status"] in FINISHED_JOB_STATUSES:
+                if job["status"] == status:
+                    return _job(conn, job)
+                raise ApexError(
+                    Code.FAILED_PRECONDITION,
+                    f"job {job_id} is already {job['status']}; it cannot become {status}",
+                )
+            conn.execute(
+                "UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+                (status, error, _now(), job_id),
+            )
+            return _job(conn, _job_row(conn, job_id))
+
+        return await self._write(write)
+
+    async def list_jobs_by_status(self, statuses: list[JobStatus]) -> list[Job]:
+        """Every user's jobs in one of ``statuses``, oldest first (to resume after a restart)."""
+        _check_statuses(statuses)
+        wanted = sorted(set(statuses))
+        if not wanted:
+            return []
+        marks = ", ".join("?" * len(wanted))
+
+        def read(conn: sqlite3.Connection) -> list[Job]:
+            rows = conn.execute(
+                f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created_at, seq", wanted
+            ).fetchall()
+            return [_job(conn, row) for row in rows]
+
+        return await self._read(read)
+
+    # --- maintenance ---
+
+    async def integrity_check(self) -> str:
+        """``"ok"``, or the problems found, one a line: SQLite's ``PRAGMA integrity_check``,
+        and whether the full-text index matches the completions."""
+
+        def check(conn: sqlite3.Connection) -> str:
+            problems = [str(row[0]) for row in conn.execute("PRAGMA integrity_check")]
+            problems = [] if problems == ["ok"] else problems
+            try:
+                # rank = 1: compare the index with the completions table, not only itself.
+                conn.execute(
+                    "INSERT INTO completions_fts (completions_fts, rank)"
+                    " VALUES ('integrity-check', 1)"
+                )
+            except sqlite3.DatabaseError as e:
+                problems.append(f"the full-text index does not match the completions ({e})")
+            return "\n".join(problems) or "ok"
+
+        # The full-text check is written as an INSERT, so it runs in a write transaction.
+        return await self._write(check)
+
+
+# --- full-text queries ----------------------------------------------------------------------
+
+_SEARCHABLE = re.compile(r"[^\W_]")  # a word with no letter or digit has no token to match
+
+
+def fts_query(term: str) -> str | None:
+    """An FTS5 query that matches every word of ``term`` as plain text, the last as a prefix.
+
+    Each word is quoted, so FTS5 syntax (AND, OR, NEAR, *, ^, column:, quotes) is searched as
+    words, and the index's tokenizer splits and folds the word exactly as it did the stored
+    text. None when no word is searchable.
+    """
+    # FTS5 stops reading a query at NUL; lone surrogates cannot be encoded for SQLite.
+    term = term.replace("\x00", " ").encode("utf-8", "replace").decode("utf-8")
+    words = [word for word in term.split() if _SEARCHABLE.search(word)]
+    if not words:
+        return None
+    phrases = ['"' + word.replace('"', '""') + '"' for word in words]
+    phrases[-1] += "*"
+    return " ".join(phrases)
+
+
+# --- helpers (run in the worker thread, inside a transaction) --------------------------------
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection, begin: str) -> Iterator[None]:
+    conn.execute(begin)
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    # One migration per transaction; under the write lock, so when two processes open a new
+    # file at once, one applies it and the other then sees the new version and skips it.
+    while True:
+        with _transaction(conn, "BEGIN IMMEDIATE"):
+            version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise ApexError(
+                    Code.FAILED_PRECONDITION,
+                    f"{path} has schema version {version}, newer than this apex-mcp knows "
+                    f"({len(MIGRATIONS)}): upgrade apex-mcp or use another database file",
+                )
+            if version == len(MIGRATIONS):
+                return
+            for statement in _statements(MIGRATIONS[version]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+
+
+def _statements(script: str) -> Iterator[str]:
+    # conn.executescript() would COMMIT first, so run the script statement by statement.
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            yield statement
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"a migration ends with an incomplete statement: {statement[:80]!r}")
+
+
+def _insert_completion(
+    conn: sqlite3.Connection,
+    user_id: str,
+    chat_id: str,
+    completion_id: str,
+    user_prompt: str,
+    completion_type: str,
+    now: str,
+) -> None:
+    conn.execute(
+        "INSERT INTO completions (id, chat_id, user_id, completion_type, user_prompt_text,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (completion_id, chat_id, user_id, completion_type, user_prompt, now),
+    )
+
+
+def _chat_row(conn: sqlite3.Connection, user_id: str, chat_id: str) -> sqlite3.Row:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM chats WHERE id = ? AND user_id = ?", (chat_id, user_id)
+    ).fetchone()
+    if row is None:
+        raise _no("chat", chat_id)
+    return row
+
+
+def _completion_row(conn: sqlite3.Connection, user_id: str, completion_id: str) -> sqlite3.Row:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM completions WHERE id = ? AND user_id = ?", (completion_id, user_id)
+    ).fetchone()
+    if row is None:
+        raise _no("completion", completion_id)
+    return row
+
+
+def _job_row(conn: sqlite3.Connection, job_id: str, user_id: str | None = None) -> sqlite3.Row:
+    # Without user_id: the engine's runner, which may touch any user's job.
+    sql, params = "SELECT * FROM jobs WHERE id = ?", [job_id]
+    if user_id is not None:
+        sql, params = sql + " AND user_id = ?", [job_id, user_id]
+    row: sqlite3.Row | None = conn.execute(sql, params).fetchone()
+    if row is None:
+        raise _no("job", job_id)
+    return row
+
+
+def _job(conn: sqlite3.Connection, row: sqlite3.Row, *, after_seq: int = 0) -> Job:
+    chunks = conn.execute(
+        "SELECT seq_id, chunk FROM job_chunks WHERE job_id = ? AND seq_id > ? ORDER BY seq_id",
+        (row["id"], after_seq),
+    ).fetchall()
+    return Job(
+        id=row["id"],
+        user_id=row["user_id"],
+        status=row["status"],
+        created_at=_time(row["created_at"]),
+        updated_at=_time(row["updated_at"]),
+        request=json.loads(row["request"]),
+        completion_id=row["completion_id"],
+        error=row["error"],
+        chunks=[DeepResearcherResultChunk(seq_id=c["seq_id"], chunk=c["chunk"]) for c in chunks],
+    )
+
+
+def _delete_each(conn: sqlite3.Connection, sql: str, user_id: str, ids: list[str]) -> int:
+    # One statement per id: no limit on how many ids a call may pass.
+    return sum(conn.execute(sql, (row_id, user_id)).rowcount for row_id in ids)
+
+
+# --- conversions ----------------------------------------------------------------------------
+
+
+def _chat_session(row: sqlite3.Row) -> ChatSession:
+    return ChatSession(
+        id=row["id"],
+        user_id=row["user_id"],
+        title=row["title"],
+        chat_type=row["chat_type"],
+        created_at=_time(row["created_at"]),
+        updated_at=_time(row["updated_at"]),
+    )
+
+
+def _stored_completion(row: sqlite3.Row) -> StoredChatCompletion:
+    completed_at = row["completed_at"]
+    return StoredChatCompletion(
+        id=row["id"],
+        chat_id=row["chat_id"],
+        completion_type=row["completion_type"],
+        created_at=_time(row["created_at"]),
+        completed_at=None if completed_at is None else _time(completed_at),
+        user_prompt_text=row["user_prompt_text"],
+        completion_text=row["completion_text"],
+        metadata=json.loads(row["metadata"]),
+        error_message=row["error_message"],
+    )
+
+
+def _parsed_completion(row: sqlite3.Row) -> ParsedCompletion:
+    return ParsedCompletion(
+        id=row["id"],
+        chat_id=row["chat_id"],
+        created_at=_time(row["created_at"]),
+        user_prompt_text=row["user_prompt_text"],
+        completion_text=row["completion_text"],
+        completion_type=row["completion_type"],
+        metadata=json.loads(row["metadata"]),
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime(_TIME_FORMAT)
+
+
+def _time(text: str) -> datetime:
+    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _uuid(value: str, what: str) -> str:
+    """``value`` in the canonical form ids are stored in; invalid_argument if not a UUID."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, TypeError, AttributeError):
+        shown = repr(value) if len(repr(value)) <= 50 else repr(value)[:47] + "…"
+        raise ApexError(Code.INVALID_ARGUMENT, f"{what} {shown} is not a UUID") from None
+
+
+def _unique_uuids(values: list[str], what: str) -> list[str]:
+    return list(dict.fromkeys(_uuid(value, what) for value in values))
+
+
+def _no(what: str, row_id: str) -> ApexError:
+    return ApexError(Code.NOT_FOUND, f"no {what} {row_id}")
+
+
+def _check_statuses(statuses: list[JobStatus]) -> None:
+    for status in statuses:
+        if status not in JOB_STATUSES:
+            raise ApexError(
+                Code.INVALID_ARGUMENT,
+                f"unknown job status {status!r}; one of {', '.join(JOB_STATUSES)}",
+            )
+
+
+def _json_object(value: object, what: str) -> str:
+    if not isinstance(value, dict):
+        raise ApexError(Code.INVALID_ARGUMENT, f"{what} must be a JSON object")
+    try:
+        # allow_nan=False: NaN is not JSON, and SQLite's JSON functions would reject the row.
+        return json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as e:
+        raise ApexError(Code.INVALID_ARGUMENT, f"{what} is not valid JSON: {e}") from None
+
+
+def _title_from(prompt: str, limit: int = 80) -> str:
+    title = " ".join(prompt.split())
+    return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
+
+
+def _apex_error(error: sqlite3.Error, path: Path) -> ApexError:
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return ApexError(
+            Code.UNAVAILABLE,
+            f"the database {path} stayed locked by another process for {BUSY_TIMEOUT:g} s",
+        )
+    if code == sqlite3.SQLITE_FULL:
+        return ApexError(Code.RESOURCE_EXHAUSTED, f"the disk holding {path} is full")
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return ApexError(Code.DATA_LOSS, f"{path} is damaged or not an apex-mcp database: {error}")
+    return ApexError(Code.INTERNAL, f"database error in {path}: {error}")
