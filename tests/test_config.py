@@ -1,0 +1,128 @@
+"""Settings: environment variables, the TOML file, shorthands and secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from apex_mcp.config import Settings, default_config_file, load_settings
+
+TWO_MINERS = """
+db = "~/apex/chats.db"
+
+[[miners]]
+name = "local"
+preset = "ollama"
+base_url = "http://127.0.0.1:11434/v1"
+models = ["llama3.2", "qwen2.5:7b"]
+
+[[miners]]
+name = "chutes"
+base_url = "https://llm.chutes.ai/v1"
+api_key_env = "CHUTES_API_KEY"
+models = ["deepseek-ai/DeepSeek-V3"]
+timeout = 60
+
+[gateway_keys]
+alice = "alice-secret-key"
+"""
+
+
+def test_defaults_use_the_embedded_engine_and_the_user_data_dir(isolated_environment: Path) -> None:
+    settings = load_settings()
+    assert settings.resolved_backend == "local"
+    assert settings.db.is_relative_to(isolated_environment)
+    assert settings.db.name == "apex.db"
+    assert settings.miners == []
+
+
+def test_a_key_or_base_url_selects_the_remote_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MACROCOSMOS_API_KEY", "mc-key")
+    assert load_settings().resolved_backend == "remote"
+    assert load_settings(backend="local").resolved_backend == "local"
+    monkeypatch.delenv("MACROCOSMOS_API_KEY")
+    monkeypatch.setenv("APEX_BASE_URL", "http://127.0.0.1:8765/")
+    settings = load_settings()
+    assert settings.resolved_backend == "remote" and settings.base_url == "http://127.0.0.1:8765"
+
+
+def test_the_toml_file_configures_two_miners_and_gateway_keys(
+    isolated_environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = default_config_file()
+    path.parent.mkdir(parents=True)
+    path.write_text(TWO_MINERS)
+    monkeypatch.setenv("CHUTES_API_KEY", "cpk-123")
+    settings = load_settings()
+    assert [m.name for m in settings.miners] == ["local", "chutes"]
+    assert settings.miners[0].models == ["llama3.2", "qwen2.5:7b"]
+    assert settings.miners[1].resolved_api_key() is not None
+    assert settings.db == isolated_environment / "apex" / "chats.db"
+    assert settings.gateway_user("alice-secret-key") == "alice"
+    assert settings.gateway_user("wrong") is None and settings.gateway_user(None) is None
+
+
+def test_environment_beats_the_file(
+    isolated_environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = isolated_environment / "elsewhere.toml"
+    path.write_text('db = "/from/file.db"\nlog_level = "INFO"\n')
+    monkeypatch.setenv("APEX_CONFIG", str(path))
+    monkeypatch.setenv("APEX_DB", "/from/env.db")
+    settings = load_settings()
+    assert settings.db == Path("/from/env.db") and settings.log_level == "INFO"
+    assert load_settings(db="/from/flag.db").db == Path("/from/flag.db")
+
+
+def test_a_missing_config_file_named_explicitly_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APEX_CONFIG", "/no/such/config.toml")
+    with pytest.raises(FileNotFoundError, match="APEX_CONFIG"):
+        load_settings()
+
+
+def test_one_line_miner_shorthand(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APEX_MINER", "https://inference.example/v1")
+    monkeypatch.setenv("APEX_MINER_API_KEY", "sk-miner-key")
+    monkeypatch.setenv("APEX_MINER_MODEL", "m-large,m-small")
+    settings = load_settings()
+    (miner,) = settings.miners
+    assert miner.base_url == "https://inference.example/v1"
+    assert miner.models == ["m-large", "m-small"]
+    assert miner.resolved_api_key() is not None
+    monkeypatch.setenv("APEX_MINER", "ollama:llama3.2")
+    monkeypatch.delenv("APEX_MINER_MODEL")
+    (ollama,) = load_settings().miners
+    assert ollama.base_url == "http://127.0.0.1:11434/v1" and ollama.models == ["llama3.2"]
+
+
+def test_miners_from_json_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "APEX_MINERS", '[{"name": "a", "base_url": "http://127.0.0.1:1/v1", "models": ["x"]}]'
+    )
+    assert [m.name for m in load_settings().miners] == ["a"]
+
+
+def test_bad_settings_say_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APEX_MINER", "olama")
+    with pytest.raises(ValidationError, match="unknown miner preset 'olama'"):
+        load_settings()
+    monkeypatch.delenv("APEX_MINER")
+    monkeypatch.setenv("APEX_BACKEND", "cloud")
+    with pytest.raises(ValidationError, match="backend"):
+        load_settings()
+
+
+def test_secrets_stay_out_of_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APEX_API_KEY", "apex-key-secret-1")
+    monkeypatch.setenv("APEX_MINER", "openai")
+    monkeypatch.setenv("APEX_MINER_API_KEY", "miner-key-secret-2")
+    monkeypatch.setenv("APEX_GATEWAY_KEYS", '{"bob": "gateway-key-secret-3"}')
+    monkeypatch.setenv("APEX_HTTP_TOKEN", "http-token-secret-4")
+    settings = Settings()
+    text = repr(settings) + str(settings) + str(settings.model_dump())
+    for secret in ("apex-key-secret-1", "miner-key-secret-2", "gateway-key-secret-3", "http-token"):
+        assert secret not in text
