@@ -10,11 +10,10 @@ from typing import Any
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args.command = "serve"
-        args.http = False
+    words = list(sys.argv[1:] if argv is None else argv)
+    if not words or words[0] not in (*COMMANDS, "-h", "--help", "--version"):
+        words = ["serve", *words]  # what hosts spawn: `apex-mcp [options]` serves over stdio
+    args = build_parser().parse_args(words)
     try:
         return int(COMMANDS[args.command](args) or 0)
     except KeyboardInterrupt:
@@ -32,6 +31,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"apex-mcp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    serve = commands.add_parser(
+        "serve",
+        help="serve MCP over stdio (the default) or streamable HTTP",
+        description="Serve the MCP server. Hosts such as Claude Desktop spawn it over stdio.",
+    )
+    serve.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    _server_options(serve)
+
+    call = commands.add_parser(
+        "call",
+        help="call one tool without a host and print its result",
+        description="Call a tool in-process, e.g. apex-mcp call web_search "
+        'search_query="what is bittensor" n_results=3. Values are read as JSON when they '
+        "parse (numbers, true/false, lists), else as text.",
+    )
+    call.add_argument("tool", help="the tool's name (see apex-mcp call --list)", nargs="?")
+    call.add_argument("arguments", nargs="*", metavar="key=value")
+    call.add_argument("--list", action="store_true", help="list the tools and exit")
+    call.add_argument("--json", action="store_true", help="print the structured output as JSON")
+    _server_options(call)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the configuration, backend, store and miners (no secret is printed)",
+    )
+    _server_options(doctor)
+
+    config = commands.add_parser("config", help="print host configuration for this install")
+    config.add_argument("host", choices=["claude"], help="claude: the Claude Desktop entry")
+
     gateway = commands.add_parser(
         "gateway",
         help="serve the embedded Apex engine over the Apex wire protocol (Connect, HTTP/2)",
@@ -44,6 +75,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    from .server.tools import TOOLSETS
+
+    parser.add_argument(
+        "--backend",
+        choices=["auto", "local", "remote"],
+        help="local: the embedded engine; remote: an Apex server (APEX_BASE_URL, APEX_API_KEY);"
+        " auto (default): remote when a key or base URL is set",
+    )
+    parser.add_argument(
+        "--toolsets",
+        help=f"comma-separated groups of tools to serve: {', '.join(TOOLSETS)} (default: all)",
+    )
+    parser.add_argument(
+        "--read-only", action="store_true", help="hide every tool that changes data"
+    )
+    _engine_options(parser)
+
+
 def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", help="the SQLite database file (default: in the user data dir)")
     parser.add_argument(
@@ -51,12 +101,16 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _settings(args: argparse.Namespace, **extra: Any) -> Any:
+def _settings(args: argparse.Namespace) -> Any:
     from .config import load_settings
 
-    settings = load_settings(db=getattr(args, "db", None), log_level=args.log_level, **extra)
+    settings = load_settings(
+        db=getattr(args, "db", None),
+        log_level=args.log_level,
+        backend=getattr(args, "backend", None),
+    )
     logging.basicConfig(
-        level=settings.log_level.upper(),
+        level=settings.log_level,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
@@ -78,7 +132,76 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"gateway": cmd_gateway}
+def _toolsets(args: argparse.Namespace) -> list[Any] | None:
+    from .server.tools import TOOLSETS
+
+    if not args.toolsets:
+        return None
+    chosen = [name.strip() for name in args.toolsets.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in TOOLSETS]
+    if unknown:
+        raise SystemExit(f"unknown toolset {', '.join(unknown)}: use {', '.join(TOOLSETS)}")
+    return chosen
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server.app import banner, build_server, selected_tools
+
+    settings = _settings(args)
+    toolsets = _toolsets(args)
+    mcp = build_server(settings, toolsets, read_only=args.read_only)
+    tools = selected_tools(settings, toolsets, read_only=args.read_only)
+    if args.http:
+        import anyio
+
+        from .server.http import serve_http
+
+        print(banner(settings, tools, f"http://{args.host}:{args.port}/mcp"), file=sys.stderr)
+        anyio.run(serve_http, mcp, settings, args.host, args.port)
+    else:
+        print(banner(settings, tools, "stdio"), file=sys.stderr)
+        mcp.run()
+    return 0
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    import anyio
+
+    from .calling import call_tool
+
+    settings = _settings(args)
+    return anyio.run(call_tool, settings, args, _toolsets(args))
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import anyio
+
+    from .doctor import doctor
+
+    return anyio.run(doctor, _settings(args))
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import json
+    import shutil
+
+    command = shutil.which("apex-mcp")
+    entry: dict[str, Any] = (
+        {"command": command, "args": []}
+        if command
+        else {"command": sys.executable, "args": ["-m", "apex_mcp"]}
+    )
+    print(json.dumps({"mcpServers": {"apex": entry}}, indent=2))
+    return 0
+
+
+COMMANDS = {
+    "serve": cmd_serve,
+    "call": cmd_call,
+    "doctor": cmd_doctor,
+    "config": cmd_config,
+    "gateway": cmd_gateway,
+}
 
 
 if __name__ == "__main__":

@@ -67,13 +67,26 @@ class Settings(BaseSettings):
     miner_model: str | None = None
     discover_local_miners: bool = True
 
+    # Web retrieval and deep research.
+    search_provider: Literal["duckduckgo", "searxng"] = "duckduckgo"
+    searxng_url: str | None = None  # e.g. http://127.0.0.1:8888, for search_provider searxng
+    allow_private_addresses: bool = False  # let retrieval read LAN / loopback pages (tests)
+    research_max_concurrent_jobs: int = Field(2, ge=1, description="jobs run at once")
+    research_max_sources: int = Field(12, ge=1, le=100, description="sources read per job")
+    research_max_seconds: float = Field(1800.0, gt=0, description="time limit of a job")
+    # How often a runner proves its running jobs alive; silent for 6 beats means orphaned.
+    research_heartbeat_seconds: float = Field(10.0, gt=0)
+
     # The gateway: user id -> API key. Each key sees only its user's chats.
     gateway_keys: dict[str, SecretStr] = Field(default_factory=dict)
 
-    # The MCP server over HTTP: a bearer token, required when listening beyond loopback.
+    # The MCP server over HTTP: a bearer token, required when listening beyond loopback, and
+    # the Host / Origin values to accept besides the address it listens on (behind a proxy).
     http_token: SecretStr | None = None
+    http_allowed_hosts: list[str] = Field(default_factory=list)
+    http_allowed_origins: list[str] = Field(default_factory=list)
 
-    log_level: str = "WARNING"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"
 
     @classmethod
     def settings_customise_sources(
@@ -94,6 +107,11 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_db(cls, value: Any) -> Any:
         return Path(value).expanduser() if isinstance(value, str | Path) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("base_url")
     @classmethod

@@ -10,6 +10,7 @@ from .apex.errors import ApexError, Code
 from .apex.server import ApexWireApp, create_app
 from .config import Settings
 from .engine.local import LocalApex
+from .serving import is_loopback, serve_until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -46,44 +47,11 @@ def create_gateway_app(settings: Settings) -> ApexWireApp:
 
 
 async def serve_gateway(settings: Settings, host: str, port: int) -> None:
-    """Serve the gateway with hypercorn (HTTP/2 with or without TLS, and HTTP/1.1) until a
-    SIGINT or SIGTERM."""
-    import signal
-
-    import anyio
-    from hypercorn.asyncio import serve
-    from hypercorn.config import Config
-
+    """Serve the gateway until SIGINT or SIGTERM. Without API keys, only on loopback."""
     if not settings.gateway_keys and not is_loopback(host):
         raise SystemExit(
             f"refusing to serve the gateway on {host} without API keys: set APEX_GATEWAY_KEYS "
             '(e.g. \'{"alice": "key-1"}\') or listen on 127.0.0.1'
         )
-    config = Config()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.accesslog = None
-    config.graceful_timeout = 5
-    stop = anyio.Event()
-
-    async def watch_signals() -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                stop.set()
-                return
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(watch_signals)
-        log.warning("apex-mcp gateway listening on http://%s:%d (HTTP/2 and HTTP/1.1)", host, port)
-        await serve(create_gateway_app(settings), config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
-        tg.cancel_scope.cancel()
-
-
-def is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    log.warning("apex-mcp gateway listening on http://%s:%d (HTTP/2 and HTTP/1.1)", host, port)
+    await serve_until_signalled(create_gateway_app(settings), host, port)

@@ -1,0 +1,118 @@
+"""Builds the MCP server: its lifespan owns the one ApexClient every tool goes through."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import anyio
+from mcp.server import MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus
+
+from .. import __version__
+from ..apex.client import ApexClient
+from ..config import Settings
+from .state import AppState
+from .tools import TOOLS, TOOLSETS, Toolset, ToolSpec
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = """\
+apex-mcp gives you the Apex API of Bittensor's Subnet 1: chat with open LLMs (chat), web \
+search with the relevant passage of each page (web_search), deep research jobs that write a \
+cited report (deep_research_start, then deep_research_status with wait_seconds), and the \
+user's stored chats (list_chats, get_chat, search_chats, ...). Chats are saved unless \
+save=false; pass chat_id to continue one."""
+
+
+def selected_tools(
+    settings: Settings, toolsets: Iterable[Toolset] | None = None, *, read_only: bool = False
+) -> list[ToolSpec]:
+    """The tools to serve: from the chosen toolsets, only the read-only ones in read-only mode,
+    and the ones that need the embedded engine only on it."""
+    from .tools import chat, history, research, search  # noqa: F401  (they declare the tools)
+
+    chosen = set(toolsets or TOOLSETS)
+    local = settings.resolved_backend == "local"
+    served = [
+        spec
+        for spec in TOOLS
+        if spec.toolset in chosen
+        and (spec.read_only or not read_only)
+        and (local or not spec.local_only)
+    ]
+    return sorted(served, key=lambda spec: TOOLSETS.index(spec.toolset))  # stable: chat first
+
+
+def build_server(
+    settings: Settings, toolsets: Iterable[Toolset] | None = None, *, read_only: bool = False
+) -> MCPServer[AppState]:
+    from . import prompts, resources
+
+    bus = InMemorySubscriptionBus()
+    running: list[AppState] = []
+
+    @asynccontextmanager
+    async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        async with open_client(settings) as (client, backend), anyio.create_task_group() as tg:
+            state = AppState(
+                client=client,
+                settings=settings,
+                backend=backend,
+                bus=bus,
+                tasks=tg,
+                research_poll_seconds=0.5 if settings.resolved_backend == "local" else 3.0,
+            )
+            running.append(state)
+            try:
+                yield state
+            finally:
+                running.remove(state)
+                tg.cancel_scope.cancel()  # background watchers end with the server
+
+    def current() -> AppState:
+        if not running:
+            raise RuntimeError("the server is not running")
+        return running[-1]
+
+    mcp: MCPServer[AppState] = MCPServer(
+        "apex-mcp",
+        title="Apex (Bittensor SN1)",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        subscriptions=bus,
+        log_level=settings.log_level,
+    )
+    for spec in selected_tools(settings, toolsets, read_only=read_only):
+        mcp.add_tool(spec.fn, title=spec.title, annotations=spec.annotations)
+    resources.register(mcp, current)
+    prompts.register(mcp)
+    return mcp
+
+
+@asynccontextmanager
+async def open_client(settings: Settings) -> AsyncIterator[tuple[ApexClient, str]]:
+    """The ApexClient the settings ask for, and a sentence saying what it is."""
+    async with AsyncExitStack() as stack:
+        if settings.resolved_backend == "remote":
+            from ..apex.remote import RemoteApex
+
+            remote = RemoteApex(settings.base_url, settings.api_key, timeout=settings.timeout)
+            stack.push_async_callback(remote.aclose)
+            yield remote, f"Apex server at {remote.base_url}"
+        else:
+            from ..engine.local import LocalApex
+
+            local = await stack.enter_async_context(LocalApex.open(settings))
+            yield local, f"embedded engine, data in {settings.db}"
+
+
+def banner(settings: Settings, tools: list[ToolSpec], transport: str) -> str:
+    """One line for stderr at start: what serves, where the data is."""
+    if settings.resolved_backend == "remote":
+        backend = f"Apex server at {settings.base_url or 'the hosted endpoint'}"
+    else:
+        backend = f"embedded engine, data in {settings.db}"
+    return f"apex-mcp {__version__} over {transport}: {backend}; {len(tools)} tools"

@@ -1,0 +1,78 @@
+"""What the server holds while it runs: the ApexClient, and who listens to which research job."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ..apex import models as m
+from ..apex.client import ApexClient
+from ..apex.errors import ApexError
+
+if TYPE_CHECKING:
+    from mcp.server.subscriptions import SubscriptionBus
+
+    from ..config import Settings
+
+log = logging.getLogger(__name__)
+
+FINISHED = frozenset({"completed", "failed", "cancelled"})
+
+
+def research_uri(job_id: str) -> str:
+    return f"apex://research/{job_id}"
+
+
+@dataclass
+class AppState:
+    client: ApexClient
+    settings: Settings
+    backend: str  # for people: "embedded engine (data in …)" or "Apex server at …"
+    bus: SubscriptionBus
+    tasks: TaskGroup
+    research_poll_seconds: float = 1.0
+    # Sessions (of clients that speak the handshake protocol) subscribed to each resource URI.
+    subscribers: dict[str, set[Any]] = field(default_factory=dict)
+    _watched: set[str] = field(default_factory=set)
+
+    async def notify(self, uri: str) -> None:
+        """Tell everyone subscribed to ``uri`` that it changed."""
+        from mcp.server.subscriptions import ResourceUpdated
+
+        await self.bus.publish(ResourceUpdated(uri=uri))
+        for session in list(self.subscribers.get(uri, ())):
+            await session.send_resource_updated(uri)
+
+    async def notify_research(self, job_id: str) -> None:
+        await self.notify(research_uri(job_id))
+
+    def watch_research(self, job_id: str) -> None:
+        """Follow a job in the background and notify its resource's subscribers as it
+        changes, until it ends. One watcher per job."""
+        if job_id not in self._watched:
+            self._watched.add(job_id)
+            self.tasks.start_soon(self._watch, job_id)
+
+    async def _watch(self, job_id: str) -> None:
+        seen: tuple[str, int] | None = None
+        try:
+            while True:
+                job = await self.client.get_deep_researcher_job(
+                    m.GetDeepResearcherJobRequest(job_id=job_id)
+                )
+                now = (job.status, len(job.result))
+                if now != seen:
+                    if seen is not None:
+                        await self.notify_research(job_id)
+                    seen = now
+                if job.status in FINISHED:
+                    return
+                await anyio.sleep(self.research_poll_seconds)
+        except ApexError as error:
+            log.info("stopped following research job %s: %s", job_id, error)
+        finally:
+            self._watched.discard(job_id)

@@ -1,0 +1,261 @@
+"""Stored chats and completions: create, list, read, update, delete, search."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult
+from pydantic import Field
+
+from ...apex import models as m
+from ...apex.client import ApexClient
+from ...apex.errors import ApexError, Code
+from ..outputs import (
+    Chat,
+    ChatList,
+    ChatWithCompletions,
+    Completion,
+    CreatedChat,
+    Deleted,
+    page,
+)
+from ..state import AppState
+from . import apex_errors, app_state, clip, reply, tool
+
+ChatType = Literal["apex", "gravity"]
+CompletionType = Literal["basic", "combined", "web-search", "chain-of-thought", "reasoning"]
+Cursor = Annotated[str | None, Field(description="next_cursor of the previous page")]
+Limit = Annotated[int, Field(ge=1, le=100)]
+Ids = Annotated[list[str], Field(min_length=1, max_length=1000)]
+
+
+@tool("history", "Create a stored chat", read_only=False)
+async def create_chat(
+    ctx: Context[AppState],
+    user_prompt: Annotated[str, Field(min_length=1)],
+    chat_type: ChatType = "apex",
+    completion_type: CompletionType = "basic",
+    title: str | None = None,
+) -> Annotated[CallToolResult, CreatedChat]:
+    """Create a chat and its first completion (with empty completion_text, to fill in with
+    update_completion). The chat tool does this for you when it saves a conversation."""
+    with apex_errors():
+        created = await app_state(ctx).client.create_chat_and_completion(
+            m.CreateChatAndCompletionRequest(
+                user_prompt=user_prompt,
+                chat_type=chat_type,
+                completion_type=completion_type,
+                title=title,
+            )
+        )
+    if created.parsed_chat is None or created.parsed_completion is None:
+        raise ToolError("the Apex server answered without the new chat")
+    output = CreatedChat(
+        chat=Chat.of(created.parsed_chat), completion=Completion.of(created.parsed_completion)
+    )
+    return reply(
+        output,
+        f"Created chat {output.chat.id} ({output.chat.title!r}) "
+        f"with completion {output.completion.id}.",
+    )
+
+
+@tool("history", "List stored chats", read_only=True, idempotent=True)
+async def list_chats(
+    ctx: Context[AppState],
+    chat_type: ChatType | None = None,
+    cursor: Cursor = None,
+    limit: Limit = 20,
+) -> Annotated[CallToolResult, ChatList]:
+    """The stored chats, newest first, a page at a time."""
+    with apex_errors():
+        chats = await _sessions(app_state(ctx).client, chat_type)
+        items, next_cursor = page(chats, cursor, limit)
+    output = ChatList(chats=[Chat.of(c) for c in items], next_cursor=next_cursor)
+    return reply(output, _chat_lines(output.chats, next_cursor) or "No stored chats.")
+
+
+@tool("history", "Read a stored chat", read_only=True, idempotent=True)
+async def get_chat(
+    ctx: Context[AppState],
+    chat_id: Annotated[str, Field(min_length=1)],
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Annotated[CallToolResult, ChatWithCompletions]:
+    """A stored chat and its completions (prompts and answers), oldest first."""
+    client = app_state(ctx).client
+    with apex_errors():
+        chat = await find_chat(client, chat_id)
+        stored = await client.get_stored_chat_completions(
+            m.GetStoredChatCompletionsRequest(chat_id=chat_id)
+        )
+        items, next_cursor = page(stored.chat_completions, cursor, limit)
+    output = ChatWithCompletions(
+        chat=Chat.of(chat), completions=[Completion.of(c) for c in items], next_cursor=next_cursor
+    )
+    return reply(output, transcript(output.chat, output.completions, next_cursor))
+
+
+@tool("history", "Rename or retype a chat", read_only=False, destructive=True, idempotent=True)
+async def update_chat(
+    ctx: Context[AppState],
+    chat_id: Annotated[str, Field(min_length=1)],
+    title: Annotated[str | None, Field(max_length=200)] = None,
+    chat_type: ChatType | None = None,
+) -> Annotated[CallToolResult, Chat]:
+    """Change a chat's title and/or chat_type (the only attributes that can change)."""
+    attributes = {k: v for k, v in (("title", title), ("chat_type", chat_type)) if v is not None}
+    if not attributes:
+        raise ToolError("give a title or a chat_type to change")
+    with apex_errors():
+        updated = await app_state(ctx).client.update_chat_attributes(
+            m.UpdateChatAttributesRequest(chat_id=chat_id, attributes=attributes)
+        )
+    if updated.chat is None:
+        raise ToolError("the Apex server answered without the chat")
+    output = Chat.of(updated.chat)
+    return reply(output, f"Chat {output.id} is now {output.title!r} ({output.chat_type}).")
+
+
+@tool("history", "Delete stored chats", read_only=False, destructive=True, idempotent=True)
+async def delete_chats(ctx: Context[AppState], chat_ids: Ids) -> Annotated[CallToolResult, Deleted]:
+    """Delete chats and all their completions. This cannot be undone."""
+    with apex_errors():
+        done = await app_state(ctx).client.delete_chats(m.DeleteChatsRequest(chat_ids=chat_ids))
+    output = Deleted(success=done.success, deleted=chat_ids if done.success else [])
+    return reply(output, f"Deleted {len(output.deleted)} chat(s).")
+
+
+@tool("history", "Search stored chats", read_only=True, idempotent=True)
+async def search_chats(
+    ctx: Context[AppState],
+    search_term: Annotated[str, Field(min_length=1, max_length=1000)],
+    cursor: Cursor = None,
+    limit: Limit = 20,
+) -> Annotated[CallToolResult, ChatList]:
+    """Find chats whose prompts or answers contain the words of search_term."""
+    client = app_state(ctx).client
+    with apex_errors():
+        found = await client.search_chat_ids_by_prompt_and_completion_text(
+            m.SearchChatIdsByPromptAndCompletionTextRequest(search_term=search_term)
+        )
+        ids, next_cursor = page(found.chat_ids, cursor, limit)
+        by_id = {c.id: c for c in await _sessions(client, None)}
+    chats = [Chat.of(by_id[i]) if i in by_id else Chat(id=i, title="", chat_type="") for i in ids]
+    output = ChatList(chats=chats, next_cursor=next_cursor)
+    text = _chat_lines(output.chats, next_cursor) or f"No chat mentions {search_term!r}."
+    return reply(output, text)
+
+
+@tool("history", "Add a completion to a chat", read_only=False)
+async def create_completion(
+    ctx: Context[AppState],
+    chat_id: Annotated[str, Field(min_length=1)],
+    user_prompt: Annotated[str, Field(min_length=1)],
+    completion_type: CompletionType = "basic",
+) -> Annotated[CallToolResult, Completion]:
+    """Append a completion (a prompt, its answer to fill in later) to a stored chat."""
+    with apex_errors():
+        created = await app_state(ctx).client.create_completion(
+            m.CreateCompletionRequest(
+                chat_id=chat_id, user_prompt=user_prompt, completion_type=completion_type
+            )
+        )
+    if created.parsed_completion is None:
+        raise ToolError("the Apex server answered without the new completion")
+    output = Completion.of(created.parsed_completion)
+    return reply(output, f"Added completion {output.id} to chat {output.chat_id}.")
+
+
+@tool("history", "Read a completion", read_only=True, idempotent=True)
+async def get_completion(
+    ctx: Context[AppState], completion_id: Annotated[str, Field(min_length=1)]
+) -> Annotated[CallToolResult, Completion]:
+    """One stored completion: its prompt, answer and metadata."""
+    with apex_errors():
+        got = await app_state(ctx).client.get_chat_completion(
+            m.GetChatCompletionRequest(completion_id=completion_id)
+        )
+    output = Completion.of(got)
+    return reply(output, completion_markdown(output))
+
+
+@tool("history", "Edit a completion", read_only=False, destructive=True, idempotent=True)
+async def update_completion(
+    ctx: Context[AppState],
+    completion_id: Annotated[str, Field(min_length=1)],
+    completion_text: str | None = None,
+    user_prompt_text: str | None = None,
+    metadata: Annotated[
+        dict[str, Any] | None, Field(description="replaces the stored metadata object")
+    ] = None,
+) -> Annotated[CallToolResult, Completion]:
+    """Change a completion's completion_text, user_prompt_text and/or metadata."""
+    if completion_text is None and user_prompt_text is None and metadata is None:
+        raise ToolError("give completion_text, user_prompt_text or metadata to change")
+    with apex_errors():
+        updated = await app_state(ctx).client.update_completion_attributes(
+            m.UpdateCompletionAttributesRequest(
+                completion_id=completion_id,
+                completion_text=completion_text,
+                user_prompt_text=user_prompt_text,
+                metadata=metadata,
+            )
+        )
+    if updated.completion is None:
+        raise ToolError("the Apex server answered without the completion")
+    output = Completion.of(updated.completion)
+    return reply(output, f"Updated completion {output.id}.")
+
+
+@tool("history", "Delete completions", read_only=False, destructive=True, idempotent=True)
+async def delete_completions(
+    ctx: Context[AppState], completion_ids: Ids
+) -> Annotated[CallToolResult, Deleted]:
+    """Delete completions from their chats. This cannot be undone."""
+    with apex_errors():
+        done = await app_state(ctx).client.delete_completions(
+            m.DeleteCompletionsRequest(completion_ids=completion_ids)
+        )
+    output = Deleted(success=done.success, deleted=completion_ids if done.success else [])
+    return reply(output, f"Deleted {len(output.deleted)} completion(s).")
+
+
+# --- shared with the resources --------------------------------------------------------------
+
+
+async def _sessions(client: ApexClient, chat_type: str | None) -> list[m.ChatSession]:
+    listed = await client.get_chat_sessions(m.GetChatSessionsRequest(chat_type=chat_type or ""))
+    return listed.chat_sessions
+
+
+async def find_chat(client: ApexClient, chat_id: str) -> m.ChatSession:
+    """A chat by id. The Apex API has no GetChat: look it up in the user's list."""
+    for chat in await _sessions(client, None):
+        if chat.id == chat_id:
+            return chat
+    # Let the backend judge the id (a malformed one is invalid_argument, not not_found).
+    await client.get_stored_chat_completions(m.GetStoredChatCompletionsRequest(chat_id=chat_id))
+    raise ApexError(Code.NOT_FOUND, f"no chat {chat_id}")
+
+
+def _chat_lines(chats: list[Chat], next_cursor: str | None) -> str:
+    lines = [f"- {c.title or '(untitled)'} · {c.chat_type} · chat_id {c.id}" for c in chats]
+    if next_cursor:
+        lines.append(f"(more: cursor {next_cursor})")
+    return "\n".join(lines)
+
+
+def completion_markdown(c: Completion) -> str:
+    answer = c.completion_text or "_(no answer yet)_"
+    return f"**User:** {c.user_prompt_text}\n\n**Assistant:** {answer}"
+
+
+def transcript(chat: Chat, completions: list[Completion], next_cursor: str | None = None) -> str:
+    parts = [f"# {chat.title or 'Untitled chat'}", f"chat_id {chat.id} · {chat.chat_type}"]
+    parts += [completion_markdown(c) for c in completions]
+    if next_cursor:
+        parts.append(f"(more: cursor {next_cursor})")
+    return clip("\n\n".join(parts), 200_000)
