@@ -58,6 +58,9 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("APEX_BASE_URL", "MACROCOSMOS_BASE_URL")
     )
     timeout: float = Field(300.0, gt=0, description="default deadline of a remote call, seconds")
+    # How often a waiting deep_research_status or a research subscription asks for news;
+    # default 0.5 s on the embedded engine, 3 s on a remote server.
+    research_poll_seconds: float | None = Field(None, gt=0, le=60)
 
     # The embedded engine.
     db: Path = Field(default_factory=lambda: user_data_dir() / "apex.db")

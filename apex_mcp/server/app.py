@@ -62,7 +62,8 @@ def build_server(
                 backend=backend,
                 bus=bus,
                 tasks=tg,
-                research_poll_seconds=0.5 if settings.resolved_backend == "local" else 3.0,
+                research_poll_seconds=settings.research_poll_seconds
+                or (0.5 if settings.resolved_backend == "local" else 3.0),
             )
             running.append(state)
             try:

@@ -23,6 +23,9 @@ Controls, plain attributes a test may change at any time:
 - ``api_key``: when set, anything without ``Authorization: Bearer <api_key>`` gets a 401 whose
   message echoes the key it was given (as some servers do).
 - ``usage``: whether answers carry usage.
+
+``disconnects`` counts stalled requests whose client went away: how a test sees that a
+cancelled call also cancelled its upstream request.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class FakeOpenAI:
     malformed: bool = False
     usage: bool = True
     calls: list[Call] = field(default_factory=list)
+    disconnects: int = 0  # stalled requests whose client went away (a cancelled upstream call)
     fail_status: int | None = None
     fail_times: int | None = None  # None: every request fails while fail_status is set
 
@@ -120,6 +124,7 @@ class FakeOpenAI:
             return
         if self.stall_after == 0:
             await _until_disconnect(receive)
+            self.disconnects += 1
             return
         text = await self._answer_text(body)
         model = body.get("model") or (self.models[0] if self.models else "fake-model")
@@ -189,6 +194,7 @@ class FakeOpenAI:
                 return  # ending without the last body message makes hypercorn drop the connection
             if self.stall_after is not None and i >= self.stall_after:
                 await _until_disconnect(receive)
+                self.disconnects += 1
                 return
             if self.delay:
                 await asyncio.sleep(self.delay)

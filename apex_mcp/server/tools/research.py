@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Annotated
 
@@ -14,9 +15,12 @@ from pydantic import Field
 
 from ...apex import models as m
 from ...apex.client import ApexClient
+from ...apex.errors import ApexError
 from ..outputs import Completion, CompletionList, ResearchJob, ResearchStatus, page
 from ..state import AppState
 from . import apex_errors, app_state, reply, tool
+
+log = logging.getLogger(__name__)
 
 MAX_WAIT = 50.0  # hosts commonly cut a tool call at 60 s
 FINISHED = frozenset({"completed", "failed", "cancelled"})
@@ -123,8 +127,8 @@ async def deep_research_status(
                 wait_seconds - left, wait_seconds, f"job {job.status}; waiting for news"
             )
             await anyio.sleep(min(state.research_poll_seconds, left))
-        if job.status in FINISHED:
-            await sync_research_entry(state.client, job)
+    if job.status in FINISHED:
+        await sync_research_entry(state.client, job)
     if new:
         await state.notify_research(job_id)
     output = status_of(job, new, last_seq_id)
@@ -171,7 +175,14 @@ def chunk_text(chunk: str) -> str:
 
 async def sync_research_entry(client: ApexClient, job: m.GetDeepResearcherJobResponse) -> None:
     """Bring the deep-researcher entry of the job's stored completions up to date, for
-    backends that do not do it themselves."""
+    backends that do not do it themselves. Best effort: the status itself is the answer."""
+    try:
+        await _sync_research_entry(client, job)
+    except ApexError as error:
+        log.info("could not update the stored entry of job %s: %s", job.job_id, error)
+
+
+async def _sync_research_entry(client: ApexClient, job: m.GetDeepResearcherJobResponse) -> None:
     listed = await client.get_completions_with_deep_researcher_entry(m.Empty())
     for completion in listed.completions:
         meta = dict(completion.metadata or {})
