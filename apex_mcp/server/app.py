@@ -8,13 +8,14 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
 from mcp.server import MCPServer
+from mcp.server.mcpserver.tools import Tool
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from .. import __version__
 from ..apex.client import ApexClient
 from ..config import Settings
 from .state import AppState
-from .tools import TOOLS, TOOLSETS, Toolset, ToolSpec
+from .tools import TOOLS, TOOLSETS, Toolset, ToolSpec, compact_schema
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,15 @@ def build_server(
             raise RuntimeError("the server is not running")
         return running[-1]
 
+    tools: list[Tool] = []
+    for spec in selected_tools(settings, toolsets, read_only=read_only):
+        tool = Tool.from_function(
+            spec.fn, title=spec.title, description=spec.description, annotations=spec.annotations
+        )
+        tool.parameters = compact_schema(tool.parameters)
+        tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema, output=True)
+        tools.append(tool)
+
     mcp: MCPServer[AppState] = MCPServer(
         "apex-mcp",
         title="Apex (Bittensor SN1)",
@@ -85,9 +95,8 @@ def build_server(
         lifespan=lifespan,
         subscriptions=bus,
         log_level=settings.log_level,
+        tools=tools,
     )
-    for spec in selected_tools(settings, toolsets, read_only=read_only):
-        mcp.add_tool(spec.fn, title=spec.title, annotations=spec.annotations)
     resources.register(mcp, current)
     prompts.register(mcp)
     return mcp

@@ -61,9 +61,9 @@ class Completion(BaseModel):
 class ChatAnswer(BaseModel):
     answer: str
     model: str = Field(description="the model that answered")
-    miner: str = Field("", description="which miner (endpoint) served it, where the backend says")
+    miner: str = Field("", description="the endpoint that served it, if known")
     finish_reason: str = ""
-    chat_id: str | None = Field(None, description="the stored chat; pass it to continue")
+    chat_id: str | None = Field(None, description="pass it to continue the chat")
     completion_id: str | None = None
 
 
@@ -92,7 +92,7 @@ class ResearchStatus(BaseModel):
     job_id: str
     status: str = Field(description="pending, running, completed, failed or cancelled")
     updated_at: str = ""
-    chunks: list[str] = Field(description="the text of the chunks after last_seq_id, in order")
+    chunks: list[str] = Field(description="new chunks' text, in order")
     next_seq_id: int = Field(description="pass as last_seq_id next time")
     report: str | None = Field(None, description="the final report, once completed")
     sources: list[str] = Field(default_factory=list, description="URLs the report cites")

@@ -40,6 +40,11 @@ class ToolSpec:
         return self.fn.__name__
 
     @property
+    def description(self) -> str:
+        """The docstring as one paragraph: indentation costs a model tokens and says nothing."""
+        return " ".join((self.fn.__doc__ or "").split())
+
+    @property
     def read_only(self) -> bool:
         return bool(self.annotations.read_only_hint)
 
@@ -91,6 +96,31 @@ def reply(output: BaseModel, text: str) -> CallToolResult:
         content=[TextContent(type="text", text=text)],
         structured_content=output.model_dump(mode="json", exclude_none=True),
     )
+
+
+def compact_schema(schema: Any, *, output: bool = False) -> Any:
+    """A tool schema without what costs a model tokens and tells it nothing: generated titles
+    ("User Prompt" for user_prompt), ``anyOf [X, null]`` with ``default: null`` for an
+    optional X (leaving it out says the same; arguments are still validated in full), and in
+    an output schema, defaults (an answer has values, not defaults)."""
+    if isinstance(schema, list):
+        return [compact_schema(item, output=output) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    options = schema.get("anyOf")
+    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+        (kept,) = [option for option in options if option != {"type": "null"}]
+        rest = {k: v for k, v in schema.items() if k != "anyOf"}
+        if "default" in rest and rest["default"] is None:
+            del rest["default"]
+        schema = {**kept, **rest}
+    # A property named "title" maps to a schema (a dict), so only generated titles go.
+    return {
+        key: compact_schema(value, output=output)
+        for key, value in schema.items()
+        if not (key == "title" and isinstance(value, str))
+        and not (output and key == "default" and not isinstance(value, dict))
+    }
 
 
 def clip(text: str, limit: int) -> str:

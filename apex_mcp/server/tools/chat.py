@@ -27,18 +27,16 @@ async def chat(
     user_prompt: Annotated[str | None, Field(description="what to ask")] = None,
     messages: Annotated[
         list[Message] | None,
-        Field(description="a whole conversation instead of user_prompt; the last is answered"),
+        Field(description="a conversation to answer, instead of user_prompt"),
     ] = None,
-    chat_id: Annotated[
-        str | None, Field(description="continue this stored chat, with its history")
-    ] = None,
+    chat_id: Annotated[str | None, Field(description="a stored chat to continue")] = None,
     system_prompt: str | None = None,
     model: Annotated[
         str | None, Field(description='a model name; empty or "Default" for the default')
     ] = None,
     inference_mode: Annotated[
         Literal["Reasoning-Fast", "Chain-of-Thought", "Mixture-of-Agents"] | None,
-        Field(description="Mixture-of-Agents asks several miners and synthesizes their answers"),
+        Field(description="Mixture-of-Agents: several models answer, one synthesizes"),
     ] = None,
     temperature: Annotated[float | None, Field(ge=0, le=2)] = None,
     top_p: Annotated[float | None, Field(gt=0, le=1)] = None,
@@ -48,9 +46,8 @@ async def chat(
     json_format: Annotated[bool, Field(description="ask for a JSON answer")] = False,
     save: Annotated[bool, Field(description="store the turn in a chat")] = True,
 ) -> Annotated[CallToolResult, ChatAnswer]:
-    """Ask an open LLM and get its answer. With save (the default) the turn is stored: a new
-    chat, or appended to chat_id, whose earlier turns are sent as history. Returns the answer
-    with chat_id, completion_id, model and finish reason."""
+    """Ask an open LLM. With save (the default) the turn is stored in a new chat, or in
+    chat_id, whose earlier turns are sent as history."""
     if bool(user_prompt) == bool(messages):
         raise ToolError("give either user_prompt or messages (not both)")
     turn_messages = (
