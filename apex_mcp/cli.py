@@ -149,18 +149,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     toolsets = _toolsets(args)
-    mcp = build_server(settings, toolsets, read_only=args.read_only)
     tools = selected_tools(settings, toolsets, read_only=args.read_only)
+    where = f"http://{args.host}:{args.port}/mcp" if args.http else "stdio"
+    print(banner(settings, tools, where), file=sys.stderr)
+    mcp = build_server(settings, toolsets, read_only=args.read_only)
     if args.http:
         import anyio
 
         from .server.http import serve_http
 
-        print(banner(settings, tools, f"http://{args.host}:{args.port}/mcp"), file=sys.stderr)
         anyio.run(serve_http, mcp, settings, args.host, args.port)
     else:
-        print(banner(settings, tools, "stdio"), file=sys.stderr)
-        mcp.run()
+        mcp.run()  # stdout carries the protocol alone from here on
     return 0
 
 

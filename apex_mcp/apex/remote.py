@@ -6,6 +6,7 @@ import logging
 import os
 import random
 from collections.abc import AsyncIterator
+from functools import cached_property
 from typing import TypeVar
 
 import anyio
@@ -106,22 +107,31 @@ class RemoteApex:
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self._app_name = app_name
+        self._http2 = http2
+        self._verify = verify
+
+    @cached_property
+    def _http(self) -> httpx2.AsyncClient:
+        # Made on first use: a TLS context costs tens of milliseconds, and a host spawning
+        # the server waits for tools/list, which needs no connection.
         headers = {
             "connect-protocol-version": connect.PROTOCOL_VERSION,
-            "x-source": app_name,
+            "x-source": self._app_name,
             "x-client-id": "apex-mcp",
             "x-client-version": __version__,
             "user-agent": f"apex-mcp/{__version__}",
         }
         if self._api_key is not None:
             headers["authorization"] = f"Bearer {self._api_key.get_secret_value()}"
+        timeout = self.timeout
         cleartext = self.base_url.startswith("http://")
-        self._http = httpx2.AsyncClient(
+        return httpx2.AsyncClient(
             base_url=self.base_url,
             headers=headers,
-            http2=http2,
-            http1=not (http2 and cleartext),  # h2c needs prior knowledge
-            verify=verify,
+            http2=self._http2,
+            http1=not (self._http2 and cleartext),  # h2c needs prior knowledge
+            verify=self._verify,
             timeout=httpx2.Timeout(timeout, connect=min(timeout or 10.0, 10.0)),
             limits=httpx2.Limits(max_connections=64, max_keepalive_connections=16),
             trust_env=True,
@@ -136,7 +146,8 @@ class RemoteApex:
         return self._api_key is not None
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if "_http" in self.__dict__:
+            await self._http.aclose()
 
     async def __aenter__(self) -> RemoteApex:
         return self

@@ -37,6 +37,7 @@ import uuid
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -233,7 +234,11 @@ class MinerPool:
         self._discovered: list[MinerConfig] | None = None  # probed once, kept for the pool's life
         self._probe_statuses: list[MinerStatus] = []
         self._probe_lock = anyio.Lock()
-        self._http = httpx2.AsyncClient(
+
+    @cached_property
+    def _http(self) -> httpx2.AsyncClient:
+        # Made on first use: a TLS context costs tens of milliseconds at start-up.
+        return httpx2.AsyncClient(
             headers={"user-agent": f"apex-mcp/{__version__}"},
             limits=httpx2.Limits(max_connections=64, max_keepalive_connections=16),
             trust_env=True,
@@ -250,7 +255,8 @@ class MinerPool:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if "_http" in self.__dict__:
+            await self._http.aclose()
 
     # --- the calls ------------------------------------------------------------------------
 

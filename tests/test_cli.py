@@ -1,0 +1,131 @@
+"""The apex-mcp command: serve over stdio with a clean stdout, call, doctor, config."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from apex_mcp.config import Settings
+from apex_mcp.gateway import create_gateway_app
+from tests.fakes.openai_server import FakeOpenAI, serve_openai
+from tests.servers import serve_asgi
+
+SECRET = "sk-miner-secret-42"
+
+
+def run(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "apex_mcp", *args],
+        env={**os.environ, **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def engine_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    with serve_openai(FakeOpenAI(models=["m1"])) as url:
+        yield {
+            "APEX_DB": str(tmp_path / "apex.db"),
+            "APEX_MINER": url,
+            "APEX_MINER_API_KEY": SECRET,
+            "APEX_MINER_MODEL": "m1",
+            "APEX_DISCOVER_LOCAL_MINERS": "false",
+        }
+
+
+def test_stdio_serves_the_protocol_alone_on_stdout(engine_env: dict[str, str]) -> None:
+    messages = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+    ]
+    done = run(
+        env={**engine_env, "APEX_LOG_LEVEL": "DEBUG"},
+        stdin="\n".join(map(json.dumps, messages)) + "\n",
+    )
+    lines = [json.loads(line) for line in done.stdout.splitlines()]  # every line is JSON-RPC
+    assert [line.get("id") for line in lines] == [1, 2]
+    assert len(lines[1]["result"]["tools"]) == 16
+    banner = done.stderr.splitlines()[0]
+    assert (
+        banner.startswith("apex-mcp ")
+        and "embedded engine" in banner
+        and engine_env["APEX_DB"] in banner
+    )
+    assert SECRET not in done.stdout + done.stderr
+
+
+def test_call_runs_a_tool_and_prints_its_result(engine_env: dict[str, str]) -> None:
+    chat = run("call", "chat", "user_prompt=hello from the shell", env=engine_env)
+    assert chat.returncode == 0, chat.stderr
+    assert "echo: hello from the shell" in chat.stdout
+    listed = run("call", "list_chats", "limit=5", "--json", env=engine_env)
+    assert json.loads(listed.stdout)["chats"][0]["title"] == "hello from the shell"
+    bad = run("call", "get_chat", "chat_id=nope", env=engine_env)
+    assert bad.returncode == 1 and "invalid_argument" in bad.stdout
+    tools = run("call", "--list", env=engine_env)
+    assert tools.stdout.splitlines()[0].startswith("chat ")
+
+
+def test_doctor_checks_store_and_miners_without_printing_secrets(
+    engine_env: dict[str, str],
+) -> None:
+    done = run("doctor", env=engine_env)
+    assert done.returncode == 0, done.stdout
+    assert "[ok  ] store" in done.stdout and "[ok  ] miner" in done.stdout
+    assert "all good" in done.stdout
+    assert SECRET not in done.stdout + done.stderr
+
+
+def test_doctor_says_what_is_missing(tmp_path: Path) -> None:
+    done = run(
+        "doctor", env={"APEX_DB": str(tmp_path / "a.db"), "APEX_DISCOVER_LOCAL_MINERS": "false"}
+    )
+    assert done.returncode == 1
+    assert "APEX_MINER" in done.stdout
+
+
+def test_doctor_on_a_remote_backend_checks_the_key(tmp_path: Path) -> None:
+    settings = Settings(
+        db=tmp_path / "g.db",
+        discover_local_miners=False,
+        gateway_keys={"u": SecretStr("right-key")},
+    )
+    with serve_asgi(create_gateway_app(settings)) as url:
+        good = run("doctor", env={"APEX_BASE_URL": url, "APEX_API_KEY": "right-key"})
+        bad = run("doctor", env={"APEX_BASE_URL": url, "APEX_API_KEY": "wrong-key-123"})
+    assert good.returncode == 0 and "[ok  ] key accepted" in good.stdout
+    assert bad.returncode == 1 and "[FAIL] key accepted" in bad.stdout
+    assert "wrong-key-123" not in bad.stdout + bad.stderr and "right-key" not in good.stdout
+
+
+def test_config_claude_prints_a_desktop_entry() -> None:
+    done = run("config", "claude", env={})
+    entry = json.loads(done.stdout)["mcpServers"]["apex"]
+    assert entry["command"]
+    assert Path(entry["command"]).name in ("apex-mcp", Path(sys.executable).name)
+
+
+def test_unknown_toolset_is_refused() -> None:
+    done = run("--toolsets", "chat,bogus", env={})
+    assert done.returncode != 0 and "unknown toolset bogus" in done.stderr
