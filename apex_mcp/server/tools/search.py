@@ -14,7 +14,7 @@ from ..outputs import SearchResult, SearchResults
 from ..state import AppState
 from . import apex_errors, app_state, clip, reply, tool
 
-RELEVANT_CHARS = 1200  # a passage, not a page: pages are what make raw answers large
+RELEVANT_CHARS = 800  # a passage (SN1 cut pages into ~500-character ones), not a page
 
 
 @tool("search", "Search the web", read_only=True, idempotent=True, open_world=True)
