@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 
 import anyio
 from mcp.server import MCPServer
@@ -56,22 +56,24 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        async with open_client(settings) as (client, backend), anyio.create_task_group() as tg:
-            state = AppState(
-                client=client,
-                settings=settings,
-                backend=backend,
-                bus=bus,
-                tasks=tg,
-                research_poll_seconds=settings.research_poll_seconds
-                or (0.5 if settings.resolved_backend == "local" else 3.0),
-            )
-            running.append(state)
-            try:
-                yield state
-            finally:
-                running.remove(state)
-                tg.cancel_scope.cancel()  # background watchers end with the server
+        stop = anyio.Event()
+        async with anyio.create_task_group() as holder:
+            async with anyio.create_task_group() as watchers:
+                state = AppState(
+                    settings=settings,
+                    bus=bus,
+                    tasks=watchers,
+                    research_poll_seconds=settings.research_poll_seconds
+                    or (0.5 if settings.resolved_backend == "local" else 3.0),
+                )
+                holder.start_soon(hold_client, settings, state, stop)
+                running.append(state)
+                try:
+                    yield state
+                finally:
+                    running.remove(state)
+                    watchers.cancel_scope.cancel()  # background watchers end with the server
+            stop.set()  # then the client closes in its own task, unhurried
 
     def current() -> AppState:
         if not running:
@@ -102,21 +104,35 @@ def build_server(
     return mcp
 
 
+async def hold_client(settings: Settings, state: AppState, stop: anyio.Event) -> None:
+    """Open the ApexClient, hand it to the state, keep it open until ``stop``."""
+    try:
+        async with open_client(settings) as client:
+            state.opened(client)
+            await stop.wait()
+    except Exception as exc:
+        if state.is_open:
+            log.exception("the Apex backend failed to close cleanly")
+        else:  # the server keeps serving: each tool call will say why
+            log.error("the Apex backend could not start: %s", exc)
+            state.failed(str(exc) or type(exc).__name__)
+
+
 @asynccontextmanager
-async def open_client(settings: Settings) -> AsyncIterator[tuple[ApexClient, str]]:
-    """The ApexClient the settings ask for, and a sentence saying what it is."""
-    async with AsyncExitStack() as stack:
-        if settings.resolved_backend == "remote":
-            from ..apex.remote import RemoteApex
+async def open_client(settings: Settings) -> AsyncIterator[ApexClient]:
+    """The ApexClient the settings ask for: RemoteApex or the embedded engine."""
+    if settings.resolved_backend == "remote":
+        from ..apex.remote import RemoteApex
 
-            remote = RemoteApex(settings.base_url, settings.api_key, timeout=settings.timeout)
-            stack.push_async_callback(remote.aclose)
-            yield remote, f"Apex server at {remote.base_url}"
-        else:
-            from ..engine.local import LocalApex
+        async with RemoteApex(
+            settings.base_url, settings.api_key, timeout=settings.timeout
+        ) as remote:
+            yield remote
+    else:
+        from ..engine.local import LocalApex
 
-            local = await stack.enter_async_context(LocalApex.open(settings))
-            yield local, f"embedded engine, data in {settings.db}"
+        async with LocalApex.open(settings) as local:
+            yield local
 
 
 def banner(settings: Settings, tools: list[ToolSpec], transport: str) -> str:

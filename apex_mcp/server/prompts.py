@@ -46,8 +46,8 @@ def register(mcp: MCPServer[AppState]) -> None:
         """Bring a stored chat's transcript into the conversation, to carry it on."""
         if not chat_id.strip():
             raise MCPError(code=INVALID_PARAMS, message="chat_id is required")
-        client = ctx.request_context.lifespan_context.client
         try:
+            client = await ctx.request_context.lifespan_context.apex()
             chat = await find_chat(client, chat_id)
             stored = await client.get_stored_chat_completions(
                 m.GetStoredChatCompletionsRequest(chat_id=chat_id)

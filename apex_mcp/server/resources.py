@@ -40,9 +40,9 @@ def register(mcp: MCPServer[AppState], current: Callable[[], AppState]) -> None:
     @mcp.resource("apex://chats", name="chats", title="Stored chats", mime_type="text/markdown")
     async def chats() -> str:
         """Every stored chat, newest first, with its id."""
-        state = current()
         with _errors("apex://chats"):
-            listed = await state.client.get_chat_sessions(m.GetChatSessionsRequest())
+            client = await current().apex()
+            listed = await client.get_chat_sessions(m.GetChatSessionsRequest())
         lines = [
             f"- [{c.title or 'Untitled'}](apex://chats/{c.id}) · {c.chat_type}"
             for c in listed.chat_sessions
@@ -54,8 +54,8 @@ def register(mcp: MCPServer[AppState], current: Callable[[], AppState]) -> None:
     )
     async def chat(chat_id: str, ctx: Context[AppState]) -> str:
         """A stored chat's transcript."""
-        client = ctx.request_context.lifespan_context.client
         with _errors(f"apex://chats/{chat_id}"):
+            client = await ctx.request_context.lifespan_context.apex()
             found = await find_chat(client, chat_id)
             stored = await client.get_stored_chat_completions(
                 m.GetStoredChatCompletionsRequest(chat_id=chat_id)
@@ -71,8 +71,8 @@ def register(mcp: MCPServer[AppState], current: Callable[[], AppState]) -> None:
     )
     async def completion(completion_id: str, ctx: Context[AppState]) -> str:
         """One prompt and its answer."""
-        client = ctx.request_context.lifespan_context.client
         with _errors(f"apex://completions/{completion_id}"):
+            client = await ctx.request_context.lifespan_context.apex()
             got = await client.get_chat_completion(
                 m.GetChatCompletionRequest(completion_id=completion_id)
             )
@@ -86,8 +86,8 @@ def register(mcp: MCPServer[AppState], current: Callable[[], AppState]) -> None:
     )
     async def research(job_id: str, ctx: Context[AppState]) -> str:
         """A deep research job: its report so far (subscribe to hear of each step)."""
-        client = ctx.request_context.lifespan_context.client
         with _errors(research_uri(job_id)):
+            client = await ctx.request_context.lifespan_context.apex()
             job = await client.get_deep_researcher_job(m.GetDeepResearcherJobRequest(job_id=job_id))
         return report_markdown(job)
 
@@ -133,11 +133,12 @@ async def _candidates(state: AppState, params: CompleteRequestParams) -> list[st
         isinstance(ref, ResourceTemplateReference) and ref.uri == "apex://chats/{chat_id}"
     ) or (isinstance(ref, PromptReference) and ref.name == "continue_chat" and name == "chat_id")
     try:
+        client = await state.apex()
         if wants_chat:
-            listed = await state.client.get_chat_sessions(m.GetChatSessionsRequest())
+            listed = await client.get_chat_sessions(m.GetChatSessionsRequest())
             return [c.id for c in listed.chat_sessions]
         if isinstance(ref, ResourceTemplateReference) and ref.uri == "apex://research/{job_id}":
-            research = await state.client.get_completions_with_deep_researcher_entry(m.Empty())
+            research = await client.get_completions_with_deep_researcher_entry(m.Empty())
             jobs = [
                 (c.metadata or {}).get("deep-researcher", {}).get("jobId")
                 for c in research.completions

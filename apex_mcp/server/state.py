@@ -11,7 +11,7 @@ from anyio.abc import TaskGroup
 
 from ..apex import models as m
 from ..apex.client import ApexClient
-from ..apex.errors import ApexError
+from ..apex.errors import ApexError, Code
 
 if TYPE_CHECKING:
     from mcp.server.subscriptions import SubscriptionBus
@@ -29,15 +29,39 @@ def research_uri(job_id: str) -> str:
 
 @dataclass
 class AppState:
-    client: ApexClient
     settings: Settings
-    backend: str  # for people: "embedded engine (data in …)" or "Apex server at …"
     bus: SubscriptionBus
     tasks: TaskGroup
     research_poll_seconds: float = 1.0
     # Sessions (of clients that speak the handshake protocol) subscribed to each resource URI.
     subscribers: dict[str, set[Any]] = field(default_factory=dict)
     _watched: set[str] = field(default_factory=set)
+    # The ApexClient opens in the background, so that a host's tools/list does not wait on it.
+    _client: ApexClient | None = None
+    _failure: str | None = None
+    _ready: anyio.Event = field(default_factory=anyio.Event)
+
+    async def apex(self) -> ApexClient:
+        """The ApexClient, once open; an ApexError saying why if it could not open."""
+        await self._ready.wait()
+        if self._client is None:
+            raise ApexError(
+                Code.FAILED_PRECONDITION,
+                f"the Apex backend could not start: {self._failure} (run `apex-mcp doctor`)",
+            )
+        return self._client
+
+    @property
+    def is_open(self) -> bool:
+        return self._client is not None
+
+    def opened(self, client: ApexClient) -> None:
+        self._client = client
+        self._ready.set()
+
+    def failed(self, reason: str) -> None:
+        self._failure = reason
+        self._ready.set()
 
     async def notify(self, uri: str) -> None:
         """Tell everyone subscribed to ``uri`` that it changed."""
@@ -61,7 +85,8 @@ class AppState:
         seen: tuple[str, int] | None = None
         try:
             while True:
-                job = await self.client.get_deep_researcher_job(
+                client = await self.apex()
+                job = await client.get_deep_researcher_job(
                     m.GetDeepResearcherJobRequest(job_id=job_id)
                 )
                 now = (job.status, len(job.result))

@@ -243,3 +243,15 @@ async def test_tools_list_snapshot(local: Backend) -> None:
         SNAPSHOT.parent.mkdir(exist_ok=True)
         SNAPSHOT.write_text(json.dumps(current, indent=2, ensure_ascii=False) + "\n")
     assert current == json.loads(SNAPSHOT.read_text())
+
+
+async def test_a_backend_that_cannot_start_is_explained_by_every_tool(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    env = {"APEX_DB": str(blocker / "apex.db"), "APEX_DISCOVER_LOCAL_MINERS": "false"}
+    async with connect("stdio", env) as client:
+        tools = (await client.list_tools()).tools  # the host still gets its tools
+        result = await client.call_tool("list_chats", {})
+    assert len(tools) == 16
+    assert result.is_error
+    assert "could not start" in text_of(result) and "apex-mcp doctor" in text_of(result)

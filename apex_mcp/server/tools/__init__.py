@@ -16,6 +16,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
+from ...apex.client import ApexClient
 from ...apex.errors import ApexError
 
 if TYPE_CHECKING:
@@ -79,6 +80,11 @@ def tool(
 
 def app_state(ctx: Context[AppState]) -> AppState:
     return ctx.request_context.lifespan_context
+
+
+async def apex(ctx: Context[AppState]) -> ApexClient:
+    """The server's ApexClient (inside ``apex_errors``: it may not have opened)."""
+    return await ctx.request_context.lifespan_context.apex()
 
 
 @contextmanager

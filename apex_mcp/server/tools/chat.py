@@ -13,7 +13,7 @@ from ...apex import models as m
 from ..conversation import Turn, converse
 from ..outputs import ChatAnswer
 from ..state import AppState
-from . import apex_errors, app_state, reply, tool
+from . import apex, apex_errors, reply, tool
 
 
 class Message(BaseModel):
@@ -81,7 +81,8 @@ async def chat(
         await ctx.report_progress(received, None, message)
 
     with apex_errors():
-        answer = await converse(app_state(ctx).client, turn, progress)
+        client = await apex(ctx)
+        answer = await converse(client, turn, progress)
     output = ChatAnswer(
         answer=answer.text,
         model=answer.model,

@@ -22,7 +22,7 @@ from ..outputs import (
     page,
 )
 from ..state import AppState
-from . import apex_errors, app_state, clip, reply, tool
+from . import apex, apex_errors, clip, reply, tool
 
 ChatType = Literal["apex", "gravity"]
 CompletionType = Literal["basic", "combined", "web-search", "chain-of-thought", "reasoning"]
@@ -42,7 +42,8 @@ async def create_chat(
     """Create a chat and its first completion (with empty completion_text, to fill in with
     update_completion). The chat tool does this for you when it saves a conversation."""
     with apex_errors():
-        created = await app_state(ctx).client.create_chat_and_completion(
+        client = await apex(ctx)
+        created = await client.create_chat_and_completion(
             m.CreateChatAndCompletionRequest(
                 user_prompt=user_prompt,
                 chat_type=chat_type,
@@ -71,7 +72,8 @@ async def list_chats(
 ) -> Annotated[CallToolResult, ChatList]:
     """The stored chats, newest first, a page at a time."""
     with apex_errors():
-        chats = await _sessions(app_state(ctx).client, chat_type)
+        client = await apex(ctx)
+        chats = await _sessions(client, chat_type)
         items, next_cursor = page(chats, cursor, limit)
     output = ChatList(chats=[Chat.of(c) for c in items], next_cursor=next_cursor)
     return reply(output, _chat_lines(output.chats, next_cursor) or "No stored chats.")
@@ -85,8 +87,8 @@ async def get_chat(
     limit: Limit = 50,
 ) -> Annotated[CallToolResult, ChatWithCompletions]:
     """A stored chat and its completions (prompts and answers), oldest first."""
-    client = app_state(ctx).client
     with apex_errors():
+        client = await apex(ctx)
         chat = await find_chat(client, chat_id)
         stored = await client.get_stored_chat_completions(
             m.GetStoredChatCompletionsRequest(chat_id=chat_id)
@@ -110,7 +112,8 @@ async def update_chat(
     if not attributes:
         raise ToolError("give a title or a chat_type to change")
     with apex_errors():
-        updated = await app_state(ctx).client.update_chat_attributes(
+        client = await apex(ctx)
+        updated = await client.update_chat_attributes(
             m.UpdateChatAttributesRequest(chat_id=chat_id, attributes=attributes)
         )
     if updated.chat is None:
@@ -123,7 +126,8 @@ async def update_chat(
 async def delete_chats(ctx: Context[AppState], chat_ids: Ids) -> Annotated[CallToolResult, Deleted]:
     """Delete chats and all their completions. This cannot be undone."""
     with apex_errors():
-        done = await app_state(ctx).client.delete_chats(m.DeleteChatsRequest(chat_ids=chat_ids))
+        client = await apex(ctx)
+        done = await client.delete_chats(m.DeleteChatsRequest(chat_ids=chat_ids))
     output = Deleted(success=done.success, deleted=chat_ids if done.success else [])
     return reply(output, f"Deleted {len(output.deleted)} chat(s).")
 
@@ -136,8 +140,8 @@ async def search_chats(
     limit: Limit = 20,
 ) -> Annotated[CallToolResult, ChatList]:
     """Find chats whose prompts or answers contain the words of search_term."""
-    client = app_state(ctx).client
     with apex_errors():
+        client = await apex(ctx)
         found = await client.search_chat_ids_by_prompt_and_completion_text(
             m.SearchChatIdsByPromptAndCompletionTextRequest(search_term=search_term)
         )
@@ -158,7 +162,8 @@ async def create_completion(
 ) -> Annotated[CallToolResult, Completion]:
     """Append a completion (a prompt, its answer to fill in later) to a stored chat."""
     with apex_errors():
-        created = await app_state(ctx).client.create_completion(
+        client = await apex(ctx)
+        created = await client.create_completion(
             m.CreateCompletionRequest(
                 chat_id=chat_id, user_prompt=user_prompt, completion_type=completion_type
             )
@@ -175,7 +180,8 @@ async def get_completion(
 ) -> Annotated[CallToolResult, Completion]:
     """One stored completion: its prompt, answer and metadata."""
     with apex_errors():
-        got = await app_state(ctx).client.get_chat_completion(
+        client = await apex(ctx)
+        got = await client.get_chat_completion(
             m.GetChatCompletionRequest(completion_id=completion_id)
         )
     output = Completion.of(got)
@@ -196,7 +202,8 @@ async def update_completion(
     if completion_text is None and user_prompt_text is None and metadata is None:
         raise ToolError("give completion_text, user_prompt_text or metadata to change")
     with apex_errors():
-        updated = await app_state(ctx).client.update_completion_attributes(
+        client = await apex(ctx)
+        updated = await client.update_completion_attributes(
             m.UpdateCompletionAttributesRequest(
                 completion_id=completion_id,
                 completion_text=completion_text,
@@ -216,7 +223,8 @@ async def delete_completions(
 ) -> Annotated[CallToolResult, Deleted]:
     """Delete completions from their chats. This cannot be undone."""
     with apex_errors():
-        done = await app_state(ctx).client.delete_completions(
+        client = await apex(ctx)
+        done = await client.delete_completions(
             m.DeleteCompletionsRequest(completion_ids=completion_ids)
         )
     output = Deleted(success=done.success, deleted=completion_ids if done.success else [])

@@ -18,7 +18,7 @@ from ...apex.client import ApexClient
 from ...apex.errors import ApexError
 from ..outputs import Completion, CompletionList, ResearchJob, ResearchStatus, page
 from ..state import AppState
-from . import apex_errors, app_state, reply, tool
+from . import apex, apex_errors, app_state, reply, tool
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,6 @@ async def deep_research_start(
     """Start a deep research job and return its job_id at once. The job searches the web,
     reads sources and writes a cited report; follow it with deep_research_status."""
     state = app_state(ctx)
-    client = state.client
     system = [m.ChatMessage(role="system", content=system_prompt)] if system_prompt else []
     # What the Apex SDK sent for deep research.
     request = m.ChatCompletionRequest(
@@ -58,6 +57,7 @@ async def deep_research_start(
         ),
     )
     with apex_errors():
+        client = await apex(ctx)
         job = await client.submit_deep_researcher_job(request)
         chat_id = completion_id = None
         if save:
@@ -115,10 +115,9 @@ async def deep_research_status(
     state = app_state(ctx)
     deadline = anyio.current_time() + wait_seconds
     with apex_errors():
+        client = await apex(ctx)
         while True:
-            job = await state.client.get_deep_researcher_job(
-                m.GetDeepResearcherJobRequest(job_id=job_id)
-            )
+            job = await client.get_deep_researcher_job(m.GetDeepResearcherJobRequest(job_id=job_id))
             new = [c for c in job.result if c.seq_id > last_seq_id]
             left = deadline - anyio.current_time()
             if new or job.status in FINISHED or left <= 0:
@@ -128,7 +127,7 @@ async def deep_research_status(
             )
             await anyio.sleep(min(state.research_poll_seconds, left))
     if job.status in FINISHED:
-        await sync_research_entry(state.client, job)
+        await sync_research_entry(client, job)
     if new:
         await state.notify_research(job_id)
     output = status_of(job, new, last_seq_id)
@@ -216,10 +215,10 @@ async def deep_research_cancel(
     ctx: Context[AppState], job_id: Annotated[str, Field(min_length=1)]
 ) -> Annotated[CallToolResult, ResearchJob]:
     """Stop a running or pending deep research job; what it wrote so far is kept."""
-    cancel = getattr(app_state(ctx).client, "cancel_deep_researcher_job", None)
-    if cancel is None:
-        raise ToolError("this Apex backend cannot cancel jobs")
     with apex_errors():
+        cancel = getattr(await apex(ctx), "cancel_deep_researcher_job", None)
+        if cancel is None:
+            raise ToolError("this Apex backend cannot cancel jobs")
         job = await cancel(job_id)
     output = ResearchJob(
         job_id=job.job_id, status=job.status, created_at=job.created_at, updated_at=job.updated_at
@@ -235,7 +234,8 @@ async def list_research(
 ) -> Annotated[CallToolResult, CompletionList]:
     """The stored completions that hold a deep research job, with its job id and status."""
     with apex_errors():
-        listed = await app_state(ctx).client.get_completions_with_deep_researcher_entry(m.Empty())
+        client = await apex(ctx)
+        listed = await client.get_completions_with_deep_researcher_entry(m.Empty())
         items, next_cursor = page(listed.completions, cursor, limit)
     output = CompletionList(completions=[Completion.of(c) for c in items], next_cursor=next_cursor)
     lines = []

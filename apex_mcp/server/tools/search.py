@@ -12,7 +12,7 @@ from pydantic import Field
 from ...apex import models as m
 from ..outputs import SearchResult, SearchResults
 from ..state import AppState
-from . import apex_errors, app_state, clip, reply, tool
+from . import apex, apex_errors, clip, reply, tool
 
 RELEVANT_CHARS = 800  # a passage (SN1 cut pages into ~500-character ones), not a page
 
@@ -40,9 +40,8 @@ async def web_search(
         max_response_time=max_response_time,
     )
     with apex_errors():
-        response = await app_state(ctx).client.web_retrieval(
-            request, timeout=max_response_time + 15
-        )
+        client = await apex(ctx)
+        response = await client.web_retrieval(request, timeout=max_response_time + 15)
     results = merge(response.results, include_content, max_content_chars)
     output = SearchResults(search_query=search_query, results=results)
     if not results:
