@@ -19,6 +19,8 @@ from .tools import TOOLS, TOOLSETS, Toolset, ToolSpec, compact_schema
 
 log = logging.getLogger(__name__)
 
+OPEN_DELAY = 1.0  # seconds
+
 INSTRUCTIONS = """\
 apex-mcp gives you the Apex API of Bittensor's Subnet 1: chat with open LLMs (chat), web \
 search with the relevant passage of each page (web_search), deep research jobs that write a \
@@ -105,7 +107,14 @@ def build_server(
 
 
 async def hold_client(settings: Settings, state: AppState, stop: anyio.Event) -> None:
-    """Open the ApexClient, hand it to the state, keep it open until ``stop``."""
+    """Open the ApexClient, hand it to the state, keep it open until ``stop``.
+
+    It opens when first needed or ``OPEN_DELAY`` after start, whichever comes first: a host
+    spawning the server gets its tools/list first, and research jobs a restart interrupted
+    still resume without waiting for a call.
+    """
+    with anyio.move_on_after(OPEN_DELAY):
+        await state.wanted.wait()
     try:
         async with open_client(settings) as client:
             state.opened(client)

@@ -40,9 +40,11 @@ class AppState:
     _client: ApexClient | None = None
     _failure: str | None = None
     _ready: anyio.Event = field(default_factory=anyio.Event)
+    wanted: anyio.Event = field(default_factory=anyio.Event)
 
     async def apex(self) -> ApexClient:
         """The ApexClient, once open; an ApexError saying why if it could not open."""
+        self.wanted.set()
         await self._ready.wait()
         if self._client is None:
             raise ApexError(
