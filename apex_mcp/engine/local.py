@@ -42,6 +42,7 @@ from ..apex.models import (
     WebRetrievalResponse,
 )
 from .miners import MinerPool
+from .research import ResearchLimits, ResearchRunner, Retriever, job_response, submit_response
 from .store import Store, open_store
 
 if TYPE_CHECKING:
@@ -62,10 +63,20 @@ class LocalApex:
     It owns nothing but borrows the store and the miner pool; ``open`` makes and closes them.
     """
 
-    def __init__(self, store: Store, miners: MinerPool, *, user_id: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        miners: MinerPool,
+        *,
+        user_id: str,
+        retriever: Retriever | None = None,
+        research: ResearchRunner | None = None,
+    ) -> None:
         self.store = store
         self.miners = miners
         self.user_id = user_id
+        self.retriever = retriever
+        self.research = research  # runs deep-research jobs; shared by every user's view
 
     def __repr__(self) -> str:
         return f"LocalApex(user_id={self.user_id!r})"
@@ -81,13 +92,28 @@ class LocalApex:
         cls, settings: Settings, *, user_id: str | None = None
     ) -> AsyncIterator[LocalApex]:
         from ..config import DEFAULT_USER
+        from .retrieval import WebRetriever, build_providers
 
         store = await open_store(settings.db)
         try:
-            async with MinerPool(
-                settings.miners, discover_local=settings.discover_local_miners
-            ) as miners:
-                yield cls(store, miners, user_id=user_id or DEFAULT_USER)
+            async with (
+                MinerPool(settings.miners, discover_local=settings.discover_local_miners) as miners,
+                WebRetriever(
+                    build_providers(settings.search_provider, settings.searxng_url),
+                    allow_private_addresses=settings.allow_private_addresses,
+                ) as retriever,
+                # Inside the others: jobs stop (and say so in the store) before what they use.
+                ResearchRunner(
+                    store, miners, retriever, ResearchLimits.from_settings(settings)
+                ) as research,
+            ):
+                yield cls(
+                    store,
+                    miners,
+                    user_id=user_id or DEFAULT_USER,
+                    retriever=retriever,
+                    research=research,
+                )
         finally:
             await store.close()
 
@@ -111,17 +137,30 @@ class LocalApex:
     async def web_retrieval(
         self, request: WebRetrievalRequest, *, timeout: float | None = None
     ) -> WebRetrievalResponse:
-        raise _not_yet("web retrieval")
+        if self.retriever is None:
+            raise _not_yet("web retrieval")
+        return await self.retriever.retrieve(request)
 
     async def submit_deep_researcher_job(
         self, request: ChatCompletionRequest, *, timeout: float | None = None
     ) -> SubmitDeepResearcherJobResponse:
-        raise _not_yet("deep research")
+        _check_chat_request(request)
+        job = await self._research().submit(self.user_id, request)
+        return submit_response(job)
 
     async def get_deep_researcher_job(
         self, request: GetDeepResearcherJobRequest, *, timeout: float | None = None
     ) -> GetDeepResearcherJobResponse:
-        raise _not_yet("deep research")
+        return job_response(await self._research().get(self.user_id, request.job_id))
+
+    async def cancel_deep_researcher_job(self, job_id: str) -> GetDeepResearcherJobResponse:
+        """Cancel one of the user's pending or running jobs (not part of apex.v1)."""
+        return job_response(await self._research().cancel(self.user_id, job_id))
+
+    def _research(self) -> ResearchRunner:
+        if self.research is None:
+            raise _not_yet("deep research")
+        return self.research
 
     # --- stored chats and completions --------------------------------------------------------
 

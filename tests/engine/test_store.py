@@ -9,7 +9,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import closing
-from datetime import UTC
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -724,3 +724,123 @@ async def test_two_processes_writing_one_new_file_lose_nothing(db_path: Path) ->
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+# --- the job runner's methods -------------------------------------------------------------------
+
+
+async def test_claim_next_job_takes_the_oldest_pending_job_once(store: SqliteStore) -> None:
+    first = await store.create_job(ALICE, request={"n": 1})
+    second = await store.create_job(BOB, request={"n": 2})
+    await store.set_job_status(first.id, "running", error="left over")
+    await store.set_job_status(first.id, "pending", error="left over")
+
+    claimed = await store.claim_next_job()
+    assert claimed is not None
+    assert (claimed.id, claimed.status, claimed.error) == (first.id, "running", None)
+    assert (await store.claim_next_job()) == await store.get_job(BOB, second.id)
+    assert (await store.get_job(BOB, second.id)).status == "running"
+    assert await store.claim_next_job() is None
+
+
+async def test_two_stores_claiming_at_once_never_take_one_job_twice(db_path: Path) -> None:
+    async with SqliteStore(db_path) as one, SqliteStore(db_path) as two:
+        jobs = {(await one.create_job(ALICE, request={})).id for _ in range(30)}
+        claimed: list[str] = []
+
+        async def claim(store: SqliteStore) -> None:
+            while (job := await store.claim_next_job()) is not None:
+                claimed.append(job.id)
+
+        async with anyio.create_task_group() as tg:
+            for store in (one, two, one, two):
+                tg.start_soon(claim, store)
+    assert sorted(claimed) == sorted(jobs)
+
+
+async def test_touch_jobs_is_the_heartbeat_of_running_jobs_only(store: SqliteStore) -> None:
+    running = await store.set_job_status((await store.create_job(ALICE, request={})).id, "running")
+    pending = await store.create_job(ALICE, request={})
+    done = await store.set_job_status((await store.create_job(ALICE, request={})).id, "cancelled")
+    statuses = await store.touch_jobs([running.id, pending.id, done.id, str(uuid.uuid4())])
+    assert statuses == {running.id: "running", pending.id: "pending", done.id: "cancelled"}
+    assert (await store.get_job(ALICE, running.id)).updated_at > running.updated_at
+    assert (await store.get_job(ALICE, pending.id)).updated_at == pending.updated_at
+    assert (await store.get_job(ALICE, done.id)).updated_at == done.updated_at
+    assert await store.touch_jobs([]) == {}
+
+
+async def test_fail_stale_jobs_fails_running_jobs_without_a_heartbeat(store: SqliteStore) -> None:
+    stale = await store.set_job_status((await store.create_job(ALICE, request={})).id, "running")
+    kept = await store.set_job_status((await store.create_job(BOB, request={})).id, "running")
+    pending = await store.create_job(ALICE, request={})
+    cutoff = (await store.get_job(BOB, kept.id)).updated_at + timedelta(microseconds=1)
+    fresh = await store.set_job_status((await store.create_job(BOB, request={})).id, "running")
+    assert fresh.updated_at >= cutoff
+
+    failed = await store.fail_stale_jobs(cutoff, "its runner is gone", keep=[kept.id])
+    assert [(j.id, j.status, j.error) for j in failed] == [
+        (stale.id, "failed", "its runner is gone")
+    ]
+    assert (await store.get_job(BOB, kept.id)).status == "running"
+    assert (await store.get_job(ALICE, pending.id)).status == "pending"
+    assert (await store.get_job(BOB, fresh.id)).status == "running"
+    assert await store.fail_stale_jobs(cutoff, "again", keep=[kept.id]) == []
+
+
+async def test_sync_job_completions_follows_the_job_and_keeps_other_metadata(
+    store: SqliteStore,
+) -> None:
+    chat_id, linked = await new_chat(store)
+    other = await store.create_completion(ALICE, chat_id, user_prompt="2", completion_type="basic")
+    _, bobs = await new_chat(store, user=BOB)
+    job = await store.create_job(ALICE, request={})
+
+    def entry(status: str, job_id: str = job.id) -> dict[str, Any]:
+        return {"createdAt": "2025-05-30T14:32:05Z", "jobId": job_id, "status": status}
+
+    await store.update_completion(
+        ALICE, linked, metadata={"deep-researcher": entry("pending"), "keep": [1, 2]}
+    )
+    await store.update_completion(
+        ALICE, other.id, metadata={"deep-researcher": entry("pending", str(uuid.uuid4()))}
+    )
+    await store.update_completion(BOB, bobs, metadata={"deep-researcher": entry("pending")})
+
+    assert await store.sync_job_completions(ALICE, job.id, "pending") == 0  # already so
+    await store.set_job_status(job.id, "running")
+    assert await store.sync_job_completions(ALICE, job.id, "running", completion_text="no") == 1
+    stored = await store.get_completion(ALICE, linked)
+    assert stored.metadata == {"deep-researcher": entry("running"), "keep": [1, 2]}
+    assert (stored.completion_text, stored.completed_at) == ("", None)
+
+    await store.set_job_status(job.id, "completed")
+    # A caller with an old view of the job changes nothing.
+    assert await store.sync_job_completions(ALICE, job.id, "running") == 0
+    assert await store.sync_job_completions(ALICE, job.id, "failed") == 0
+    assert (await store.get_completion(ALICE, linked)).metadata == stored.metadata
+    assert await store.sync_job_completions(ALICE, job.id, "completed", completion_text="rep") == 1
+    stored = await store.get_completion(ALICE, linked)
+    assert stored.metadata == {"deep-researcher": entry("completed"), "keep": [1, 2]}
+    assert stored.completion_text == "rep" and stored.completed_at is not None
+    assert await store.search_chat_ids(ALICE, "rep") == [chat_id]
+    assert await store.sync_job_completions(ALICE, job.id, "completed", completion_text="x") == 0
+
+    # Another job's completion and another user's are untouched.
+    assert (await store.get_completion(ALICE, other.id)).metadata["deep-researcher"][
+        "status"
+    ] == "pending"
+    assert (await store.get_completion(BOB, bobs)).metadata == {"deep-researcher": entry("pending")}
+    await raises(Code.NOT_FOUND, store.sync_job_completions(BOB, job.id, "completed"))
+
+
+async def test_sync_job_completions_of_a_failed_job_sets_the_error(store: SqliteStore) -> None:
+    _, linked = await new_chat(store)
+    job = await store.create_job(ALICE, request={})
+    metadata = {"deep-researcher": {"jobId": job.id, "status": "running"}}
+    await store.update_completion(ALICE, linked, metadata=metadata)
+    await store.set_job_status(job.id, "failed", error="every miner timed out")
+    assert await store.sync_job_completions(ALICE, job.id, "failed", completion_text="no") == 1
+    stored = await store.get_completion(ALICE, linked)
+    assert stored.metadata == {"deep-researcher": {"jobId": job.id, "status": "failed"}}
+    assert (stored.error_message, stored.completion_text) == ("every miner timed out", "")

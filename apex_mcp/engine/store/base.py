@@ -7,6 +7,8 @@ methods without ``user_id`` are for the engine's own job runner, never for a cal
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from datetime import datetime
 from typing import Any, Literal, Protocol, get_args
 
 from pydantic import AwareDatetime, BaseModel, Field
@@ -105,6 +107,20 @@ class Store(Protocol):
     ) -> Job: ...
 
     async def list_jobs_by_status(self, statuses: list[JobStatus]) -> list[Job]: ...
+
+    # --- the job runner's own: claims, heartbeats, completions linked to a job ---
+
+    async def claim_next_job(self) -> Job | None: ...
+
+    async def touch_jobs(self, job_ids: list[str]) -> dict[str, JobStatus]: ...
+
+    async def fail_stale_jobs(
+        self, before: datetime, error: str, *, keep: Collection[str] = ()
+    ) -> list[Job]: ...
+
+    async def sync_job_completions(
+        self, user_id: str, job_id: str, status: JobStatus, *, completion_text: str | None = None
+    ) -> int: ...
 
     # --- maintenance ---
 

@@ -16,7 +16,7 @@ import json
 import re
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -536,6 +536,131 @@ class SqliteStore:
 
         return await self._read(read)
 
+    async def claim_next_job(self) -> Job | None:
+        """The oldest pending job of any user, now running; None when none waits.
+
+        The claim is one transaction under the write lock, so two runners (in one process or
+        in several sharing the file) never claim the same job.
+        """
+        find = "SELECT id FROM jobs WHERE status = 'pending' ORDER BY created_at, seq LIMIT 1"
+        # Read first: an idle runner polls, and a read does not take the write lock.
+        if await self._read(lambda conn: conn.execute(find).fetchone()) is None:
+            return None
+
+        def write(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute(find).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE jobs SET status = 'running', error = NULL, updated_at = ? WHERE id = ?",
+                (_now(), row["id"]),
+            )
+            return _job(conn, _job_row(conn, row["id"]))
+
+        return await self._write(write)
+
+    async def touch_jobs(self, job_ids: list[str]) -> dict[str, JobStatus]:
+        """Bump the updated_at of those of ``job_ids`` still running (their runner's heartbeat);
+        returns each job's status (a job that no longer exists is left out)."""
+        ids = _unique_uuids(job_ids, "job id")
+        if not ids:
+            return {}
+
+        def write(conn: sqlite3.Connection) -> dict[str, JobStatus]:
+            now, statuses = _now(), {}
+            for job_id in ids:
+                conn.execute(
+                    "UPDATE jobs SET updated_at = ? WHERE id = ? AND status = 'running'",
+                    (now, job_id),
+                )
+                row = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if row is not None:
+                    statuses[job_id] = row["status"]
+            return statuses
+
+        return await self._write(write)
+
+    async def fail_stale_jobs(
+        self, before: datetime, error: str, *, keep: Collection[str] = ()
+    ) -> list[Job]:
+        """Mark failed, with ``error``, the running jobs not updated since ``before`` (their
+        runner is gone), except those in ``keep``; returns them, failed."""
+        cutoff = _format(before)
+        kept = set(_unique_uuids(list(keep), "job id"))
+        find = "SELECT id FROM jobs WHERE status = 'running' AND updated_at < ?"
+
+        def stale(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(find, (cutoff,)).fetchall()
+            return [row["id"] for row in rows if row["id"] not in kept]
+
+        if not await self._read(stale):
+            return []
+
+        def write(conn: sqlite3.Connection) -> list[Job]:
+            now, failed = _now(), []
+            for job_id in stale(conn):
+                conn.execute(
+                    "UPDATE jobs SET status = 'failed', error = ?, updated_at = ? WHERE id = ?",
+                    (error, now, job_id),
+                )
+                failed.append(_job(conn, _job_row(conn, job_id)))
+            return failed
+
+        return await self._write(write)
+
+    async def sync_job_completions(
+        self, user_id: str, job_id: str, status: JobStatus, *, completion_text: str | None = None
+    ) -> int:
+        """Bring the user's completions linked to the job (``metadata."deep-researcher".jobId``)
+        to ``status`` if that is still the job's status, keeping the rest of their metadata:
+        the entry's ``status``; for a failed job, ``error_message`` is the job's error; for a
+        completed job, ``completion_text`` when given. Only completions whose entry has
+        another status change; returns how many did.
+
+        A caller whose view of the job is out of date changes nothing (the job's status is
+        read in the same transaction): the one that knows the new status syncs it.
+        """
+        job_id = _uuid(job_id, "job id")
+        _check_statuses([status])
+        where = (
+            " WHERE user_id = ?"
+            """ AND json_extract(metadata, '$."deep-researcher".jobId') = ?"""
+            """ AND json_extract(metadata, '$."deep-researcher".status') IS NOT ?"""
+        )
+        keys = (user_id, job_id, status)
+
+        def outdated(conn: sqlite3.Connection) -> tuple[sqlite3.Row, int]:
+            job = _job_row(conn, job_id, user_id)
+            if job["status"] != status:
+                return job, 0
+            found = conn.execute("SELECT count(*) FROM completions" + where, keys).fetchone()
+            return job, int(found[0])
+
+        # Read first: callers sync on every poll of a job, and most of the time nothing changes.
+        if (await self._read(outdated))[1] == 0:
+            return 0
+
+        def write(conn: sqlite3.Connection) -> int:
+            job, count = outdated(conn)
+            if count == 0:
+                return 0
+            changes = {"metadata": """json_set(metadata, '$."deep-researcher".status', ?)"""}
+            values: list[str | None] = [status]
+            if status == "failed":
+                changes["error_message"] = "?"
+                values.append(job["error"] or "")
+            if status == "completed" and completion_text is not None:
+                changes.update(completion_text="?", completed_at="?")
+                values += [completion_text, _now()]
+            # Column names and expressions are the fixed ones above, never the caller's.
+            assignments = ", ".join(f"{column} = {value}" for column, value in changes.items())
+            updated: int = conn.execute(
+                f"UPDATE completions SET {assignments}" + where, (*values, *keys)
+            ).rowcount
+            return updated
+
+        return await self._write(write)
+
     # --- maintenance ---
 
     async def integrity_check(self) -> str:
@@ -737,7 +862,11 @@ def _parsed_completion(row: sqlite3.Row) -> ParsedCompletion:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime(_TIME_FORMAT)
+    return _format(datetime.now(UTC))
+
+
+def _format(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
 
 
 def _time(text: str) -> datetime:

@@ -1,0 +1,803 @@
+"""Web retrieval: the engine's answer to ``WebRetrieval``, as the SN1 reference miner did it.
+
+search -> fetch -> extract -> pick the passage:
+
+- search: ``n_miners`` plays the number of miners asked. The query fans out to that many
+  provider queries, round-robin over the providers; when there are fewer providers than
+  miners, the later rounds ask variants of the query (in quotes, + "overview"...), so that each
+  "miner" asks something different. The hits are merged in rank order (every query's first
+  hit, then every second one...) and deduplicated by normalized URL. Only if every query fails
+  is the call an error (``UNAVAILABLE``).
+- fetch: the best-ranked ``2 * n_results + 2`` pages are fetched concurrently; each failure
+  starts the next candidate. A page is dropped when it is not http(s), resolves to a private
+  address (the SSRF guard), answers anything but 2xx, is not HTML, is larger than
+  ``max_page_bytes`` (dropped, not truncated: half a page extracts badly), or redirects more
+  than ``max_redirects`` times. Cookies are never kept and the user agent says who we are.
+- extract: trafilatura takes the main text (no navigation, ads, banners or comments) in worker
+  threads, a few at a time and in the order the pages came; ``content`` is the page title on
+  the first line, then that text. A page with little or no main text is dropped, never
+  returned empty.
+- pick: ``content`` is cut into passages of about ``passage_chars`` on paragraph and sentence
+  boundaries, and ``relevant`` is the one that BM25 scores best against the query (a small
+  implementation here: a page has a few dozen passages, which needs neither numpy nor an
+  index, and bm25s would bring both at start-up).
+
+Time: the whole call returns within ``max_response_time`` with what it has by then. The search
+may take up to half of it (and after its first answer, as long again for the others, at
+least a second); the pages get the rest. The results are the first ``n_results`` good pages in
+search-rank order; once those are known, the pages still loading are abandoned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import math
+import os
+import re
+import socket
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Protocol
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import anyio
+import httpx2
+from pydantic import BaseModel
+
+from .. import __version__
+from ..apex.errors import ApexError, Code
+from ..apex.models import WebRetrievalRequest, WebRetrievalResponse, WebSearchResult
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"apex-mcp/{__version__} (web retrieval for an MCP server)"
+
+DEFAULT_N_MINERS = 3
+DEFAULT_N_RESULTS = 1
+DEFAULT_MAX_RESPONSE_TIME = 20
+N_MINERS_RANGE = (1, 10)
+N_RESULTS_RANGE = (1, 20)
+MAX_RESPONSE_TIME_RANGE = (1, 120)
+
+HITS_PER_QUERY = 10  # at least: a page of results costs an engine no more than four hits
+SEARCH_SHARE = 0.5  # of max_response_time, at most, for the search
+EXTRACT_THREADS = min(4, os.cpu_count() or 1)  # per retriever, for all its calls
+MIN_MAIN_TEXT_CHARS = 200  # less is an error page, a login wall or a script shell
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+
+# Query variants for the later rounds of the fan-out: each "miner" asks something different.
+QUERY_VARIANTS = (
+    "{q}",
+    '"{q}"',
+    "{q} overview",
+    "{q} explained",
+    "{q} guide",
+    "{q} introduction",
+    "{q} facts",
+    "{q} examples",
+    "{q} history",
+    "{q} analysis",
+)
+
+# Query parameters that only say where a click came from.
+TRACKING_PARAMS = frozenset(
+    {"fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "igshid", "mc_cid"}
+    | {"mc_eid", "_ga", "_gl", "ref_src", "spm"}
+)
+
+
+class SearchHit(BaseModel):
+    """One search result: where it points and what the search engine said of it."""
+
+    url: str
+    title: str = ""
+    snippet: str = ""
+
+
+class SearchProvider(Protocol):
+    """A web search engine. ``search`` raises (anything) when the engine could not answer."""
+
+    name: str
+
+    async def search(self, query: str, max_results: int) -> list[SearchHit]: ...
+
+
+class SearchError(Exception):
+    """A search provider could not answer; the message says why, for people."""
+
+
+# --- search providers -------------------------------------------------------------------------
+
+
+class DuckDuckGoSearch:
+    """Keyless web search through the ``ddgs`` metasearch library (imported on first search).
+
+    ``backend`` is ddgs's choice of engines: ``"auto"`` (its default) asks DuckDuckGo and the
+    other keyless engines it knows and falls back among them; ``"duckduckgo"`` asks only it.
+    """
+
+    name = "duckduckgo"
+
+    def __init__(
+        self,
+        *,
+        backend: str = "auto",
+        region: str = "us-en",
+        safesearch: str = "moderate",
+        timeout: int = 10,
+    ) -> None:
+        self.backend = backend
+        self.region = region
+        self.safesearch = safesearch
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"DuckDuckGoSearch(backend={self.backend!r})"
+
+    async def search(self, query: str, max_results: int) -> list[SearchHit]:
+        # ddgs blocks (threads and sync HTTP): keep it off the event loop; a search abandoned
+        # at the deadline finishes in its thread and is ignored.
+        return await anyio.to_thread.run_sync(
+            self._search, query, max_results, abandon_on_cancel=True
+        )
+
+    def _search(self, query: str, max_results: int) -> list[SearchHit]:
+        from ddgs import DDGS
+        from ddgs.exceptions import DDGSException
+
+        try:
+            rows = DDGS(timeout=self.timeout).text(
+                query,
+                region=self.region,
+                safesearch=self.safesearch,
+                max_results=max_results,
+                backend=self.backend,
+            )
+        except DDGSException as exc:
+            if "no results found" in str(exc).lower():  # ddgs says "nothing" with an error
+                return []
+            raise SearchError(f"{type(exc).__name__}: {_short(str(exc))}") from None
+        return [
+            SearchHit(
+                url=str(row["href"]),
+                title=str(row.get("title") or ""),
+                snippet=str(row.get("body") or ""),
+            )
+            for row in rows
+            if row.get("href")
+        ]
+
+
+class SearxngSearch:
+    """A SearXNG instance (usually self-hosted): ``GET {url}/search?q=...&format=json``.
+
+    The instance must allow the JSON format (``search.formats`` in its settings.yml).
+    """
+
+    name = "searxng"
+
+    def __init__(self, url: str, *, timeout: float = 10.0, user_agent: str = USER_AGENT) -> None:
+        url = url.strip().rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"a SearXNG URL must start with http:// or https://: {url!r}")
+        self.url = url
+        self.timeout = timeout
+        self.user_agent = user_agent
+
+    @cached_property
+    def _http(self) -> httpx2.AsyncClient:
+        # Made on first use: a TLS context costs tens of milliseconds at start-up.
+        return httpx2.AsyncClient(
+            headers={"user-agent": self.user_agent, "accept": "application/json"},
+            timeout=httpx2.Timeout(self.timeout),
+        )
+
+    def __repr__(self) -> str:
+        return f"SearxngSearch({self.url!r})"
+
+    async def search(self, query: str, max_results: int) -> list[SearchHit]:
+        try:
+            response = await self._http.get(
+                f"{self.url}/search", params={"q": query, "format": "json"}
+            )
+        except httpx2.HTTPError as exc:
+            raise SearchError(f"{_describe(exc)} at {self.url}") from None
+        if response.status_code != 200:
+            reason = f"HTTP {response.status_code} from {self.url}"
+            if response.status_code == 403:
+                reason += " (does the instance allow format=json? see search.formats)"
+            raise SearchError(reason)
+        try:
+            rows = response.json()["results"]
+            return [
+                SearchHit(
+                    url=str(row["url"]),
+                    title=str(row.get("title") or ""),
+                    snippet=str(row.get("content") or ""),
+                )
+                for row in rows
+                if isinstance(row, dict) and row.get("url")
+            ][:max_results]
+        except (ValueError, KeyError, TypeError):
+            raise SearchError(f"{self.url} did not answer with SearXNG JSON") from None
+
+    async def aclose(self) -> None:
+        if "_http" in self.__dict__:
+            await self._http.aclose()
+
+
+def build_providers(kind: str, searxng_url: str | None) -> list[SearchProvider]:
+    """The search providers for a setting: ``duckduckgo`` (the default) or ``searxng``."""
+    name = (kind or "duckduckgo").strip().lower()
+    if name in ("duckduckgo", "ddg", "ddgs"):
+        return [DuckDuckGoSearch()]
+    if name == "searxng":
+        if not searxng_url or not searxng_url.strip():
+            raise ValueError("the searxng search provider needs the URL of a SearXNG instance")
+        return [SearxngSearch(searxng_url)]
+    raise ValueError(f"unknown search provider {kind!r}: use duckduckgo or searxng")
+
+
+# --- the retriever ----------------------------------------------------------------------------
+
+
+class _PageFailure(Exception):
+    """A page that cannot be used; the message says why, briefly."""
+
+
+@dataclass
+class _Page:
+    url: str
+    content: str
+    relevant: str
+
+
+@dataclass
+class _Failed:
+    reason: str
+
+
+@dataclass
+class _Stats:
+    extract: float = 0.0
+    rank: float = 0.0
+
+
+class WebRetriever:
+    """Answers ``WebRetrievalRequest``: search, fetch, extract, pick the passage.
+
+    Owns one pooled HTTP client: ``aclose()`` it (or use ``async with``); that also closes the
+    providers that have an ``aclose``. ``allow_private_addresses`` turns the SSRF guard off
+    (for tests and for intranets; never for a server that strangers can call).
+    """
+
+    def __init__(
+        self,
+        providers: Sequence[SearchProvider],
+        *,
+        user_agent: str = USER_AGENT,
+        max_page_bytes: int = 2_000_000,
+        max_redirects: int = 5,
+        passage_chars: int = 500,
+        allow_private_addresses: bool = False,
+    ) -> None:
+        if not providers:
+            raise ValueError("a WebRetriever needs at least one search provider")
+        if passage_chars < 50:
+            raise ValueError("passage_chars must be at least 50")
+        self.providers = list(providers)
+        self.max_page_bytes = max_page_bytes
+        self.max_redirects = max_redirects
+        self.passage_chars = passage_chars
+        self.allow_private_addresses = allow_private_addresses
+        self.user_agent = user_agent
+        self._extract_limiter: anyio.CapacityLimiter | None = None
+
+    @cached_property
+    def _http(self) -> httpx2.AsyncClient:
+        # Made on first use: a TLS context costs tens of milliseconds at start-up.
+        return httpx2.AsyncClient(
+            headers={
+                "user-agent": self.user_agent,
+                "accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1",
+                "accept-language": "en;q=1.0, *;q=0.5",
+            },
+            # Redirects are followed by hand, so that every hop passes the guard.
+            follow_redirects=False,
+            # No cookies: one user's retrieval must not carry state into another's.
+            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
+            http2=True,
+            timeout=httpx2.Timeout(30.0, connect=10.0),  # the call's deadline is what binds
+            limits=httpx2.Limits(max_connections=64, max_keepalive_connections=16),
+        )
+
+    def __repr__(self) -> str:
+        return f"WebRetriever(providers={[p.name for p in self.providers]!r})"
+
+    async def __aenter__(self) -> WebRetriever:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if "_http" in self.__dict__:
+            await self._http.aclose()
+        for provider in self.providers:
+            close = getattr(provider, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def retrieve(
+        self, request: WebRetrievalRequest, *, timings: dict[str, float] | None = None
+    ) -> WebRetrievalResponse:
+        """Search, read and return up to ``n_results`` pages, within ``max_response_time``.
+
+        ``timings``, when given, receives seconds: ``search`` and ``fetch`` (wall time of the
+        two phases; fetch includes extracting each page as it arrives), ``extract`` and
+        ``rank`` (CPU time spent in them, summed over the pages, in worker threads) and
+        ``total``.
+        """
+        started = time.perf_counter()
+        query, n_miners, n_results, budget = _settings(request)
+        deadline = anyio.current_time() + budget
+        timings = timings if timings is not None else {}
+
+        hits = await self._search(query, n_miners, n_results, budget * SEARCH_SHARE)
+        timings["search"] = time.perf_counter() - started
+
+        fetch_started = time.perf_counter()
+        stats = _Stats()
+        pages = await self._read_pages(hits, query, n_results, deadline, stats)
+        timings["fetch"] = time.perf_counter() - fetch_started
+        timings["extract"] = stats.extract
+        timings["rank"] = stats.rank
+        timings["total"] = time.perf_counter() - started
+        return WebRetrievalResponse(
+            results=[
+                WebSearchResult(url=p.url, content=p.content, relevant=p.relevant) for p in pages
+            ]
+        )
+
+    # --- search -----------------------------------------------------------------------------
+
+    async def _search(
+        self, query: str, n_miners: int, n_results: int, budget: float
+    ) -> list[SearchHit]:
+        asks = fan_out(query, self.providers, n_miners)
+        answers: list[list[SearchHit] | str | None] = [None] * len(asks)
+        per_query = max(HITS_PER_QUERY, 2 * n_results + 2)
+        started = anyio.current_time()
+
+        with anyio.CancelScope(deadline=started + budget) as scope:
+
+            async def ask(i: int, provider: SearchProvider, text: str) -> None:
+                try:
+                    answers[i] = await provider.search(text, per_query)
+                except Exception as exc:  # a provider may fail in any way; others may answer
+                    answers[i] = _describe(exc)
+                    log.info("search %s failed for %r: %s", provider.name, text, answers[i])
+                    return
+                # The first answer is in: the others get as long again (at least a second).
+                now = anyio.current_time()
+                scope.deadline = min(scope.deadline, now + max(1.0, now - started))
+
+            async with anyio.create_task_group() as tg:
+                for i, (provider, text) in enumerate(asks):
+                    tg.start_soon(ask, i, provider, text)
+
+        lists = [a for a in answers if isinstance(a, list)]
+        if not lists:
+            reasons: dict[str, None] = {}
+            for (provider, _), answer in zip(asks, answers, strict=True):
+                why = answer if isinstance(answer, str) else f"no answer within {budget:g}s"
+                reasons[f"{provider.name} ({why})"] = None
+            raise ApexError(
+                Code.UNAVAILABLE,
+                f"the search provider could not be reached: {'; '.join(reasons)}",
+                hint="check the network connection, or configure another search provider "
+                "(a SearXNG instance)",
+            )
+        return merge_hits(lists)
+
+    # --- fetch and extract ------------------------------------------------------------------
+
+    async def _read_pages(
+        self, hits: list[SearchHit], query: str, n_results: int, deadline: float, stats: _Stats
+    ) -> list[_Page]:
+        outcomes: list[_Page | _Failed | None] = [None] * len(hits)  # None: not read yet
+        started = 0
+
+        with anyio.CancelScope(deadline=deadline):
+            async with anyio.create_task_group() as tg:
+
+                def start_next() -> None:
+                    nonlocal started
+                    if started < len(hits):
+                        tg.start_soon(read, started)
+                        started += 1
+
+                async def read(i: int) -> None:
+                    outcome = await self._read_page(hits[i].url, query, stats)
+                    outcomes[i] = outcome
+                    if isinstance(outcome, _Failed):
+                        start_next()  # a failure is replaced by the next candidate
+                    _, complete = _choose(outcomes, n_results)
+                    if complete:  # the pages still loading can no longer change the answer
+                        tg.cancel_scope.cancel()
+
+                for _ in range(min(len(hits), 2 * n_results + 2)):
+                    start_next()
+
+        chosen, _ = _choose(outcomes, n_results)
+        return chosen
+
+    async def _read_page(self, url: str, query: str, stats: _Stats) -> _Page | _Failed:
+        try:
+            final_url, body, charset = await self._fetch(url)
+        except _PageFailure as failure:
+            log.debug("web page skipped: %s: %s", url, failure)
+            return _Failed(str(failure))
+        # Extraction is CPU-bound: a worker thread keeps the event loop free. Few at a time
+        # (the GIL runs one anyway): pages are done in the order they came, so the best-ranked
+        # finish first and the pages no longer needed are cancelled before they start.
+        if self._extract_limiter is None:  # made in the event loop that will use it
+            self._extract_limiter = anyio.CapacityLimiter(EXTRACT_THREADS)
+        try:
+            read = await anyio.to_thread.run_sync(
+                _read_html,
+                body,
+                charset,
+                final_url,
+                query,
+                self.passage_chars,
+                abandon_on_cancel=True,
+                limiter=self._extract_limiter,
+            )
+        except Exception as exc:  # one odd page must not sink the others
+            log.info("web page skipped: %s: extraction failed: %s", final_url, _describe(exc))
+            return _Failed("extraction failed")
+        stats.extract += read.extract_seconds
+        stats.rank += read.rank_seconds
+        if read.page is None:
+            log.debug("web page skipped: %s: no main text", final_url)
+            return _Failed("no main text")
+        return read.page
+
+    async def _fetch(self, url: str) -> tuple[str, bytes, str | None]:
+        """The final URL, body and declared charset of an HTML page, or ``_PageFailure``."""
+        for _ in range(self.max_redirects + 1):
+            await self._guard(url)
+            try:
+                async with self._http.stream("GET", url) as response:
+                    if response.is_redirect:
+                        url = urljoin(url, response.headers["location"])
+                        continue
+                    return url, await self._read_body(response), response.charset_encoding
+            except (httpx2.HTTPError, httpx2.InvalidURL) as exc:
+                raise _PageFailure(_describe(exc)) from None
+        raise _PageFailure(f"more than {self.max_redirects} redirects")
+
+    async def _read_body(self, response: httpx2.Response) -> bytes:
+        if not response.is_success:
+            raise _PageFailure(f"HTTP {response.status_code}")
+        media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type and media_type not in HTML_TYPES:
+            raise _PageFailure(f"not HTML ({media_type})")
+        too_big = _PageFailure(f"larger than {self.max_page_bytes} bytes")
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_page_bytes:
+            raise too_big
+        body = bytearray()
+        async for chunk in response.aiter_bytes():  # decoded bytes: a gzip bomb stops here too
+            body += chunk
+            if len(body) > self.max_page_bytes:
+                raise too_big
+        return bytes(body)
+
+    async def _guard(self, url: str) -> None:
+        """Refuse what is not http(s) and, unless allowed, hosts with private addresses.
+
+        The name is resolved here and again by the connection: a name that changes its answer
+        in between (DNS rebinding) gets past this; an egress firewall is the place for that.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise _PageFailure("not an http(s) URL")
+        if self.allow_private_addresses:
+            return
+        host = parts.hostname
+        try:
+            addresses = [ipaddress.ip_address(host)]
+        except ValueError:
+            try:
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+                infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except (OSError, UnicodeError, ValueError):  # ValueError: a bad port
+                raise _PageFailure(f"cannot resolve {host}") from None
+            addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+        for address in addresses:
+            if not _is_public(address):
+                raise _PageFailure(f"{host} is a private address ({address})")
+
+
+# --- the pieces, public for reuse -------------------------------------------------------------
+
+
+def fan_out(
+    query: str, providers: Sequence[SearchProvider], n_miners: int
+) -> list[tuple[SearchProvider, str]]:
+    """The ``n_miners`` provider queries: round-robin over the providers, then variants."""
+    base = " ".join(query.split())
+    plain = base.replace('"', "")
+    bare = base.rstrip("?!.;: ")
+    asks: list[tuple[SearchProvider, str]] = []
+    for i in range(n_miners):
+        variant = QUERY_VARIANTS[(i // len(providers)) % len(QUERY_VARIANTS)]
+        text = base if variant == "{q}" else variant.format(q=plain if '"' in variant else bare)
+        asks.append((providers[i % len(providers)], text))
+    return asks
+
+
+def merge_hits(lists: Sequence[Sequence[SearchHit]]) -> list[SearchHit]:
+    """One list in rank order (each list's first hit, then each one's second...), without
+    duplicate URLs or URLs that are not http(s)."""
+    merged: list[SearchHit] = []
+    seen: set[str] = set()
+    for rank in range(max((len(hits) for hits in lists), default=0)):
+        for hits in lists:
+            if rank >= len(hits):
+                continue
+            hit = hits[rank]
+            if urlsplit(hit.url).scheme.lower() not in ("http", "https"):
+                log.debug("search hit skipped: not an http(s) URL: %s", hit.url[:200])
+                continue
+            key = normalize_url(hit.url)
+            if key not in seen:
+                seen.add(key)
+                merged.append(hit)
+    return merged
+
+
+def normalize_url(url: str) -> str:
+    """The URL as a key for "same page": scheme and host lowercased, no default port, no
+    fragment, no trailing slash, no tracking parameters, the others sorted."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
+    path = parts.path.rstrip("/")
+    params = sorted(
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if not k.lower().startswith("utm_") and k.lower() not in TRACKING_PARAMS
+    )
+    return urlunsplit((scheme, host, path, urlencode(params), ""))
+
+
+def extract_content(html: bytes | str, url: str | None = None) -> str:
+    """A page's title on the first line, then its main text; ``""`` when it has little."""
+    # Heavy (lxml and friends): loaded on first use, not at start-up.
+    import trafilatura
+    from trafilatura.metadata import extract_title
+
+    tree = trafilatura.load_html(html)
+    if tree is None:
+        return ""
+    # The title alone: trafilatura's full metadata (dates, authors...) would more than double
+    # the time of an extraction, for nothing we return.
+    title = " ".join((extract_title(tree) or "").split())
+    document = trafilatura.bare_extraction(
+        tree, url=url, include_comments=False, include_tables=True, with_metadata=False
+    )
+    if document is None or isinstance(document, dict):
+        return ""
+    text = (document.text or "").strip()
+    if len(text) < MIN_MAIN_TEXT_CHARS:
+        return ""
+    first_line = " ".join(text.split("\n", 1)[0].split())
+    if title and first_line.lower() != title.lower():  # the text often starts with the h1
+        text = f"{title}\n{text}"
+    return text
+
+
+def split_passages(content: str, size: int = 500) -> list[str]:
+    """``content`` in passages of at most ``size`` characters, cut between paragraphs where
+    they fit, else between sentences, else between words."""
+    pieces: list[tuple[str, str]] = []  # (text, what joins it to the piece before)
+    for line in content.splitlines():
+        line = " ".join(line.split())
+        if not line:
+            continue
+        joiner = "\n"
+        for sentence in [line] if len(line) <= size else _SENTENCE_END.split(line):
+            for part in textwrap.wrap(sentence, size, break_on_hyphens=False) or [sentence]:
+                pieces.append((part, joiner))
+                joiner = " "
+    passages: list[str] = []
+    current: list[tuple[str, str]] = []
+    for text, joiner in pieces:
+        if current and len(_joined(current)) + len(joiner) + len(text) > size:
+            # A heading at the end of a full passage belongs with the text it heads.
+            carry = []
+            if len(current) > 1 and _is_heading(*current[-1]):
+                carry = [current.pop()]
+            passages.append(_joined(current))
+            current = carry
+        current.append((text, joiner))
+    if current:
+        passages.append(_joined(current))
+    return passages
+
+
+def best_passage(passages: Sequence[str], query: str) -> str:
+    """The passage that scores best against ``query`` (the first one if none matches)."""
+    if not passages:
+        return ""
+    scores = bm25_scores(passages, query)
+    return passages[max(range(len(passages)), key=scores.__getitem__)]
+
+
+def bm25_scores(
+    documents: Sequence[str], query: str, *, k1: float = 1.5, b: float = 0.75
+) -> list[float]:
+    """Okapi BM25 of each document for ``query``, the documents being the whole collection."""
+    docs = [tokenize(d) for d in documents]
+    terms = set(tokenize(query))
+    if not docs or not terms:
+        return [0.0] * len(docs)
+    average = sum(len(d) for d in docs) / len(docs) or 1.0
+    frequency = Counter(t for d in docs for t in set(d) if t in terms)
+    idf = {t: math.log(1 + (len(docs) - n + 0.5) / (n + 0.5)) for t, n in frequency.items()}
+    scores = []
+    for doc in docs:
+        counts = Counter(doc)
+        norm = k1 * (1 - b + b * len(doc) / average)
+        scores.append(sum(w * counts[t] * (k1 + 1) / (counts[t] + norm) for t, w in idf.items()))
+    return scores
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercased words without stop words, plural endings cut (bees -> bee)."""
+    words = _WORD.findall(text.lower())
+    # One letter is noise ("moon's" -> moon, s), except a digit.
+    return [_stem(w) for w in words if w not in _STOP_WORDS and (len(w) > 1 or w.isdigit())]
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+_WORD = re.compile(r"\w+")
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+_STOP_TEXT = """
+    a about above after again against all am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further
+    had has have having he her here hers herself him himself his how i if in into is it its
+    itself just me more most my myself no nor not now of off on once only or other our ours
+    ourselves out over own same she should so some such than that the their theirs them
+    themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom why will with would you your yours yourself yourselves
+"""
+_STOP_WORDS = frozenset(_STOP_TEXT.split())
+
+
+def _stem(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def _joined(pieces: Sequence[tuple[str, str]]) -> str:
+    return pieces[0][0] + "".join(joiner + text for text, joiner in pieces[1:])
+
+
+def _is_heading(text: str, joiner: str) -> bool:
+    # A short line of its own that does not end like a sentence.
+    return joiner == "\n" and len(text) <= 100 and not text.endswith((".", "!", "?", ":", ";"))
+
+
+@dataclass
+class _Read:
+    page: _Page | None
+    extract_seconds: float
+    rank_seconds: float
+
+
+def _read_html(body: bytes, charset: str | None, url: str, query: str, size: int) -> _Read:
+    """Extract and pick the passage, in a worker thread."""
+    html: bytes | str = body
+    if charset:  # the server's word beats guessing; without it trafilatura reads <meta>
+        with contextlib.suppress(LookupError):  # a charset Python does not know
+            html = body.decode(charset, errors="replace")
+    # CPU time of this thread: wall time would count the waits for the GIL too.
+    started = time.thread_time()
+    content = extract_content(html, url)
+    extracted = time.thread_time()
+    if not content:
+        return _Read(None, extracted - started, 0.0)
+    relevant = best_passage(split_passages(content, size), query)
+    return _Read(_Page(url, content, relevant), extracted - started, time.thread_time() - extracted)
+
+
+def _choose(outcomes: Sequence[_Page | _Failed | None], n: int) -> tuple[list[_Page], bool]:
+    """The first ``n`` good pages in rank order (one per final URL), and whether that choice
+    is final: no page still loading could take a place in it."""
+    chosen: list[_Page] = []
+    seen: set[str] = set()
+    pending = False
+    for outcome in outcomes:
+        if outcome is None:
+            pending = True
+        elif isinstance(outcome, _Page):
+            key = normalize_url(outcome.url)
+            if key not in seen:  # two search URLs may redirect to one page
+                seen.add(key)
+                chosen.append(outcome)
+                if len(chosen) == n:
+                    return chosen, not pending
+    return chosen, not pending
+
+
+def _settings(request: WebRetrievalRequest) -> tuple[str, int, int, float]:
+    query = " ".join(request.search_query.split())
+    if not query:
+        raise ApexError(
+            Code.INVALID_ARGUMENT, "search_query is empty: give the words to search the web for"
+        )
+    n_miners = _in_range("n_miners", request.n_miners, DEFAULT_N_MINERS, N_MINERS_RANGE)
+    n_results = _in_range("n_results", request.n_results, DEFAULT_N_RESULTS, N_RESULTS_RANGE)
+    budget = _in_range(
+        "max_response_time",
+        request.max_response_time,
+        DEFAULT_MAX_RESPONSE_TIME,
+        MAX_RESPONSE_TIME_RANGE,
+    )
+    return query, n_miners, n_results, float(budget)
+
+
+def _in_range(name: str, value: int | None, default: int, bounds: tuple[int, int]) -> int:
+    if value is None:
+        return default
+    low, high = bounds
+    if not low <= value <= high:
+        unit = " seconds" if name == "max_response_time" else ""
+        raise ApexError(
+            Code.INVALID_ARGUMENT,
+            f"{name} is {value}: it must be between {low} and {high}{unit} (default {default})",
+        )
+    return value
+
+
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is loopback too
+    return address.is_global and not address.is_multicast
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SearchError):
+        return str(exc)
+    if isinstance(exc, httpx2.ConnectError):
+        return "unreachable"
+    if isinstance(exc, httpx2.TimeoutException):
+        return "timed out"
+    text = _short(str(exc))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,812 @@
+"""Deep research: the orchestrator and the job runner, against real SQLite files and a fake
+OpenAI-compatible miner on 127.0.0.1 whose answers follow the prompts (plan, notes, report).
+
+Most tests use an in-process retriever with fixed pages, so that they are about research; the
+end-to-end ones use the real WebRetriever on fake search and pages, in-process, through the
+gateway, and in a gateway process that is killed mid-job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import pytest
+
+from apex_mcp.apex import models as m
+from apex_mcp.apex.errors import ApexError, Code
+from apex_mcp.apex.remote import RemoteApex
+from apex_mcp.config import Settings
+from apex_mcp.engine import research
+from apex_mcp.engine.local import LocalApex
+from apex_mcp.engine.miners import MinerConfig, MinerPool
+from apex_mcp.engine.research import ResearchLimits, ResearchRunner, parse_plan
+from apex_mcp.engine.store import JobStatus, SqliteStore
+from apex_mcp.gateway import create_gateway_app
+from tests.fakes.openai_server import FakeOpenAI, serve_openai
+from tests.fakes.web import FakeSearxng, FakeWeb, hit, serve_searxng, serve_web
+from tests.servers import free_port, serve_asgi, wait_listening
+
+pytestmark = pytest.mark.anyio
+
+T = TypeVar("T")
+QUESTION = "How do honeybees decide where to build a new nest?"
+STATUSES: list[JobStatus] = ["pending", "running", "completed", "failed", "cancelled"]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[T | None]], what: str, *, deadline: float = 30.0
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail the test after ``deadline``."""
+    give_up = anyio.current_time() + deadline
+    while True:
+        value = await check()
+        if value:
+            return value
+        if anyio.current_time() > give_up:
+            pytest.fail(f"gave up after {deadline:g} s waiting for {what}")
+        await anyio.sleep(0.02)
+
+
+def texts(job: m.GetDeepResearcherJobResponse) -> list[str]:
+    """The content of each chunk, checking the Apex chunk format on the way."""
+    contents = []
+    for chunk in job.result:
+        deltas = json.loads(chunk.chunk)
+        assert isinstance(deltas, list) and len(deltas) == 1 and set(deltas[0]) == {"content"}
+        contents.append(deltas[0]["content"])
+    return contents
+
+
+def ask(text: str = QUESTION, **fields: Any) -> m.ChatCompletionRequest:
+    return m.ChatCompletionRequest(messages=[m.ChatMessage(role="user", content=text)], **fields)
+
+
+def page(url: str, title: str, text: str) -> m.WebSearchResult:
+    return m.WebSearchResult(url=url, content=f"{title}\n{text}", relevant=text[:80])
+
+
+WEB = {
+    "swarm scouts": [
+        page("https://bees.example/scouts", "Scout bees", "Scouts inspect cavities and dance."),
+        page("https://bees.example/quorum", "Quorum sensing", "A quorum of scouts decides."),
+    ],
+    "waggle dance": [
+        page("https://bees.example/quorum", "Quorum sensing", "A quorum of scouts decides."),
+        page("https://bees.example/dance", "The waggle dance", "Dances advertise a site."),
+    ],
+}
+
+
+@dataclass
+class FakeRetriever:
+    """Search results by query; ``calls`` records the requests."""
+
+    web: dict[str, list[m.WebSearchResult]] = field(default_factory=lambda: dict(WEB))
+    fail: bool = False
+    before: Callable[[], None] | None = None  # called at each search
+    calls: list[m.WebRetrievalRequest] = field(default_factory=list)
+
+    async def retrieve(self, request: m.WebRetrievalRequest) -> m.WebRetrievalResponse:
+        self.calls.append(request)
+        if self.before is not None:
+            self.before()
+        if self.fail:
+            raise ApexError(Code.UNAVAILABLE, "the search engine is down")
+        results = self.web.get(request.search_query, [])
+        return m.WebRetrievalResponse(results=results[: request.n_results or 1])
+
+
+_SOURCE_LINE = re.compile(r"^\[(\d+)\] (.+) \((\S+)\)$", re.MULTILINE)
+
+
+@dataclass
+class Script:
+    """The fake miner's ``reply``: answers plan, notes and report prompts like a good model.
+
+    ``plan`` is the plan's answer. A kind listed in ``hold`` waits until ``release()``;
+    ``in_flight`` / ``most_in_flight`` count plan requests being answered.
+    """
+
+    plan: str = '["swarm scouts", "waggle dance"]'
+    hold: set[str] = field(default_factory=set)
+    seen: list[str] = field(default_factory=list)
+    in_flight: int = 0
+    most_in_flight: int = 0
+    _open: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self._open.set()
+
+    async def __call__(self, body: dict[str, Any]) -> str:
+        system, user = body["messages"][0]["content"], body["messages"][-1]["content"]
+        kind = next(
+            k
+            for k, prompt in (
+                ("plan", research.PLAN_PROMPT.format(count=5)),
+                ("notes", research.NOTES_PROMPT),
+                ("report", research.REPORT_PROMPT),
+                ("report", research.NO_SOURCES_PROMPT),
+            )
+            if system == prompt
+        )
+        self.seen.append(kind)
+        if kind == "plan":
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            while kind in self.hold and not self._open.is_set():
+                await asyncio.sleep(0.01)
+        finally:
+            if kind == "plan":
+                self.in_flight -= 1
+        if kind == "plan":
+            return self.plan
+        if kind == "notes":
+            url = re.search(r"^URL: (\S+)$", user, re.MULTILINE)
+            return f"- noted from {url.group(1) if url else '?'}"
+        cited = [f"Finding {n} [{n}]." for n, _, _ in _SOURCE_LINE.findall(user)]
+        # A model that lists its sources anyway: the runner replaces the list with its own.
+        return "# Nest choice\n\n" + " ".join(cited) + "\n\n## References\n- made up"
+
+
+@pytest.fixture
+def script() -> Script:
+    return Script()
+
+
+@pytest.fixture
+def fake(script: Script) -> Iterator[tuple[FakeOpenAI, str]]:
+    miner = FakeOpenAI(models=["m1", "m2"], reply=script)
+    with serve_openai(miner) as url:
+        yield miner, url
+
+
+@asynccontextmanager
+async def engine(
+    db: Path,
+    miner_url: str,
+    retriever: research.Retriever,
+    limits: ResearchLimits | None = None,
+    *,
+    miner_timeout: float = 30,
+) -> AsyncIterator[LocalApex]:
+    """A LocalApex with a research runner over ``retriever`` (what LocalApex.open builds)."""
+    limits = limits or ResearchLimits(heartbeat_seconds=0.2)
+    async with AsyncExitStack() as stack:
+        store = await stack.enter_async_context(SqliteStore(db))
+        miners = await stack.enter_async_context(
+            MinerPool(
+                [MinerConfig(name="fake", base_url=miner_url, timeout=miner_timeout)],
+                discover_local=False,
+            )
+        )
+        runner = await stack.enter_async_context(ResearchRunner(store, miners, retriever, limits))
+        yield LocalApex(store, miners, user_id="alice", retriever=retriever, research=runner)
+
+
+async def get(apex: LocalApex, job_id: str) -> m.GetDeepResearcherJobResponse:
+    return await apex.get_deep_researcher_job(m.GetDeepResearcherJobRequest(job_id=job_id))
+
+
+async def status_is(apex: LocalApex, job_id: str, *statuses: str) -> m.GetDeepResearcherJobResponse:
+    job = await get(apex, job_id)
+    assert job.status in (*statuses, "pending", "running"), (job.status, job.error)
+    return await wait_for(
+        lambda: _when(get(apex, job_id), lambda j: j.status in statuses),
+        f"job {job_id} to be {' or '.join(statuses)}",
+    )
+
+
+async def _when(
+    value: Awaitable[m.GetDeepResearcherJobResponse],
+    test: Callable[[m.GetDeepResearcherJobResponse], bool],
+) -> m.GetDeepResearcherJobResponse | None:
+    got = await value
+    return got if test(got) else None
+
+
+async def code_of(call: Awaitable[Any]) -> Code:
+    with pytest.raises(ApexError) as info:
+        await call
+    return info.value.code
+
+
+# --- the plan -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ('["a b", "c"]', ["a b", "c"]),
+        ('```json\n["a", "b"]\n```', ["a", "b"]),
+        ('Here is my plan: ["a", "b"] — good luck', ["a", "b"]),
+        ('{"queries": ["a", "b"]}', ["a", "b"]),
+        ('[{"query": "a"}, {"query": "b"}]', ["a", "b"]),
+        ("1. first search\n2) second search\n- third", ["first search", "second search", "third"]),
+        ('["a", "A", "  a  ", "", 3, null, "b"]', ["a", "b"]),
+        ('["1", "2", "3", "4", "5", "6", "7"]', ["1", "2", "3", "4", "5"]),
+        ("I cannot help with that.", [QUESTION]),
+        ("", [QUESTION]),
+        ("[]", [QUESTION]),
+        ('{"answer": 42}', [QUESTION]),
+        ("[unclosed", [QUESTION]),
+    ],
+)
+def test_a_plan_is_read_from_what_models_answer(answer: str, expected: list[str]) -> None:
+    assert parse_plan(answer, QUESTION, 5) == expected
+
+
+def test_a_search_is_one_line_of_bounded_length() -> None:
+    (query,) = parse_plan(json.dumps(["a\n  b " + "x" * 1000]), QUESTION, 5)
+    assert query.startswith("a b x") and len(query) == research.MAX_QUERY_CHARS
+
+
+@pytest.mark.parametrize(
+    ("body", "kept"),
+    [
+        ("Text [1].\n\n## References\n- made up", "Text [1]."),
+        ("Text [1].\n\n**Sources:**\n1. made up", "Text [1]."),
+        ("Text [1].\n\n### Sources", "Text [1]."),
+        ("## Sources of nectar\nFlowers [1].\n\n## Summary\nBees.", None),
+        ("Bees use many sources [1].", None),
+    ],
+)
+def test_the_models_own_list_of_sources_gives_way_to_ours(body: str, kept: str | None) -> None:
+    assert research._without_sources_section(body) == (body if kept is None else kept)
+
+
+# --- a whole job ----------------------------------------------------------------------------
+
+
+async def test_a_job_plans_searches_reads_and_writes_a_cited_report(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
+) -> None:
+    miner, url = fake
+    retriever = FakeRetriever()
+    script.hold = {"plan"}
+    async with engine(tmp_path / "apex.db", url, retriever) as apex:
+        submitted = await apex.submit_deep_researcher_job(
+            ask(model="m2", seed=42, sampling_parameters=m.SamplingParameters(top_p=0.5))
+        )
+        assert submitted.status == "pending"
+        assert submitted.created_at == submitted.updated_at and submitted.created_at.endswith("Z")
+        await wait_for(lambda: _true(script.in_flight == 1), "the job to plan")
+        running = await get(apex, submitted.job_id)
+        assert running.status == "running"
+        assert texts(running) == ["## Generating Research Plan\n"]
+        script.release()
+        done = await status_is(apex, submitted.job_id, "completed")
+
+    assert [c.seq_id for c in done.result] == list(range(1, len(done.result) + 1))
+    assert done.error is None and done.created_at == submitted.created_at
+    chunks = texts(done)
+    report = chunks[-1]
+    assert chunks[:-1] == [
+        "## Generating Research Plan\n",
+        "1. swarm scouts\n2. waggle dance\n",
+        "## Searching: swarm scouts\n",
+        "### Reading: Scout bees (https://bees.example/scouts)\n",
+        "- noted from https://bees.example/scouts\n",
+        "### Reading: Quorum sensing (https://bees.example/quorum)\n",
+        "- noted from https://bees.example/quorum\n",
+        "## Searching: waggle dance\n",
+        # The quorum page was read already: one source, one number.
+        "### Reading: The waggle dance (https://bees.example/dance)\n",
+        "- noted from https://bees.example/dance\n",
+        "## Drafting report\n",
+    ]
+    assert report == (
+        "# Nest choice\n\nFinding 1 [1]. Finding 2 [2]. Finding 3 [3].\n\n## Sources\n\n"
+        "- [1] [Scout bees](https://bees.example/scouts)\n"
+        "- [2] [Quorum sensing](https://bees.example/quorum)\n"
+        "- [3] [The waggle dance](https://bees.example/dance)\n"
+    )
+    assert [r.search_query for r in retriever.calls] == ["swarm scouts", "waggle dance"]
+
+    # Every miner call carries the request's model, seed and sampling.
+    assert script.seen == ["plan", "notes", "notes", "notes", "report"]
+    for body in miner.requests:
+        assert (body["model"], body["seed"], body["top_p"]) == ("m2", 42, 0.5)
+        assert body["temperature"] == 0.0  # do_sample false is greedy
+
+
+async def test_deep_research_samples_as_the_sdk_does_by_default(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str]
+) -> None:
+    miner, url = fake
+    async with engine(tmp_path / "apex.db", url, FakeRetriever()) as apex:
+        job = await apex.submit_deep_researcher_job(ask())
+        await status_is(apex, job.job_id, "completed")
+    for body in miner.requests:
+        assert (body["max_tokens"], body["temperature"], body["top_p"]) == (8192, 0.0, 0.95)
+        assert "seed" not in body and "model" not in body  # the miner's defaults
+
+
+async def test_sources_are_bounded_per_job(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
+) -> None:
+    _, url = fake
+    retriever = FakeRetriever()
+    limits = ResearchLimits(max_sources=2, heartbeat_seconds=0.2)
+    async with engine(tmp_path / "apex.db", url, retriever, limits) as apex:
+        job = await apex.submit_deep_researcher_job(ask())
+        done = await status_is(apex, job.job_id, "completed")
+    chunks = texts(done)
+    assert sum(c.startswith("### Reading:") for c in chunks) == 2
+    assert "## Searching: waggle dance\n" not in chunks  # no room left for it
+    assert chunks[-1].endswith("- [2] [Quorum sensing](https://bees.example/quorum)\n")
+    assert [r.n_results for r in retriever.calls] == [2]
+
+
+async def test_a_model_that_cannot_plan_leaves_the_question_as_the_search(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
+) -> None:
+    _, url = fake
+    script.plan = "Sure! I would search the web for bees."
+    retriever = FakeRetriever(web={QUESTION: [page("https://bees.example/q", "Q", "Answer.")]})
+    async with engine(tmp_path / "apex.db", url, retriever) as apex:
+        job = await apex.submit_deep_researcher_job(ask())
+        done = await status_is(apex, job.job_id, "completed")
+    assert texts(done)[1:3] == [f"1. {QUESTION}\n", f"## Searching: {QUESTION}\n"]
+    assert "[1] [Q](https://bees.example/q)" in texts(done)[-1]
+
+
+async def test_with_no_sources_the_report_says_so(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
+) -> None:
+    _, url = fake
+    async with engine(tmp_path / "apex.db", url, FakeRetriever(web={})) as apex:
+        job = await apex.submit_deep_researcher_job(ask())
+        done = await status_is(apex, job.job_id, "completed")
+    assert script.seen == ["plan", "report"]
+    assert "## Sources" not in texts(done)[-1]
+
+
+async def test_a_job_fails_with_a_reason_when_every_search_fails(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str]
+) -> None:
+    _, url = fake
+    async with engine(tmp_path / "apex.db", url, FakeRetriever(fail=True)) as apex:
+        job = await apex.submit_deep_researcher_job(ask())
+        failed = await status_is(apex, job.job_id, "failed")
+    assert failed.error is not None and "the search engine is down" in failed.error
+    assert "The search failed: the search engine is down\n" in texts(failed)
+
+
+async def test_a_job_fails_with_a_reason_when_no_miner_answers(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str]
+) -> None:
+    miner, url = fake
+    miner.fail(500)
+    async with engine(tmp_path / "apex.db", url, FakeRetriever()) as apex:
+        job = await apex.submit_deep_researcher_job(ask())
+        failed = await status_is(apex, job.job_id, "failed")
+    assert failed.error is not None and "fake failure 500" in failed.error
+    assert texts(failed) == ["## Generating Research Plan\n"]
+
+
+async def test_failed_notes_fall_back_to_the_best_passage(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
+) -> None:
+    miner, url = fake
+    retriever = FakeRetriever(
+        web={"swarm scouts": WEB["swarm scouts"][:1]},
+        before=lambda: miner.fail(500, times=1),  # the next request: the notes
+    )
+    script.plan = '["swarm scouts"]'
+    async with engine(tmp_path / "apex.db", url, retriever) as apex:
+        job = await apex.submit_deep_researcher_job(ask())
+        done = await status_is(apex, job.job_id, "completed")
+    assert "Scouts inspect cavities and dance.\n" in texts(done)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+# --- the runner -----------------------------------------------------------------------------
+
+
+async def test_requests_are_checked_at_submit_and_jobs_are_per_user(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str]
+) -> None:
+    _, url = fake
+    async with engine(tmp_path / "apex.db", url, FakeRetriever()) as apex:
+        for bad in (
+            m.ChatCompletionRequest(),
+            m.ChatCompletionRequest(messages=[m.ChatMessage(role="system", content="be brief")]),
+            ask("   "),
+        ):
+            assert await code_of(apex.submit_deep_researcher_job(bad)) is Code.INVALID_ARGUMENT
+        job = await apex.submit_deep_researcher_job(ask())
+        bob = apex.for_user("bob")
+        assert await code_of(get(bob, job.job_id)) is Code.NOT_FOUND
+        assert await code_of(bob.cancel_deep_researcher_job(job.job_id)) is Code.NOT_FOUND
+        assert await code_of(get(apex, "not-a-uuid")) is Code.INVALID_ARGUMENT
+        unknown = "6eb69148-0000-4000-8000-b6dd81120377"
+        assert await code_of(get(apex, unknown)) is Code.NOT_FOUND
+        await status_is(apex, job.job_id, "completed")
+
+
+async def test_a_cancelled_job_stops_at_once_and_takes_no_more_chunks(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
+) -> None:
+    _, url = fake
+    script.hold = {"notes"}
+    async with engine(tmp_path / "apex.db", url, FakeRetriever()) as apex:
+        assert apex.research is not None
+        job = await apex.submit_deep_researcher_job(ask())
+        await wait_for(lambda: _true("notes" in script.seen), "the job to read a source")
+        cancelled = await apex.cancel_deep_researcher_job(job.job_id)
+        assert cancelled.status == "cancelled" and cancelled.error is None
+        runner = apex.research
+        await wait_for(lambda: _true(job.job_id not in runner.running_here), "its task to end")
+
+        # Another job runs to the end meanwhile; the cancelled one gets nothing more.
+        script.release()
+        other = await apex.submit_deep_researcher_job(ask())
+        await status_is(apex, other.job_id, "completed")
+        after = await get(apex, job.job_id)
+        assert after.status == "cancelled" and after.result == cancelled.result
+        assert texts(after)[-1].startswith("### Reading: Scout bees")
+
+        assert await apex.cancel_deep_researcher_job(job.job_id) == after  # idempotent
+        assert (
+            await code_of(apex.cancel_deep_researcher_job(other.job_id)) is Code.FAILED_PRECONDITION
+        )
+
+
+async def test_a_pending_job_can_be_cancelled_and_never_runs(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
+) -> None:
+    _, url = fake
+    script.hold = {"plan"}
+    limits = ResearchLimits(max_concurrent_jobs=1, heartbeat_seconds=0.2)
+    async with engine(tmp_path / "apex.db", url, FakeRetriever(), limits) as apex:
+        first = await apex.submit_deep_researcher_job(ask())
+        waiting = await apex.submit_deep_researcher_job(ask())
+        await status_is(apex, first.job_id, "running")
+        assert (await apex.cancel_deep_researcher_job(waiting.job_id)).status == "cancelled"
+        script.release()
+        await status_is(apex, first.job_id, "completed")
+        assert (await get(apex, waiting.job_id)).result == []
+    assert script.seen.count("plan") == 1
+
+
+async def test_no_more_jobs_run_at_once_than_the_limit(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
+) -> None:
+    _, url = fake
+    script.hold = {"plan"}
+    limits = ResearchLimits(max_concurrent_jobs=2, heartbeat_seconds=0.2)
+    async with engine(tmp_path / "apex.db", url, FakeRetriever(), limits) as apex:
+        ids = [(await apex.submit_deep_researcher_job(ask())).job_id for _ in range(5)]
+
+        async def statuses() -> list[str]:
+            # One read of the store: a consistent picture of every job at one moment.
+            jobs = {j.id: j.status for j in await apex.store.list_jobs_by_status(STATUSES)}
+            found = [jobs[job_id] for job_id in ids]
+            assert found.count("running") <= 2, found
+            return found
+
+        await wait_for(lambda: _true(script.in_flight == 2), "two jobs to be planning")
+        assert sorted(await statuses()) == ["pending"] * 3 + ["running"] * 2
+        script.release()
+        await wait_for(
+            lambda: _when_all(statuses(), "completed"), "every job to complete", deadline=60
+        )
+    assert script.most_in_flight == 2
+
+
+async def _when_all(found: Awaitable[list[str]], status: str) -> bool:
+    return all(s == status for s in await found)
+
+
+async def test_a_job_over_its_time_limit_fails_with_a_reason(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str]
+) -> None:
+    miner, url = fake
+    miner.stall_after = 0  # the miner never answers
+    limits = ResearchLimits(max_seconds=0.3, heartbeat_seconds=0.2)
+    async with engine(tmp_path / "apex.db", url, FakeRetriever(), limits) as apex:
+        job = await apex.submit_deep_researcher_job(ask())
+        failed = await status_is(apex, job.job_id, "failed")
+    assert failed.error == "the job ran over its time limit of 0.3 s"
+    assert texts(failed) == ["## Generating Research Plan\n"]
+
+
+async def test_linked_completions_follow_the_job(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
+) -> None:
+    _, url = fake
+    script.hold = {"plan"}
+    async with engine(tmp_path / "apex.db", url, FakeRetriever()) as apex:
+        created = await apex.create_chat_and_completion(
+            m.CreateChatAndCompletionRequest(user_prompt=QUESTION, completion_type="reasoning")
+        )
+        assert created.parsed_completion is not None
+        completion_id = created.parsed_completion.id
+        job = await apex.submit_deep_researcher_job(ask())
+        await status_is(apex, job.job_id, "running")
+
+        # As the MCP tool does: link the completion once the job exists (it runs already).
+        entry = {"createdAt": job.created_at, "jobId": job.job_id, "status": "pending"}
+        await apex.update_completion_attributes(
+            m.UpdateCompletionAttributesRequest(
+                completion_id=completion_id, metadata={"deep-researcher": entry, "tool": "x"}
+            )
+        )
+
+        async def linked() -> m.StoredChatCompletion:
+            return await apex.get_chat_completion(
+                m.GetChatCompletionRequest(completion_id=completion_id)
+            )
+
+        await get(apex, job.job_id)  # a poll brings a late link up to date
+        assert (await linked()).metadata == {
+            "deep-researcher": entry | {"status": "running"},
+            "tool": "x",
+        }
+        script.release()
+        done = await status_is(apex, job.job_id, "completed")
+        stored = await linked()
+        assert stored.metadata == {"deep-researcher": entry | {"status": "completed"}, "tool": "x"}
+        assert stored.completion_text == texts(done)[-1]
+        listed = await apex.get_completions_with_deep_researcher_entry(m.Empty())
+        assert [c.id for c in listed.completions] == [completion_id]
+
+
+async def test_a_runner_that_stops_hands_its_jobs_back_and_the_next_one_starts_them_over(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
+) -> None:
+    _, url = fake
+    db = tmp_path / "apex.db"
+    script.hold = {"plan"}
+    limits = ResearchLimits(max_concurrent_jobs=1, heartbeat_seconds=0.2)
+    async with engine(db, url, FakeRetriever(), limits) as apex:
+        linked = await apex.create_chat_and_completion(
+            m.CreateChatAndCompletionRequest(user_prompt=QUESTION)
+        )
+        assert linked.parsed_completion is not None
+        running = await apex.submit_deep_researcher_job(ask())
+        entry = {"createdAt": running.created_at, "jobId": running.job_id, "status": "pending"}
+        await apex.update_completion_attributes(
+            m.UpdateCompletionAttributesRequest(
+                completion_id=linked.parsed_completion.id, metadata={"deep-researcher": entry}
+            )
+        )
+        pending = await apex.submit_deep_researcher_job(ask())
+        await wait_for(lambda: _true(script.in_flight == 1), "the first job to plan")
+    async with SqliteStore(db) as store:
+        stopped = await store.get_job("alice", running.job_id)
+        assert (stopped.status, stopped.error) == ("pending", None)
+        completion = await store.get_completion("alice", linked.parsed_completion.id)
+        assert completion.metadata == {"deep-researcher": entry}
+
+    script.release()
+    async with engine(db, url, FakeRetriever(), limits) as apex:
+        again = await status_is(apex, running.job_id, "completed")
+        await status_is(apex, pending.job_id, "completed")
+    assert [c.seq_id for c in again.result] == list(range(1, len(again.result) + 1))
+    chunks = texts(again)
+    assert chunks[:3] == [
+        "## Generating Research Plan\n",
+        research.RESTART_CHUNK,
+        "## Generating Research Plan\n",
+    ]
+    assert chunks[-1].startswith("# Nest choice")
+
+
+async def test_a_job_left_running_by_a_dead_process_is_failed_with_a_reason(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str]
+) -> None:
+    _, url = fake
+    db = tmp_path / "apex.db"
+    async with SqliteStore(db) as store:  # what a process killed mid-job leaves behind
+        orphan = await store.create_job("alice", request=ask().to_wire())
+        await store.claim_next_job()
+        await store.append_chunk(orphan.id, research.chunk("## Generating Research Plan\n"))
+        left = await store.create_job("alice", request=ask().to_wire())
+    async with engine(db, url, FakeRetriever()) as apex:
+        failed = await status_is(apex, orphan.id, "failed")
+        assert failed.error is not None and failed.error.startswith("interrupted")
+        assert texts(failed) == ["## Generating Research Plan\n"]
+        await status_is(apex, left.id, "completed")  # it never started: it runs now
+
+
+async def test_two_runners_on_one_database_share_the_jobs_and_run_each_once(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
+) -> None:
+    _, url = fake
+    db = tmp_path / "apex.db"
+    script.plan = '["swarm scouts"]'
+    async with (
+        engine(db, url, FakeRetriever()) as one,
+        engine(db, url, FakeRetriever()) as two,
+    ):
+        ids = [(await one.submit_deep_researcher_job(ask())).job_id for _ in range(6)]
+        for job_id in ids:
+            done = await status_is(two, job_id, "completed")
+            assert texts(done)[0] == "## Generating Research Plan\n"
+            assert texts(done).count("## Generating Research Plan\n") == 1
+    assert script.seen.count("plan") == 6
+
+
+# --- end to end: the real WebRetriever, the gateway, a killed process --------------------------
+
+
+@pytest.fixture
+def web() -> Iterator[tuple[FakeWeb, FakeSearxng, str]]:
+    site = FakeWeb()
+    search = FakeSearxng()
+    with serve_web(site) as base, serve_searxng(search) as searxng:
+        search.hits = [hit(base, "/bees"), hit(base, "/tides"), hit(base, "/bees")]
+        yield site, search, searxng
+
+
+def engine_settings(db: Path, miner_url: str, searxng: str, **fields: Any) -> Settings:
+    return Settings(
+        db=db,
+        miners=[MinerConfig(name="fake", base_url=miner_url, timeout=30)],
+        discover_local_miners=False,
+        search_provider="searxng",
+        searxng_url=searxng,
+        allow_private_addresses=True,
+        research_heartbeat_seconds=0.2,
+        **fields,
+    )
+
+
+async def test_a_job_reads_real_pages_found_by_search(
+    tmp_path: Path,
+    fake: tuple[FakeOpenAI, str],
+    web: tuple[FakeWeb, FakeSearxng, str],
+) -> None:
+    _, url = fake
+    site, search, searxng = web
+    settings = engine_settings(tmp_path / "apex.db", url, searxng)
+    async with LocalApex.open(settings) as apex:
+        direct = await apex.web_retrieval(m.WebRetrievalRequest(search_query="bees", n_results=2))
+        assert [r.url for r in direct.results] == [site.url("/bees"), site.url("/tides")]
+
+        job = await apex.submit_deep_researcher_job(ask())
+        done = await status_is(apex, job.job_id, "completed")
+
+    chunks = texts(done)
+    # Both searches find the same pages: each is read once, under one number.
+    assert [c for c in chunks if c.startswith("## Searching")] == [
+        "## Searching: swarm scouts\n",
+        "## Searching: waggle dance\n",
+    ]
+    reading = [c for c in chunks if c.startswith("### Reading")]
+    assert len(reading) == 2
+    assert "honeybees" in reading[0].lower() and f"({site.url('/bees')})" in reading[0]
+    assert f"({site.url('/tides')})" in reading[1]
+    report = chunks[-1]
+    assert "Finding 1 [1]. Finding 2 [2]." in report
+    assert f"- [1] [{reading[0][13:].split(' (')[0]}]({site.url('/bees')})" in report
+    assert f"({site.url('/tides')})" in report.split("## Sources")[1]
+    assert {"swarm scouts", "waggle dance"} <= {q["q"][0] for q in search.queries}
+
+
+async def test_deep_research_through_the_gateway_is_as_in_process(
+    tmp_path: Path,
+    fake: tuple[FakeOpenAI, str],
+    web: tuple[FakeWeb, FakeSearxng, str],
+) -> None:
+    _, url = fake
+    site, _, searxng = web
+    settings = engine_settings(tmp_path / "apex.db", url, searxng)
+    with serve_asgi(create_gateway_app(settings)) as gateway:
+        async with RemoteApex(gateway, timeout=20) as remote:
+            submitted = await remote.submit_deep_researcher_job(ask(seed=7))
+            assert submitted.status == "pending" and submitted.created_at.endswith("Z")
+
+            async def completed() -> m.GetDeepResearcherJobResponse | None:
+                got = await remote.get_deep_researcher_job(
+                    m.GetDeepResearcherJobRequest(job_id=submitted.job_id)
+                )
+                return got if got.status == "completed" else None
+
+            over_the_wire = await wait_for(completed, "the job to complete through the gateway")
+            found = await remote.web_retrieval(m.WebRetrievalRequest(search_query="tides"))
+            assert [r.url for r in found.results] == [site.url("/bees")]
+            missing = m.GetDeepResearcherJobRequest(job_id=str(uuid.uuid4()))
+            assert await code_of(remote.get_deep_researcher_job(missing)) is Code.NOT_FOUND
+            bad = m.GetDeepResearcherJobRequest(job_id="42")
+            assert await code_of(remote.get_deep_researcher_job(bad)) is Code.INVALID_ARGUMENT
+
+    async with LocalApex.open(settings) as apex:
+        in_process = await get(apex, submitted.job_id)
+    assert over_the_wire == in_process
+    assert over_the_wire.created_at == submitted.created_at
+    assert texts(over_the_wire)[-1].startswith("# Nest choice")
+
+
+@contextmanager
+def gateway_process(db: Path, port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "apex_mcp", "gateway", "--port", str(port), "--db", str(db)],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_listening(port, process)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        assert process.stderr is not None
+        process.stderr.close()
+
+
+async def test_a_job_running_when_its_process_is_killed_fails_and_pending_ones_run_after(
+    tmp_path: Path,
+    fake: tuple[FakeOpenAI, str],
+    script: Script,
+    web: tuple[FakeWeb, FakeSearxng, str],
+) -> None:
+    _, url = fake
+    _, _, searxng = web
+    db, port = tmp_path / "apex.db", free_port()
+    env = {
+        "APEX_MINER": url,
+        "APEX_DISCOVER_LOCAL_MINERS": "false",
+        "APEX_SEARCH_PROVIDER": "searxng",
+        "APEX_SEARXNG_URL": searxng,
+        "APEX_ALLOW_PRIVATE_ADDRESSES": "true",
+        "APEX_RESEARCH_MAX_CONCURRENT_JOBS": "1",
+        "APEX_RESEARCH_HEARTBEAT_SECONDS": "0.2",
+    }
+    script.hold = {"plan"}  # the miner stalls until released
+    base = f"http://127.0.0.1:{port}"
+
+    async def job(client: RemoteApex, job_id: str) -> m.GetDeepResearcherJobResponse:
+        return await client.get_deep_researcher_job(m.GetDeepResearcherJobRequest(job_id=job_id))
+
+    with gateway_process(db, port, env) as process:
+        async with RemoteApex(base, timeout=20, max_retries=0) as client:
+            running = (await client.submit_deep_researcher_job(ask())).job_id
+            waiting = (await client.submit_deep_researcher_job(ask())).job_id
+            await wait_for(lambda: _true(script.in_flight == 1), "the first job to plan")
+            assert (await job(client, running)).status == "running"
+            assert (await job(client, waiting)).status == "pending"
+        os.kill(process.pid, signal.SIGKILL)
+        assert process.wait() == -signal.SIGKILL
+
+    script.release()
+    with gateway_process(db, port, env):
+        async with RemoteApex(base, timeout=20) as client:
+
+            async def finished(job_id: str) -> m.GetDeepResearcherJobResponse | None:
+                got = await job(client, job_id)
+                assert got.status in ("running", "pending", "failed", "completed"), got
+                return got if got.status in ("failed", "completed") else None
+
+            failed = await wait_for(lambda: finished(running), "the killed job to be failed")
+            completed = await wait_for(lambda: finished(waiting), "the pending job to run")
+    assert failed.status == "failed" and failed.error is not None
+    assert failed.error.startswith("interrupted: the engine running it stopped")
+    assert texts(failed) == ["## Generating Research Plan\n"]  # what it wrote is kept
+    assert completed.status == "completed"
+    assert [c.seq_id for c in completed.result] == list(range(1, len(completed.result) + 1))
+    assert script.seen.count("plan") == 2  # the killed job was not run again
