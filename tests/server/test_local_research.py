@@ -1,0 +1,138 @@
+"""web_search and deep research through the MCP server on the embedded engine: real
+retrieval of local pages found by a fake SearXNG, a fake miner writing plan, notes and report."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.engine.test_research import Script
+from tests.fakes.openai_server import FakeOpenAI, serve_openai
+from tests.fakes.web import FakeSearxng, FakeWeb, hit, serve_searxng, serve_web
+from tests.server.harness import connect, text_of
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def script() -> Script:
+    return Script()
+
+
+@pytest.fixture
+def world(tmp_path: Path, script: Script) -> Iterator[tuple[dict[str, str], FakeWeb]]:
+    site, search = FakeWeb(), FakeSearxng()
+    miner = FakeOpenAI(models=["m1"], reply=script)
+    with serve_web(site) as base, serve_searxng(search) as searxng, serve_openai(miner) as url:
+        search.hits = [hit(base, "/bees"), hit(base, "/tides"), hit(base, "/volcanoes")]
+        env = {
+            "APEX_DB": str(tmp_path / "apex.db"),
+            "APEX_MINERS": json.dumps([{"name": "fake", "base_url": url, "timeout": 30}]),
+            "APEX_DISCOVER_LOCAL_MINERS": "false",
+            "APEX_SEARCH_PROVIDER": "searxng",
+            "APEX_SEARXNG_URL": searxng,
+            "APEX_ALLOW_PRIVATE_ADDRESSES": "true",
+            "APEX_RESEARCH_POLL_SECONDS": "0.1",
+        }
+        yield env, site
+
+
+async def test_web_search_reads_the_pages_it_finds(world: tuple[dict[str, str], FakeWeb]) -> None:
+    env, site = world
+    async with connect("stdio", env) as client:
+        result = await client.call_tool(
+            "web_search",
+            {"search_query": "what does the waggle dance of a bee signal", "n_results": 2},
+        )
+    assert not result.is_error, text_of(result)
+    out = result.structured_content
+    assert out is not None
+    assert [r["url"] for r in out["results"]] == [site.url("/bees"), site.url("/tides")]
+    bees = out["results"][0]
+    assert bees["title"] == "How honeybees share the way to flowers"
+    assert "waggle" in bees["relevant"]  # the passage that answers, not the page's start
+    assert "Accept all cookies" not in json.dumps(out)
+
+
+async def test_deep_research_start_status_and_the_stored_report(
+    world: tuple[dict[str, str], FakeWeb], script: Script
+) -> None:
+    env, site = world
+    script.hold = {"report"}  # the job pauses before writing its report
+    async with connect("http", env) as client:
+        started = await client.call_tool(
+            "deep_research_start", {"user_prompt": "How do honeybees pick a new nest?"}
+        )
+        assert not started.is_error, text_of(started)
+        job = started.structured_content
+        assert job is not None and job["status"] == "pending" and job["chat_id"]
+
+        seen: list[str] = []
+        next_seq, statuses = 0, []
+        while True:
+            status = await client.call_tool(
+                "deep_research_status",
+                {"job_id": job["job_id"], "last_seq_id": next_seq, "wait_seconds": 20},
+            )
+            out = status.structured_content
+            assert out is not None and not status.is_error
+            statuses.append(out["status"])
+            seen += out["chunks"]
+            next_seq = out["next_seq_id"]
+            if any(c.startswith("## Drafting") for c in seen):
+                script.release()  # the report may come now
+            if out["status"] in ("completed", "failed"):
+                break
+
+        assert out["status"] == "completed", out
+        assert seen[0] == "## Generating Research Plan\n"
+        assert any(c.startswith("### Reading") for c in seen)
+        assert out["report"] == seen[-1]
+        assert site.url("/bees") in out["sources"]
+
+        # The stored completion follows the job: status and report.
+        listed = (await client.call_tool("list_research", {})).structured_content
+        assert listed is not None
+        (entry,) = listed["completions"]
+        assert entry["metadata"]["deep-researcher"]["jobId"] == job["job_id"]
+        assert entry["metadata"]["deep-researcher"]["status"] == "completed"
+        assert entry["completion_text"] == out["report"]
+
+        document = await client.read_resource(f"apex://research/{job['job_id']}")
+        assert out["report"] in document.contents[0].text  # type: ignore[union-attr]
+
+
+async def test_cancel_stops_a_running_job(
+    world: tuple[dict[str, str], FakeWeb], script: Script
+) -> None:
+    env, _ = world
+    script.hold = {"plan"}  # the job hangs in its first step
+    async with connect("stdio", env) as client:
+        started = await client.call_tool(
+            "deep_research_start", {"user_prompt": "a question", "save": False}
+        )
+        assert started.structured_content is not None
+        job_id = started.structured_content["job_id"]
+        with anyio.fail_after(20):
+            while True:
+                out: Any = (
+                    await client.call_tool("deep_research_status", {"job_id": job_id})
+                ).structured_content
+                if out["status"] == "running":
+                    break
+                await anyio.sleep(0.05)
+        cancelled = await client.call_tool("deep_research_cancel", {"job_id": job_id})
+        assert cancelled.structured_content is not None
+        assert cancelled.structured_content["status"] == "cancelled"
+        script.release()
+        await anyio.sleep(0.5)
+        after = (
+            await client.call_tool("deep_research_status", {"job_id": job_id})
+        ).structured_content
+    assert after is not None and after["status"] == "cancelled"
+    assert not any(c.startswith("## Searching") for c in after["chunks"])
