@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -177,7 +178,7 @@ class SqliteStore:
         )
         try:
             conn.row_factory = sqlite3.Row
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _enable_wal(conn)
             if mode != "wal":
                 raise ApexError(
                     Code.FAILED_PRECONDITION,
@@ -930,3 +931,16 @@ def _apex_error(error: sqlite3.Error, path: Path) -> ApexError:
     if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
         return ApexError(Code.DATA_LOSS, f"{path} is damaged or not an apex-mcp database: {error}")
     return ApexError(Code.INTERNAL, f"database error in {path}: {error}")
+
+
+def _enable_wal(conn: sqlite3.Connection) -> str:
+    """Switch to WAL, waiting out another process doing the same to a brand-new file: SQLite
+    answers that race with an immediate "database is locked", not with its busy handler."""
+    give_up = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > give_up:
+                raise
+            time.sleep(0.01)
