@@ -40,9 +40,17 @@ def apex(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
         yield b
 
 
-@pytest.mark.parametrize("transport", ["stdio", "http"])
-async def test_a_session_with_every_tool_resource_and_prompt(transport: str, apex: Backend) -> None:
-    async with connect(transport, apex.env) as client:
+@pytest.mark.parametrize(
+    "transport,mode",
+    [("stdio", "legacy"), ("http", "legacy"), ("stdio", "2026-07-28")],
+    ids=["stdio", "http", "stdio-2026"],
+)
+async def test_a_session_with_every_tool_resource_and_prompt(
+    transport: str, mode: str, apex: Backend
+) -> None:
+    """Hosts speak the handshake protocol (2025-11-25); the SDK's own client may speak the
+    stateless 2026-07-28 one: both are served."""
+    async with connect(transport, apex.env, mode=mode) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         expected = ALL_TOOLS | ({"deep_research_cancel"} if apex.name == "local" else set())
         assert set(tools) == expected

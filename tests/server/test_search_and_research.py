@@ -250,3 +250,33 @@ async def test_list_research_pages_through_completions(
         bad = await client.call_tool("list_research", {"cursor": "not-a-cursor"})
     assert pages == [["c0", "c1"], ["c2", "c3"], ["c4"]]
     assert bad.is_error and "cursor" in text_of(bad)
+
+
+async def test_a_2026_client_hears_of_a_job_it_started(
+    env: dict[str, str], double: ScriptedApex
+) -> None:
+    """Clients of the stateless protocol listen instead of subscribing: a job started here is
+    followed, and each step reaches them."""
+    from mcp.shared.subscriptions import ResourceUpdated
+
+    double.answers["submit_deep_researcher_job"] = m.SubmitDeepResearcherJobResponse(
+        job_id=JOB, status="pending"
+    )
+    double.answers["get_deep_researcher_job"] = job = Job(
+        ["## Plan\n", "## Searching\n", "# Report\n"], every=0.3
+    )
+    uri = f"apex://research/{JOB}"
+    heard = []
+    async with (
+        connect("stdio", env, mode="2026-07-28") as client,
+        client.listen(resource_subscriptions=[uri]) as events,
+    ):
+        job.started = anyio.current_time()
+        await client.call_tool("deep_research_start", {"user_prompt": "q", "save": False})
+        with anyio.fail_after(20):
+            async for event in events:
+                assert isinstance(event, ResourceUpdated)
+                heard.append(event.uri)
+                if len(heard) == 3:
+                    break
+    assert heard == [uri, uri, uri]
