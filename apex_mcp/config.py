@@ -111,6 +111,14 @@ class Settings(BaseSettings):
     def _expand_db(cls, value: Any) -> Any:
         return Path(value).expanduser() if isinstance(value, str | Path) else value
 
+    @field_validator("api_key", "miner_api_key", "http_token", mode="before")
+    @classmethod
+    def _empty_secret_is_none(cls, value: Any) -> Any:
+        # APEX_HTTP_TOKEN="" must not mean "a token that is the empty string" (anyone would
+        # pass), nor an empty key mean a key: unset is unset.
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if isinstance(text, str) and not text.strip() else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:

@@ -45,34 +45,50 @@ def engine_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def test_stdio_serves_the_protocol_alone_on_stdout(engine_env: dict[str, str]) -> None:
-    messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"},
-            },
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
         },
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-    ]
-    done = run(
-        env={**engine_env, "APEX_LOG_LEVEL": "DEBUG"},
-        stdin="\n".join(map(json.dumps, messages)) + "\n",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "apex_mcp"],
+        env={**os.environ, **engine_env, "APEX_LOG_LEVEL": "DEBUG"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    lines = [json.loads(line) for line in done.stdout.splitlines()]  # every line is JSON-RPC
-    assert [line.get("id") for line in lines] == [1, 2]
-    assert len(lines[1]["result"]["tools"]) == 16
-    banner = done.stderr.splitlines()[0]
-    assert (
-        banner.startswith("apex-mcp ")
-        and "embedded engine" in banner
-        and engine_env["APEX_DB"] in banner
-    )
-    assert SECRET not in done.stdout + done.stderr
+    assert process.stdin is not None and process.stdout is not None
+
+    def ask(*messages: dict[str, object]) -> dict[str, object]:
+        # As a host does: wait for each answer (a request unanswered at end of input is dropped).
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+        process.stdin.flush()
+        answer: dict[str, object] = json.loads(process.stdout.readline())
+        return answer
+
+    try:
+        assert ask(initialize)["id"] == 1
+        listed = ask(
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        )
+        rest, stderr = process.communicate(timeout=60)  # closes stdin: the server ends
+    finally:
+        process.kill()
+        process.wait()
+    assert listed["id"] == 2 and len(listed["result"]["tools"]) == 16  # type: ignore[index]
+    assert rest.strip() == ""  # nothing but the protocol on stdout, DEBUG logging and all
+    banner = stderr.splitlines()[0]
+    assert banner.startswith("apex-mcp ") and "embedded engine" in banner
+    assert engine_env["APEX_DB"] in banner
+    assert SECRET not in stderr
 
 
 def test_call_runs_a_tool_and_prints_its_result(engine_env: dict[str, str]) -> None:

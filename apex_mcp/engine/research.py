@@ -462,7 +462,6 @@ class ResearchRunner:
 
     async def _execute(self, job: Job) -> None:
         log.info("deep-research job %s started", job.id)
-        await self._sync_completions(job)
 
         async def emit(text: str) -> None:
             try:
@@ -473,6 +472,8 @@ class ResearchRunner:
                 raise
 
         try:
+            # Inside the try: a runner stopping even now hands the job back to the queue.
+            await self._sync_completions(job)
             if job.chunks:  # run before, until a shutdown: start over, after what it wrote
                 await emit(RESTART_CHUNK)
             request = ChatCompletionRequest.from_wire(job.request)

@@ -67,6 +67,8 @@ class BearerGate:
     def __init__(self, app: Any, token: SecretStr) -> None:
         self.app = app
         self._token = token.get_secret_value().encode()
+        if not self._token.strip():
+            raise ValueError("an empty bearer token would let anyone in")
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:

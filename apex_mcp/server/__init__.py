@@ -1,0 +1,1 @@
+"""The MCP surface of apex-mcp: tools, resources and prompts over stdio and streamable HTTP."""
