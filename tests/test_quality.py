@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize(
     "command",
     [
-        ["ruff", "check", "apex_mcp", "tests", "bench"],
-        ["ruff", "format", "--check", "apex_mcp", "tests", "bench"],
+        ["ruff", "check", "apex_mcp", "tests", "bench", "scripts"],
+        ["ruff", "format", "--check", "apex_mcp", "tests", "bench", "scripts"],
         ["mypy"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],
