@@ -145,3 +145,11 @@ def test_config_claude_prints_a_desktop_entry() -> None:
 def test_unknown_toolset_is_refused() -> None:
     done = run("--toolsets", "chat,bogus", env={})
     assert done.returncode != 0 and "unknown toolset bogus" in done.stderr
+
+
+def test_bad_settings_say_what_to_fix_and_never_echo_a_key(tmp_path: Path) -> None:
+    done = run("doctor", env={"APEX_MINER": "olama", "APEX_MINER_API_KEY": SECRET})
+    assert done.returncode == 2
+    assert "unknown miner preset 'olama'" in done.stderr and "ollama" in done.stderr
+    assert SECRET not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr

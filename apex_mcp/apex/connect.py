@@ -43,12 +43,13 @@ def encode_message(message: Message) -> bytes:
     return encode_json(message.to_wire())
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    """A short sentence naming each bad field, in wire (camelCase) terms."""
+def describe_validation_error(error: ValidationError, whole: str = "message") -> str:
+    """A short sentence naming each bad field and why; never the input (it may hold a key).
+    A problem of the whole object is put under ``whole``, or stands alone if that is empty."""
     parts = []
-    for item in error.errors(include_url=False)[:5]:
-        where = ".".join(str(p) for p in item["loc"]) or "message"
-        parts.append(f"{where}: {item['msg']}")
+    for item in error.errors(include_url=False, include_input=False)[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or whole
+        parts.append(f"{where}: {item['msg']}" if where else str(item["msg"]))
     more = error.error_count() - len(parts)
     if more > 0:
         parts.append(f"and {more} more")
