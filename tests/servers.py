@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from hypercorn.asyncio import serve
@@ -61,3 +64,25 @@ def wait_listening(port: int, process: subprocess.Popen[bytes] | None = None) ->
         except OSError:
             threading.Event().wait(0.01)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+@contextmanager
+def gateway_process(
+    db: Path, port: int, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``apex-mcp gateway`` as a real process on 127.0.0.1:``port``, killed at the end."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "apex_mcp", "gateway", "--port", str(port), "--db", str(db)],
+        env={**os.environ, "APEX_DISCOVER_LOCAL_MINERS": "false", **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_listening(port, process)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        assert process.stderr is not None
+        process.stderr.close()

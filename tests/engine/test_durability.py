@@ -7,8 +7,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -17,29 +15,9 @@ import pytest
 from apex_mcp.apex import models as m
 from apex_mcp.apex.errors import ApexError
 from apex_mcp.apex.remote import RemoteApex
-from tests.servers import free_port, wait_listening
+from tests.servers import free_port, gateway_process
 
 pytestmark = pytest.mark.anyio
-
-
-@contextmanager
-def gateway_process(db: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "APEX_DISCOVER_LOCAL_MINERS": "false"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "apex_mcp", "gateway", "--port", str(port), "--db", str(db)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_listening(port, process)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        assert process.stderr is not None
-        process.stderr.close()
 
 
 async def test_kill_9_mid_burst_loses_no_acknowledged_write(tmp_path: Path) -> None:

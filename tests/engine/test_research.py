@@ -13,12 +13,10 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,7 +36,7 @@ from apex_mcp.engine.store import JobStatus, SqliteStore
 from apex_mcp.gateway import create_gateway_app
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.fakes.web import FakeSearxng, FakeWeb, hit, serve_searxng, serve_web
-from tests.servers import free_port, serve_asgi, wait_listening
+from tests.servers import free_port, gateway_process, serve_asgi
 
 pytestmark = pytest.mark.anyio
 
@@ -738,25 +736,6 @@ async def test_deep_research_through_the_gateway_is_as_in_process(
     assert over_the_wire == in_process
     assert over_the_wire.created_at == submitted.created_at
     assert texts(over_the_wire)[-1].startswith("# Nest choice")
-
-
-@contextmanager
-def gateway_process(db: Path, port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "apex_mcp", "gateway", "--port", str(port), "--db", str(db)],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_listening(port, process)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        assert process.stderr is not None
-        process.stderr.close()
 
 
 async def test_a_job_running_when_its_process_is_killed_fails_and_pending_ones_run_after(
