@@ -39,6 +39,12 @@ def serve_asgi(app: Any, *, port: int | None = None) -> Iterator[str]:
     async def main() -> None:
         ready.set()
         await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        # What the app left running (an SSE stream's watcher, say) ends here, not with a
+        # "Task was destroyed but it is pending!" when the loop closes.
+        leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
 
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
     thread.start()
