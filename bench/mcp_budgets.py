@@ -26,6 +26,8 @@ from typing import Any
 
 import anyio
 
+from tests.jsonrpc import INITIALIZE, INITIALIZED, TOOLS_LIST
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "data" / "apex_docs_samples.json"
 
@@ -91,20 +93,7 @@ async def web_search_sizes(settings_for: Any) -> tuple[int, int, int, int]:
 
 def spawn_to_tools_list(command: list[str], env: dict[str, str]) -> float:
     """Seconds from spawning a stdio server to its tools/list answer."""
-    messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "bench", "version": "1"},
-            },
-        },
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-    ]
+    messages = [INITIALIZE, INITIALIZED, TOOLS_LIST]
     started = time.perf_counter()
     process = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env

@@ -14,7 +14,8 @@ from pydantic import SecretStr
 
 from apex_mcp.config import Settings
 from apex_mcp.gateway import create_gateway_app
-from tests.fakes.openai_server import FakeOpenAI, serve_openai
+from tests.jsonrpc import INITIALIZE, INITIALIZED, TOOLS_LIST
+from tests.server.harness import user_miner_env
 from tests.servers import serve_asgi
 
 SECRET = "sk-miner-secret-42"
@@ -34,27 +35,11 @@ def run(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.Complete
 
 @pytest.fixture
 def engine_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    with serve_openai(FakeOpenAI(models=["m1"])) as url:
-        yield {
-            "APEX_DB": str(tmp_path / "apex.db"),
-            "APEX_MINER": url,
-            "APEX_MINER_API_KEY": SECRET,
-            "APEX_MINER_MODEL": "m1",
-            "APEX_DISCOVER_LOCAL_MINERS": "false",
-        }
+    with user_miner_env(tmp_path, SECRET) as env:
+        yield env
 
 
 def test_stdio_serves_the_protocol_alone_on_stdout(engine_env: dict[str, str]) -> None:
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
-    }
     process = subprocess.Popen(
         [sys.executable, "-m", "apex_mcp"],
         env={**os.environ, **engine_env, "APEX_LOG_LEVEL": "DEBUG"},
@@ -74,11 +59,8 @@ def test_stdio_serves_the_protocol_alone_on_stdout(engine_env: dict[str, str]) -
         return answer
 
     try:
-        assert ask(initialize)["id"] == 1
-        listed = ask(
-            {"jsonrpc": "2.0", "method": "notifications/initialized"},
-            {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-        )
+        assert ask(INITIALIZE)["id"] == 1
+        listed = ask(INITIALIZED, TOOLS_LIST)
         rest, stderr = process.communicate(timeout=60)  # closes stdin: the server ends
     finally:
         process.kill()

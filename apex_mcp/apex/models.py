@@ -17,6 +17,7 @@ Connect or gRPC-gateway peer reads and writes:
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Self
@@ -330,6 +331,18 @@ class DeepResearcherResultChunk(Message):
     seq_id: Int64 = 0
     chunk: str = ""
 
+    @property
+    def text(self) -> str:
+        """The chunk's text: ``chunk`` is a JSON list of message deltas
+        (``[{"content": ...}]``); a server that sends plain text gets it back as it is."""
+        try:
+            deltas = json.loads(self.chunk)
+        except ValueError:
+            return self.chunk
+        if not isinstance(deltas, list):
+            return self.chunk
+        return "".join(str(d.get("content", "")) for d in deltas if isinstance(d, dict))
+
 
 class GetDeepResearcherJobRequest(Message):
     job_id: str = ""
@@ -342,6 +355,11 @@ class GetDeepResearcherJobResponse(Message):
     updated_at: str = ""
     result: list[DeepResearcherResultChunk] = Field(default_factory=list)
     error: str | None = None
+
+    @property
+    def report(self) -> str | None:
+        """The final answer: the last chunk of a completed job."""
+        return self.result[-1].text if self.status == "completed" and self.result else None
 
 
 # --- stored chats and completions -----------------------------------------------------------

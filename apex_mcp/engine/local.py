@@ -226,7 +226,7 @@ class LocalApex:
             completion_type=_choice(
                 "completion_type", request.completion_type, COMPLETION_TYPES, default="basic"
             ),
-            title=_title(request.title) if request.title else _title_from(prompt),
+            title=_title(request.title) if request.title else None,  # the store titles by prompt
         )
         return CreateChatAndCompletionResponse(parsed_chat=chat, parsed_completion=completion)
 
@@ -333,12 +333,6 @@ def _title(text: str) -> str:
     if len(text) > MAX_TITLE_CHARS:
         raise invalid_argument(f"title is over {MAX_TITLE_CHARS} characters")
     return text
-
-
-def _title_from(prompt: str) -> str:
-    # The Apex app titled a new chat after its first prompt.
-    words = " ".join(prompt.split())
-    return words if len(words) <= 60 else words[:59].rstrip() + "…"
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...], *, default: str) -> str:

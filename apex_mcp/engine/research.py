@@ -318,14 +318,6 @@ def chunk(text: str) -> str:
     return json.dumps([{"content": text}])
 
 
-def chunk_text(chunk: str) -> str:
-    try:
-        deltas = json.loads(chunk)
-        return "".join(str(d.get("content", "")) for d in deltas if isinstance(d, dict))
-    except (ValueError, TypeError, AttributeError):
-        return ""
-
-
 # --- the runner -----------------------------------------------------------------------------
 
 
@@ -527,7 +519,7 @@ class ResearchRunner:
 
     async def _sync_completions(self, job: Job, *, report: str | None = None) -> None:
         if job.status == "completed" and report is None and job.chunks:
-            report = chunk_text(job.chunks[-1].chunk)  # the last chunk is the report
+            report = job.chunks[-1].text  # the last chunk is the report
         try:
             await self.store.sync_job_completions(
                 job.user_id, job.id, job.status, completion_text=report

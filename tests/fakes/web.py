@@ -34,6 +34,7 @@ from urllib.parse import parse_qs
 import anyio
 
 from apex_mcp.engine.retrieval import SearchHit
+from tests.fakes import answer_lifespan
 from tests.servers import serve_asgi
 
 Scope = dict[str, Any]
@@ -292,7 +293,7 @@ class FakeWeb:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await answer_lifespan(receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         path = scope["path"].rstrip("/") or "/"
@@ -371,7 +372,7 @@ class FakeSearxng:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await answer_lifespan(receive, send)
             return
         params = parse_qs(scope["query_string"].decode())
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -446,13 +447,3 @@ async def _client_left_within(receive: Receive, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from apex_mcp import __version__
-from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.packaging.tooling import (
     MANIFESTS,
     PIP_CACHE,
@@ -28,6 +27,7 @@ from tests.packaging.tooling import (
     stdio_tools_list,
     version_in_init,
 )
+from tests.server.harness import user_miner_env
 
 SECRET = "sk-packaging-secret-31"
 
@@ -51,14 +51,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def miner_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """What a user sets: one miner (the fake OpenAI server) with its key and model."""
-    with serve_openai(FakeOpenAI(models=["m1"])) as url:
-        yield {
-            "APEX_DB": str(tmp_path / "apex.db"),
-            "APEX_MINER": url,
-            "APEX_MINER_API_KEY": SECRET,
-            "APEX_MINER_MODEL": "m1",
-            "APEX_DISCOVER_LOCAL_MINERS": "false",
-        }
+    with user_miner_env(tmp_path, SECRET) as env:
+        yield env
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ from pydantic import AliasChoices
 
 from apex_mcp import __version__
 from apex_mcp.config import Settings
+from tests.jsonrpc import INITIALIZE, INITIALIZED, TOOLS_LIST
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -84,18 +85,6 @@ def dev_bin() -> Path:
     return Path(sys.executable).parent
 
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "apex-mcp packaging tests", "version": "1"},
-    },
-}
-
-
 def stdio_tools_list(
     command: list[str], env: dict[str, str], cwd: Path, timeout: float = 180
 ) -> list[dict[str, Any]]:
@@ -127,10 +116,7 @@ def stdio_tools_list(
                 return answer
 
             initialized = ask(INITIALIZE)
-            listed = ask(
-                {"jsonrpc": "2.0", "method": "notifications/initialized"},
-                {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-            )
+            listed = ask(INITIALIZED, TOOLS_LIST)
             process.stdin.close()
             rest = process.stdout.read()
             code = process.wait()

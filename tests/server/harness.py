@@ -44,6 +44,20 @@ def settings_from(env: dict[str, str]) -> Settings:
         return Settings()
 
 
+@contextmanager
+def user_miner_env(tmp: Path, api_key: str) -> Iterator[dict[str, str]]:
+    """What a user sets for one miner, in one line each: a fake OpenAI server's URL, a key
+    (that must never show anywhere) and its model."""
+    with serve_openai(FakeOpenAI(models=["m1"])) as url:
+        yield {
+            "APEX_DB": str(tmp / "apex.db"),
+            "APEX_MINER": url,
+            "APEX_MINER_API_KEY": api_key,
+            "APEX_MINER_MODEL": "m1",
+            "APEX_DISCOVER_LOCAL_MINERS": "false",
+        }
+
+
 def engine_env(db: Path, miner_url: str) -> dict[str, str]:
     miners = [{"name": "fake", "base_url": miner_url, "models": ["m1"], "timeout": 5}]
     return {

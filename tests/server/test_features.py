@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from apex_mcp.server.app import build_server
 from apex_mcp.server.http import create_http_app
+from tests.jsonrpc import INITIALIZE
 from tests.server.harness import Backend, backend, connect, settings_from, text_of
 from tests.servers import free_port, serve_asgi
 
@@ -170,27 +171,17 @@ def http_url(local: Backend) -> Iterator[str]:
         yield url
 
 
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
 ACCEPT = {"accept": "application/json, text/event-stream"}
 
 
 async def test_http_requires_the_bearer_token(http_url: str) -> None:
     async with httpx2.AsyncClient(base_url=http_url) as http:
-        anonymous = await http.post("/mcp", json=INIT, headers=ACCEPT)
+        anonymous = await http.post("/mcp", json=INITIALIZE, headers=ACCEPT)
         wrong = await http.post(
-            "/mcp", json=INIT, headers={**ACCEPT, "authorization": "Bearer nope"}
+            "/mcp", json=INITIALIZE, headers={**ACCEPT, "authorization": "Bearer nope"}
         )
         right = await http.post(
-            "/mcp", json=INIT, headers={**ACCEPT, "authorization": "Bearer tok-123"}
+            "/mcp", json=INITIALIZE, headers={**ACCEPT, "authorization": "Bearer tok-123"}
         )
         health = await http.get("/healthz")
     assert anonymous.status_code == wrong.status_code == 401
@@ -203,9 +194,11 @@ async def test_http_refuses_a_foreign_origin_and_host(http_url: str) -> None:
     auth = {**ACCEPT, "authorization": "Bearer tok-123"}
     async with httpx2.AsyncClient(base_url=http_url) as http:
         evil = await http.post(
-            "/mcp", json=INIT, headers={**auth, "origin": "https://evil.example"}
+            "/mcp", json=INITIALIZE, headers={**auth, "origin": "https://evil.example"}
         )
-        rebound = await http.post("/mcp", json=INIT, headers={**auth, "host": "attacker.example"})
+        rebound = await http.post(
+            "/mcp", json=INITIALIZE, headers={**auth, "host": "attacker.example"}
+        )
     assert evil.status_code == 403
     assert rebound.status_code == 421
 

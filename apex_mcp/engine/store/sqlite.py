@@ -914,7 +914,8 @@ def _json_object(value: object, what: str) -> str:
         raise ApexError(Code.INVALID_ARGUMENT, f"{what} is not valid JSON: {e}") from None
 
 
-def _title_from(prompt: str, limit: int = 80) -> str:
+def _title_from(prompt: str, limit: int = 60) -> str:
+    # The Apex app titled a new chat after the start of its first prompt.
     title = " ".join(prompt.split())
     return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
 

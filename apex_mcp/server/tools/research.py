@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Annotated
@@ -137,12 +136,12 @@ async def deep_research_status(
 def status_of(
     job: m.GetDeepResearcherJobResponse, new: list[m.DeepResearcherResultChunk], last_seq_id: int
 ) -> ResearchStatus:
-    report = chunk_text(job.result[-1].chunk) if job.status == "completed" and job.result else None
+    report = job.report
     return ResearchStatus(
         job_id=job.job_id,
         status=job.status,
         updated_at=job.updated_at,
-        chunks=[chunk_text(c.chunk) for c in new],
+        chunks=[c.text for c in new],
         next_seq_id=max([last_seq_id, *(c.seq_id for c in new)]),
         report=report,
         sources=list(dict.fromkeys(URL.findall(report))) if report else [],
@@ -159,17 +158,6 @@ def status_text(status: ResearchStatus) -> str:
     if status.status not in FINISHED:
         head += f". Next call: last_seq_id {status.next_seq_id}"
     return "\n\n".join([head + ".", *status.chunks])
-
-
-def chunk_text(chunk: str) -> str:
-    """The text of an Apex chunk: a JSON list of message deltas (``[{"content": ...}]``)."""
-    try:
-        deltas = json.loads(chunk)
-    except json.JSONDecodeError:
-        return chunk
-    if isinstance(deltas, list):
-        return "".join(d.get("content", "") for d in deltas if isinstance(d, dict))
-    return chunk
 
 
 async def sync_research_entry(client: ApexClient, job: m.GetDeepResearcherJobResponse) -> None:
@@ -191,9 +179,7 @@ async def _sync_research_entry(client: ApexClient, job: m.GetDeepResearcherJobRe
         if entry.get("status") == job.status:
             continue
         meta["deep-researcher"] = {**entry, "status": job.status}
-        report = (
-            chunk_text(job.result[-1].chunk) if job.status == "completed" and job.result else None
-        )
+        report = job.report
         await client.update_completion_attributes(
             m.UpdateCompletionAttributesRequest(
                 completion_id=completion.id,
@@ -252,8 +238,8 @@ async def list_research(
 def report_markdown(job: m.GetDeepResearcherJobResponse) -> str:
     """The job as a document: its report once completed, else what it has written so far."""
     head = f"<!-- deep research job {job.job_id}: {job.status} -->"
-    if job.status == "completed" and job.result:
-        return f"{head}\n\n{chunk_text(job.result[-1].chunk)}\n"
-    body = "".join(chunk_text(c.chunk) for c in job.result) or "_nothing written yet_"
+    if job.report is not None:
+        return f"{head}\n\n{job.report}\n"
+    body = "".join(c.text for c in job.result) or "_nothing written yet_"
     error = f"\n\n**Failed:** {job.error}" if job.error else ""
     return f"{head}\n\n{body}{error}\n"
