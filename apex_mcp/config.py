@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     # The MCP server over HTTP: a bearer token, required when listening beyond loopback, and
     # the Host / Origin values to accept besides the address it listens on (behind a proxy).
     http_token: SecretStr | None = None
+    # Behind a platform that authenticates clients and passes each session's configuration in
+    # the query string (Smithery): sessions choose their miner or Apex server and are users
+    # of their own, and no token is required beyond loopback. See server/sessions.py.
+    http_session_config: bool = False
     http_allowed_hosts: list[str] = Field(default_factory=list)
     http_allowed_origins: list[str] = Field(default_factory=list)
 
@@ -141,6 +145,17 @@ class Settings(BaseSettings):
             shorthand = MinerConfig.parse(self.miner, **fields)
             if all(m.name != shorthand.name for m in self.miners):
                 self.miners = [shorthand, *self.miners]
+        return self
+
+    @model_validator(mode="after")
+    def _sessions_on_the_engine(self) -> Settings:
+        if self.http_session_config and self.resolved_backend == "remote":
+            raise ValueError(
+                "APEX_HTTP_SESSION_CONFIG serves sessions from the embedded engine, and this "
+                "server's backend is a remote Apex server, whose account every session "
+                "without a key of its own would share: unset APEX_API_KEY / APEX_BASE_URL "
+                "(sessions can still name their own with apexBaseUrl and apexApiKey)"
+            )
         return self
 
     @property

@@ -58,7 +58,8 @@ MAX_IDS = 1000
 
 
 class LocalApex:
-    """The embedded Apex engine, seen by one user. ``for_user`` gives another user's view.
+    """The embedded Apex engine, seen by one user. ``for_user`` gives another user's view,
+    ``with_miners`` one that answers with other miners.
 
     It owns nothing but borrows the store and the miner pool; ``open`` makes and closes them.
     """
@@ -77,6 +78,7 @@ class LocalApex:
         self.user_id = user_id
         self.retriever = retriever
         self.research = research  # runs deep-research jobs; shared by every user's view
+        self.miner_set: str | None = None  # the name of ``miners`` when not the engine's own
 
     def __repr__(self) -> str:
         return f"LocalApex(user_id={self.user_id!r})"
@@ -84,6 +86,15 @@ class LocalApex:
     def for_user(self, user_id: str) -> LocalApex:
         view = copy.copy(self)
         view.user_id = user_id
+        return view
+
+    def with_miners(self, name: str, miners: MinerPool) -> LocalApex:
+        """A view that chats and researches with ``miners``, known to the research runner as
+        ``name`` (only the name is stored with a job, never what the miners hold)."""
+        view = copy.copy(self)
+        view.miners, view.miner_set = miners, name
+        if self.research is not None:
+            self.research.use_miners(name, miners)
         return view
 
     @classmethod
@@ -145,7 +156,7 @@ class LocalApex:
         self, request: ChatCompletionRequest, *, timeout: float | None = None
     ) -> SubmitDeepResearcherJobResponse:
         _check_chat_request(request)
-        job = await self._research().submit(self.user_id, request)
+        job = await self._research().submit(self.user_id, request, miners=self.miner_set)
         return submit_response(job)
 
     async def get_deep_researcher_job(

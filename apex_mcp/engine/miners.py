@@ -214,7 +214,8 @@ Candidate = tuple[MinerConfig, str | None]  # a miner and the model to ask it fo
 class MinerPool:
     """Answers chat completions with the configured miners: choice, fallback, mixture.
 
-    Owns one pooled HTTP client: ``aclose()`` it (or use ``async with``).
+    Owns one pooled HTTP client: ``aclose()`` it (or use ``async with``). ``sibling`` makes
+    a pool of other miners that borrows it.
     """
 
     def __init__(
@@ -223,6 +224,7 @@ class MinerPool:
         *,
         discover_local: bool = True,
         local_probe: Sequence[tuple[str, str]] = LOCAL_PROBE,
+        http: httpx2.AsyncClient | None = None,
     ) -> None:
         names = [m.name for m in miners]
         for name in names:
@@ -234,6 +236,9 @@ class MinerPool:
         self._discovered: list[MinerConfig] | None = None  # probed once, kept for the pool's life
         self._probe_statuses: list[MinerStatus] = []
         self._probe_lock = anyio.Lock()
+        self._owns_http = http is None
+        if http is not None:
+            self.__dict__["_http"] = http
 
     @cached_property
     def _http(self) -> httpx2.AsyncClient:
@@ -243,6 +248,11 @@ class MinerPool:
             limits=httpx2.Limits(max_connections=64, max_keepalive_connections=16),
             trust_env=True,
         )
+
+    def sibling(self, miners: Sequence[MinerConfig]) -> MinerPool:
+        """A pool of just ``miners`` (no discovery) on this pool's HTTP client, which stays
+        this pool's to close: a cheap pool per session."""
+        return MinerPool(miners, discover_local=False, http=self._http)
 
     def __repr__(self) -> str:
         names = [m.name for m in self._configured]
@@ -255,7 +265,7 @@ class MinerPool:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if "_http" in self.__dict__:
+        if self._owns_http and "_http" in self.__dict__:
             await self._http.aclose()
 
     # --- the calls ------------------------------------------------------------------------

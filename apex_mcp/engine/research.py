@@ -335,6 +335,8 @@ class ResearchRunner:
         self.miners = miners
         self.retriever = retriever
         self.limits = limits
+        # Sets of miners other than the engine's, by name (a session's, see ``use_miners``).
+        self._miner_sets: dict[str, Completer] = {}
         self._running: dict[str, anyio.CancelScope] = {}  # job id -> its task's scope, here
         self._slots = anyio.Semaphore(limits.max_concurrent_jobs)
         self._wake = anyio.Event()
@@ -366,12 +368,28 @@ class ResearchRunner:
 
     # --- calls ----------------------------------------------------------------------------
 
-    async def submit(self, user_id: str, request: ChatCompletionRequest) -> Job:
-        """A new pending job for ``request``; it starts when a slot is free."""
+    def use_miners(self, name: str, miners: Completer) -> None:
+        """Let this runner run the jobs that need the miners called ``name``.
+
+        Only the name goes into a job's row: the miners (and their keys) live in memory, so
+        such a job waits, pending, until a runner that holds them claims it; after a restart,
+        until their session comes back.
+        """
+        if self._miner_sets.get(name) is not miners:
+            self._miner_sets[name] = miners
+            self._wake.set()
+
+    async def submit(
+        self, user_id: str, request: ChatCompletionRequest, *, miners: str | None = None
+    ) -> Job:
+        """A new pending job for ``request``, to run on the engine's miners or on those
+        named ``miners`` (see ``use_miners``); it starts when a slot is free."""
         if self._tasks is None:
             raise ApexError(Code.UNAVAILABLE, "the deep-research runner is not running")
+        if miners is not None and miners not in self._miner_sets:
+            raise ApexError(Code.INTERNAL, f"no miners called {miners!r} were handed over")
         question_of(request)
-        job = await self.store.create_job(user_id, request=request.to_wire())
+        job = await self.store.create_job(user_id, request=request.to_wire(), miners=miners)
         self._wake.set()
         return job
 
@@ -404,7 +422,7 @@ class ResearchRunner:
             # Shielded: a job claimed just as the runner stops is handed back, not orphaned.
             with anyio.CancelScope(shield=True):
                 try:
-                    job = await self.store.claim_next_job()
+                    job = await self.store.claim_next_job(list(self._miner_sets))
                     if job is not None and self._tasks is None:
                         await self.store.set_job_status(job.id, "pending")
                         return
@@ -469,7 +487,8 @@ class ResearchRunner:
             if job.chunks:  # run before, until a shutdown: start over, after what it wrote
                 await emit(RESTART_CHUNK)
             request = ChatCompletionRequest.from_wire(job.request)
-            researcher = Researcher(self.miners, self.retriever, self.limits, request, emit)
+            miners = self.miners if job.miners is None else self._miner_sets[job.miners]
+            researcher = Researcher(miners, self.retriever, self.limits, request, emit)
             report = ""
             with anyio.move_on_after(self.limits.max_seconds) as deadline:
                 report = await researcher.run()

@@ -31,12 +31,10 @@ search-rank order; once those are known, the pages still loading are abandoned.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import math
 import os
 import re
-import socket
 import textwrap
 import time
 from collections import Counter
@@ -54,6 +52,7 @@ from pydantic import BaseModel
 from .. import __version__
 from ..apex.errors import ApexError, Code
 from ..apex.models import WebRetrievalRequest, WebRetrievalResponse, WebSearchResult
+from ..netguard import NotPublic, check_public_url
 
 log = logging.getLogger(__name__)
 
@@ -503,29 +502,14 @@ class WebRetriever:
         return bytes(body)
 
     async def _guard(self, url: str) -> None:
-        """Refuse what is not http(s) and, unless allowed, hosts with private addresses.
-
-        The name is resolved here and again by the connection: a name that changes its answer
-        in between (DNS rebinding) gets past this; an egress firewall is the place for that.
-        """
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        """Refuse what is not http(s) and, unless allowed, hosts with private addresses."""
+        if urlsplit(url).scheme not in ("http", "https"):
             raise _PageFailure("not an http(s) URL")
-        if self.allow_private_addresses:
-            return
-        host = parts.hostname
-        try:
-            addresses = [ipaddress.ip_address(host)]
-        except ValueError:
+        if not self.allow_private_addresses:
             try:
-                port = parts.port or (443 if parts.scheme == "https" else 80)
-                infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except (OSError, UnicodeError, ValueError):  # ValueError: a bad port
-                raise _PageFailure(f"cannot resolve {host}") from None
-            addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-        for address in addresses:
-            if not _is_public(address):
-                raise _PageFailure(f"{host} is a private address ({address})")
+                await check_public_url(url)
+            except NotPublic as e:
+                raise _PageFailure(str(e)) from None
 
 
 # --- the pieces, public for reuse -------------------------------------------------------------
@@ -779,12 +763,6 @@ def _in_range(name: str, value: int | None, default: int, bounds: tuple[int, int
             f"{name} is {value}: it must be between {low} and {high}{unit} (default {default})",
         )
     return value
-
-
-def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is loopback too
-    return address.is_global and not address.is_multicast
 
 
 def _describe(exc: BaseException) -> str:

@@ -14,7 +14,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from .. import __version__
 from ..apex.client import ApexClient
 from ..config import Settings
-from .state import AppState
+from .state import AppState, remember_request
 from .tools import TOOLS, TOOLSETS, Toolset, ToolSpec, compact_schema
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,10 @@ def build_server(
                     research_poll_seconds=settings.research_poll_seconds
                     or (0.5 if settings.resolved_backend == "local" else 3.0),
                 )
+                if settings.http_session_config:
+                    from .sessions import SessionClients
+
+                    state.sessions = SessionClients(settings, watchers)
                 holder.start_soon(hold_client, settings, state, stop)
                 running.append(state)
                 try:
@@ -75,6 +79,9 @@ def build_server(
                 finally:
                     running.remove(state)
                     watchers.cancel_scope.cancel()  # background watchers end with the server
+                    if state.sessions is not None:
+                        with anyio.CancelScope(shield=True):
+                            await state.sessions.aclose()
             stop.set()  # then the client closes in its own task, unhurried
 
     def current() -> AppState:
@@ -100,6 +107,7 @@ def build_server(
         subscriptions=bus,
         log_level=settings.log_level,
         tools=tools,
+        middleware=[remember_request],
     )
     resources.register(mcp, current)
     prompts.register(mcp)

@@ -1,5 +1,6 @@
 """The MCP server over streamable HTTP: Host/Origin checks on, a bearer token when it listens
-beyond loopback, and a health endpoint."""
+beyond loopback (unless a hosting platform in front authenticates, with per-session
+configuration), and a health endpoint."""
 
 from __future__ import annotations
 
@@ -44,21 +45,67 @@ def create_http_app(mcp: MCPServer[AppState], settings: Settings, host: str, por
     token is set. Refuses to build without a token for a non-loopback address."""
     token = settings.http_token
     if token is None and not is_loopback(host):
-        raise SystemExit(
-            f"refusing to serve MCP on {host} without a token: set APEX_HTTP_TOKEN "
-            "(clients send it as 'Authorization: Bearer <token>') or listen on 127.0.0.1"
+        if not settings.http_session_config:
+            raise SystemExit(
+                f"refusing to serve MCP on {host} without a token: set APEX_HTTP_TOKEN "
+                "(clients send it as 'Authorization: Bearer <token>') or listen on 127.0.0.1"
+            )
+        log.warning(
+            "serving MCP on %s without a token: APEX_HTTP_SESSION_CONFIG trusts the platform "
+            "in front to authenticate clients; never expose this port directly",
+            host,
         )
 
     @mcp.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    app = mcp.streamable_http_app(
+    app: Any = mcp.streamable_http_app(
         streamable_http_path="/mcp",
         transport_security=security_for(host, port, settings),
         host=host,
     )
+    if settings.http_session_config:
+        app = SessionConfigGate(app)
     return BearerGate(app, token) if token is not None else app
+
+
+async def _refuse(
+    send: Any, status: int, body: dict[str, str], *headers: tuple[bytes, bytes]
+) -> None:
+    data = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+class SessionConfigGate:
+    """ASGI middleware: a request whose session configuration (the query string) cannot be
+    used gets 400 saying what to fix, before it reaches MCP."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            from .sessions import SessionConfigError, parse_query
+
+            try:
+                parse_query(scope.get("query_string", b""))
+            except SessionConfigError as error:
+                body = {"error": "invalid_session_config", "message": str(error)}
+                await _refuse(send, 400, body)
+                return
+        await self.app(scope, receive, send)
 
 
 class BearerGate:
@@ -75,21 +122,8 @@ class BearerGate:
             given = dict(scope["headers"]).get(b"authorization", b"")
             scheme, _, value = given.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), self._token):
-                body = json.dumps(
-                    {"error": "unauthorized", "message": "send Authorization: Bearer <token>"}
-                ).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"www-authenticate", b"Bearer"),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                body = {"error": "unauthorized", "message": "send Authorization: Bearer <token>"}
+                await _refuse(send, 401, body, (b"www-authenticate", b"Bearer"))
                 return
         await self.app(scope, receive, send)
 

@@ -3,6 +3,7 @@ completion for their ids; subscriptions to research jobs."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -30,6 +31,8 @@ from .tools.research import report_markdown
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer, ServerRequestContext
+
+log = logging.getLogger(__name__)
 
 MAX_COMPLETIONS = 100
 
@@ -100,7 +103,12 @@ def register(mcp: MCPServer[AppState], current: Callable[[], AppState]) -> None:
         uri = str(params.uri)
         state.subscribers.setdefault(uri, set()).add(ctx.session)
         if uri.startswith("apex://research/"):
-            state.watch_research(uri.removeprefix("apex://research/"))
+            try:
+                client = await state.apex()
+            except ApexError as error:  # subscribed still; reading it will say what is wrong
+                log.info("cannot follow %s: %s", uri, error)
+            else:
+                state.watch_research(uri.removeprefix("apex://research/"), client)
         return EmptyResult()
 
     async def unsubscribe(

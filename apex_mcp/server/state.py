@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,11 +16,30 @@ from ..apex.client import ApexClient
 from ..apex.errors import ApexError, Code
 
 if TYPE_CHECKING:
+    from mcp.server import ServerRequestContext
     from mcp.server.subscriptions import SubscriptionBus
 
     from ..config import Settings
+    from ..engine.local import LocalApex
+    from .sessions import SessionClients
 
 log = logging.getLogger(__name__)
+
+# The MCP request being handled, for the handlers that get no context (static resources) and
+# for choosing a session's client; set by ``remember_request``.
+HANDLING: ContextVar[ServerRequestContext[Any] | None] = ContextVar("handling", default=None)
+
+
+async def remember_request(
+    ctx: ServerRequestContext[Any], call_next: Callable[[Any], Awaitable[Any]]
+) -> Any:
+    """Server middleware: make the request being handled known to ``AppState.apex``."""
+    token = HANDLING.set(ctx)
+    try:
+        return await call_next(ctx)
+    finally:
+        HANDLING.reset(token)
+
 
 FINISHED = frozenset({"completed", "failed", "cancelled"})
 
@@ -41,9 +62,13 @@ class AppState:
     _failure: str | None = None
     _ready: anyio.Event = field(default_factory=anyio.Event)
     wanted: anyio.Event = field(default_factory=anyio.Event)
+    # Per-session clients, when sessions bring their own configuration (hosted over HTTP).
+    sessions: SessionClients | None = None
 
     async def apex(self) -> ApexClient:
-        """The ApexClient, once open; an ApexError saying why if it could not open."""
+        """The ApexClient of the request being handled, once open: the server's own, or with
+        per-session configuration, the one its session configured. An ApexError saying why if
+        it could not open."""
         self.wanted.set()
         await self._ready.wait()
         if self._client is None:
@@ -51,7 +76,13 @@ class AppState:
                 Code.FAILED_PRECONDITION,
                 f"the Apex backend could not start: {self._failure} (run `apex-mcp doctor`)",
             )
-        return self._client
+        if self.sessions is None:
+            return self._client
+        request = HANDLING.get()
+        if request is None:  # fail closed: never the server's own user by accident
+            raise ApexError(Code.INTERNAL, "a call outside any session's request")
+        engine: LocalApex = self._client  # type: ignore[assignment]  # checked at start
+        return await self.sessions.client_for(request, engine)
 
     @property
     def is_open(self) -> bool:
@@ -76,18 +107,17 @@ class AppState:
     async def notify_research(self, job_id: str) -> None:
         await self.notify(research_uri(job_id))
 
-    def watch_research(self, job_id: str) -> None:
-        """Follow a job in the background and notify its resource's subscribers as it
-        changes, until it ends. One watcher per job."""
+    def watch_research(self, job_id: str, client: ApexClient) -> None:
+        """Follow a job with ``client`` (its owner's) in the background and notify its
+        resource's subscribers as it changes, until it ends. One watcher per job."""
         if job_id not in self._watched:
             self._watched.add(job_id)
-            self.tasks.start_soon(self._watch, job_id)
+            self.tasks.start_soon(self._watch, job_id, client)
 
-    async def _watch(self, job_id: str) -> None:
+    async def _watch(self, job_id: str, client: ApexClient) -> None:
         seen: tuple[str, int] | None = None
         try:
             while True:
-                client = await self.apex()
                 job = await client.get_deep_researcher_job(
                     m.GetDeepResearcherJobRequest(job_id=job_id)
                 )

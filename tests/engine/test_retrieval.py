@@ -28,7 +28,7 @@ from apex_mcp.engine.retrieval import (
     normalize_url,
     split_passages,
 )
-from apex_mcp.engine.retrieval import _is_public as _is_public
+from apex_mcp.netguard import is_public as _is_public
 from tests.fakes.web import (
     BEES,
     BOILERPLATE,

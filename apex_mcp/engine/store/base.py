@@ -36,6 +36,7 @@ class Job(BaseModel):
     updated_at: AwareDatetime
     request: dict[str, Any]
     completion_id: str | None = None
+    miners: str | None = None  # the set of miners it runs on, when not the engine's
     error: str | None = None
     chunks: list[DeepResearcherResultChunk] = Field(default_factory=list)
 
@@ -95,7 +96,12 @@ class Store(Protocol):
     # --- deep-research jobs ---
 
     async def create_job(
-        self, user_id: str, *, request: dict[str, Any], completion_id: str | None = None
+        self,
+        user_id: str,
+        *,
+        request: dict[str, Any],
+        completion_id: str | None = None,
+        miners: str | None = None,
     ) -> Job: ...
 
     async def get_job(self, user_id: str, job_id: str, *, after_seq: int = 0) -> Job: ...
@@ -110,7 +116,7 @@ class Store(Protocol):
 
     # --- the job runner's own: claims, heartbeats, completions linked to a job ---
 
-    async def claim_next_job(self) -> Job | None: ...
+    async def claim_next_job(self, miners: Collection[str] = ()) -> Job | None: ...
 
     async def touch_jobs(self, job_ids: list[str]) -> dict[str, JobStatus]: ...
 

@@ -124,6 +124,11 @@ MIGRATIONS: list[str] = [
         FOREIGN KEY (job_id, user_id) REFERENCES jobs (id, user_id) ON DELETE CASCADE
     ) WITHOUT ROWID;
     """,
+    # 2: the miners a job runs with, when not the engine's own: the name of a set a runner
+    # holds in memory (a session's miners, whose keys are never written here).
+    """
+    ALTER TABLE jobs ADD COLUMN miners TEXT;
+    """,
 ]
 
 
@@ -436,9 +441,15 @@ class SqliteStore:
     # --- deep-research jobs ---
 
     async def create_job(
-        self, user_id: str, *, request: dict[str, Any], completion_id: str | None = None
+        self,
+        user_id: str,
+        *,
+        request: dict[str, Any],
+        completion_id: str | None = None,
+        miners: str | None = None,
     ) -> Job:
-        """A pending job for ``request``, tied to one of the user's completions if given."""
+        """A pending job for ``request``, tied to one of the user's completions if given;
+        ``miners`` names the miners it needs (None: the engine's)."""
         request_json = _json_object(request, "request")
         if completion_id is not None:
             completion_id = _uuid(completion_id, "completion id")
@@ -449,9 +460,9 @@ class SqliteStore:
                 _completion_row(conn, user_id, completion_id)
             now = _now()
             conn.execute(
-                "INSERT INTO jobs (id, user_id, status, request, completion_id, created_at,"
-                " updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
-                (job_id, user_id, request_json, completion_id, now, now),
+                "INSERT INTO jobs (id, user_id, status, request, completion_id, miners,"
+                " created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
+                (job_id, user_id, request_json, completion_id, miners, now, now),
             )
             return _job(conn, _job_row(conn, job_id, user_id))
 
@@ -537,19 +548,24 @@ class SqliteStore:
 
         return await self._read(read)
 
-    async def claim_next_job(self) -> Job | None:
-        """The oldest pending job of any user, now running; None when none waits.
+    async def claim_next_job(self, miners: Collection[str] = ()) -> Job | None:
+        """The oldest pending job of any user that runs on the engine's miners or on one of
+        the sets named in ``miners``, now running; None when none waits.
 
         The claim is one transaction under the write lock, so two runners (in one process or
         in several sharing the file) never claim the same job.
         """
-        find = "SELECT id FROM jobs WHERE status = 'pending' ORDER BY created_at, seq LIMIT 1"
+        names = sorted(set(miners))
+        find = (
+            "SELECT id FROM jobs WHERE status = 'pending' AND (miners IS NULL"
+            f" OR miners IN ({', '.join('?' * len(names))})) ORDER BY created_at, seq LIMIT 1"
+        )
         # Read first: an idle runner polls, and a read does not take the write lock.
-        if await self._read(lambda conn: conn.execute(find).fetchone()) is None:
+        if await self._read(lambda conn: conn.execute(find, names).fetchone()) is None:
             return None
 
         def write(conn: sqlite3.Connection) -> Job | None:
-            row = conn.execute(find).fetchone()
+            row = conn.execute(find, names).fetchone()
             if row is None:
                 return None
             conn.execute(
@@ -811,6 +827,7 @@ def _job(conn: sqlite3.Connection, row: sqlite3.Row, *, after_seq: int = 0) -> J
         updated_at=_time(row["updated_at"]),
         request=json.loads(row["request"]),
         completion_id=row["completion_id"],
+        miners=row["miners"],
         error=row["error"],
         chunks=[DeepResearcherResultChunk(seq_id=c["seq_id"], chunk=c["chunk"]) for c in chunks],
     )

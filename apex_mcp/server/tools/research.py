@@ -61,7 +61,7 @@ async def deep_research_start(
         chat_id = completion_id = None
         if save:
             chat_id, completion_id = await _record(client, user_prompt, job)
-    state.watch_research(job.job_id)  # its resource's subscribers hear of each step
+    state.watch_research(job.job_id, client)  # its resource's subscribers hear of each step
     output = ResearchJob(
         job_id=job.job_id,
         status=job.status,

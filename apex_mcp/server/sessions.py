@@ -1,0 +1,304 @@
+"""Per-session configuration, for platforms that host MCP servers (Smithery).
+
+With ``APEX_HTTP_SESSION_CONFIG`` on, each MCP session over HTTP brings its own settings in the
+query string of ``/mcp``, and is a user of its own:
+
+- ``miner``, ``minerApiKey``, ``minerModel``: the session's LLM endpoint, for its chats and its
+  deep research, on the embedded engine. Its chats belong to the user its key names (a keyed
+  hash, so the same key finds the same chats in a later session); a session without a key
+  keeps what it makes to itself, for as long as it lasts.
+- ``apexBaseUrl``, ``apexApiKey``: an Apex server of the session's own instead of the engine.
+
+The query is Smithery's dot notation (``?miner=openrouter&minerApiKey=...``) or, as older
+Smithery SDKs send it, ``config=<base64 of a JSON object>``; ``api_key`` and ``profile`` are
+the platform's own and ignored. Keys are ``SecretStr`` from the moment they are parsed and are
+never logged. A session's miner or server must be a public address, so that nobody reaches
+the server's own loopback or network through it (``APEX_ALLOW_PRIVATE_ADDRESSES`` lifts this).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+import weakref
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from ..apex.connect import describe_validation_error
+from ..apex.errors import ApexError, Code
+from ..engine.miners import MinerConfig, MinerPool
+from ..netguard import NotPublic, check_public_url
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+    from mcp.server import ServerRequestContext
+
+    from ..apex.client import ApexClient
+    from ..apex.remote import RemoteApex
+    from ..config import Settings
+    from ..engine.local import LocalApex
+
+log = logging.getLogger(__name__)
+
+PLATFORM_PARAMETERS = frozenset({"api_key", "profile"})  # Smithery's own, not ours
+MAX_QUERY_BYTES = 8192
+MAX_REMOTE_CLIENTS = 64  # each holds a TLS context; the least recently used closes
+# Keyed hashes name users and miner sets: the same key gives the same name in every process
+# and replica, and no name gives back a key.
+_HASH_KEY = b"apex-mcp session v1"
+
+
+class SessionConfigError(ValueError):
+    """The session's configuration cannot be used; the text says what to fix, never a value."""
+
+
+class SessionConfig(BaseModel):
+    """What a session configures; every field optional. Empty strings count as unset."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+    miner: str | None = None
+    miner_api_key: SecretStr | None = None
+    miner_model: str | None = None
+    apex_base_url: str | None = None
+    apex_api_key: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SessionConfig:
+        miner_settings = [
+            name
+            for name, value in (
+                ("minerApiKey", self.miner_api_key),
+                ("minerModel", self.miner_model),
+            )
+            if value is not None
+        ]
+        if self.is_remote and (self.miner or miner_settings):
+            raise ValueError(
+                "give either the miner settings (miner, minerApiKey, minerModel) or the Apex "
+                "server settings (apexBaseUrl, apexApiKey), not both: an Apex server has its "
+                "own miners"
+            )
+        if miner_settings and not self.miner:
+            raise ValueError(f"{' and '.join(miner_settings)} need miner: name the endpoint")
+        if self.apex_base_url is not None and self.apex_api_key is None:
+            raise ValueError("apexBaseUrl needs apexApiKey, the key of that server")
+        if self.miner is not None:
+            self.miner_config()  # an unknown preset or a bad URL is said now
+        return self
+
+    @property
+    def is_remote(self) -> bool:
+        return self.apex_base_url is not None or self.apex_api_key is not None
+
+    @property
+    def is_empty(self) -> bool:
+        return self == EMPTY
+
+    def miner_config(self) -> MinerConfig:
+        """The session's miner. A preset never falls back to a key in the server's
+        environment (``OPENROUTER_API_KEY``...): that key is the operator's, not the session's."""
+        assert self.miner is not None
+        fields: dict[str, Any] = {"api_key_env": None, "api_key": self.miner_api_key}
+        if self.miner_model:
+            fields["models"] = [m.strip() for m in self.miner_model.split(",") if m.strip()]
+        return MinerConfig.parse(self.miner, **fields)
+
+    @property
+    def user_id(self) -> str | None:
+        """The user the session's miner key names; None without one."""
+        if self.miner_api_key is None:
+            return None
+        return "key:" + _keyed_hash(self.miner_api_key.get_secret_value())
+
+    @property
+    def fingerprint(self) -> str:
+        """A name for the whole configuration, keys included, that gives none of it away."""
+        return _keyed_hash(
+            json.dumps(
+                [
+                    self.miner,
+                    _secret(self.miner_api_key),
+                    self.miner_model,
+                    self.apex_base_url,
+                    _secret(self.apex_api_key),
+                ]
+            )
+        )
+
+
+EMPTY = SessionConfig()
+
+
+def parse_query(query: bytes | str) -> SessionConfig:
+    """The session configuration in a ``/mcp`` query string; SessionConfigError if unusable."""
+    if len(query) > MAX_QUERY_BYTES:
+        raise SessionConfigError(f"the query string is over {MAX_QUERY_BYTES} bytes")
+    text = query.decode("utf-8", "replace") if isinstance(query, bytes) else query
+    values: dict[str, Any] = {}
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        if name in PLATFORM_PARAMETERS:
+            continue
+        if name == "config":
+            values.update(_base64_json(value))
+        else:
+            values[name] = value
+    unknown = sorted(set(values) - set(FIELD_NAMES))
+    if unknown:
+        raise SessionConfigError(
+            f"unknown session setting {', '.join(unknown[:5])}: "
+            f"the settings are {', '.join(FIELD_NAMES)}"
+        )
+    try:
+        return SessionConfig.model_validate(values)
+    except ValidationError as error:
+        raise SessionConfigError(describe_validation_error(error, "session settings")) from None
+
+
+FIELD_NAMES = tuple(to_camel(name) for name in SessionConfig.model_fields)
+
+
+def _base64_json(value: str) -> dict[str, Any]:
+    try:
+        padded = value + "=" * (-len(value) % 4)
+        decoded = json.loads(base64.urlsafe_b64decode(padded.replace("+", "-").replace("/", "_")))
+    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError, ValueError):
+        raise SessionConfigError("config is not base64 of a JSON object") from None
+    if not isinstance(decoded, dict):
+        raise SessionConfigError("config is not base64 of a JSON object")
+    return decoded
+
+
+def _keyed_hash(text: str) -> str:
+    return hmac.new(_HASH_KEY, text.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
+
+
+class SessionClients:
+    """The ApexClient each session is served by, from its configuration.
+
+    The engine's views are made per call (they are cheap); a session's miners become a pool
+    on the engine's HTTP client, known to the research runner by the configuration's
+    fingerprint; a session's Apex server gets a RemoteApex, kept for the next call.
+    """
+
+    def __init__(self, settings: Settings, tasks: TaskGroup) -> None:
+        self.settings = settings
+        self._tasks = tasks
+        self._pools: dict[str, MinerPool] = {}
+        self._remotes: OrderedDict[str, RemoteApex] = OrderedDict()
+        self._open: set[RemoteApex] = set()
+        # What each MCP session started with, and the user a session without a key is.
+        self._bound: weakref.WeakKeyDictionary[Any, tuple[SessionConfig, str]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def client_for(self, request: ServerRequestContext[Any], engine: LocalApex) -> ApexClient:
+        """The client for the session of ``request``. A session keeps the configuration it
+        started with: a later request that asks for another gets failed_precondition."""
+        http = request.request
+        if http is None:
+            raise ApexError(
+                Code.FAILED_PRECONDITION,
+                "APEX_HTTP_SESSION_CONFIG is on, and only HTTP sessions bring a configuration:"
+                " unset it for stdio",
+            )
+        try:
+            asked = parse_query(http.scope.get("query_string", b""))
+        except SessionConfigError as error:  # the HTTP gate refuses these first
+            raise ApexError(Code.INVALID_ARGUMENT, f"session configuration: {error}") from None
+        bound = self._bound.get(request.session)
+        if bound is None:
+            bound = (asked, "session:" + uuid.uuid4().hex)
+            self._bound[request.session] = bound
+        config, anonymous = bound
+        if not asked.is_empty and asked != config:
+            raise ApexError(
+                Code.FAILED_PRECONDITION,
+                "this session's configuration changed: a session keeps the one it started "
+                "with; start a new session to use another",
+            )
+        return await self._client(config, engine, anonymous)
+
+    async def _client(self, config: SessionConfig, engine: LocalApex, anonymous: str) -> ApexClient:
+        if config.is_remote:
+            return await self._remote(config)
+        view = engine.for_user(config.user_id or anonymous)
+        if config.miner is None:
+            return view
+        name = "session:" + config.fingerprint
+        pool = self._pools.get(name)
+        if pool is None:
+            miner = config.miner_config()
+            await self._check_reachable("miner", miner.base_url)
+            pool = self._pools[name] = engine.miners.sibling([miner])
+        return view.with_miners(name, pool)
+
+    async def _remote(self, config: SessionConfig) -> RemoteApex:
+        from ..apex.remote import DEFAULT_BASE_URL, RemoteApex
+
+        key = config.fingerprint
+        remote = self._remotes.get(key)
+        if remote is not None:
+            self._remotes.move_to_end(key)
+            return remote
+        base_url = config.apex_base_url or DEFAULT_BASE_URL
+        if "://" not in base_url:
+            base_url = "https://" + base_url
+        await self._check_reachable("apexBaseUrl", base_url)
+        # Both given explicitly: RemoteApex must not fall back to the server's own key.
+        remote = RemoteApex(base_url, config.apex_api_key, timeout=self.settings.timeout)
+        self._remotes[key] = remote
+        self._open.add(remote)
+        if len(self._remotes) > MAX_REMOTE_CLIENTS:
+            _, oldest = self._remotes.popitem(last=False)
+            self._tasks.start_soon(self._close_later, oldest)
+        return remote
+
+    async def _check_reachable(self, setting: str, url: str) -> None:
+        if self.settings.allow_private_addresses:
+            return
+        try:
+            await check_public_url(url)
+        except NotPublic as error:
+            raise ApexError(
+                Code.PERMISSION_DENIED,
+                f"the session's {setting} is refused: {error}; a hosted server only reaches "
+                "public endpoints",
+            ) from None
+
+    async def _close_later(self, remote: RemoteApex) -> None:
+        import anyio
+
+        await anyio.sleep(self.settings.timeout)  # its calls in flight end by their deadline
+        await self._close(remote)
+
+    async def _close(self, remote: RemoteApex) -> None:
+        if remote in self._open:
+            self._open.discard(remote)
+            await remote.aclose()
+
+    async def aclose(self) -> None:
+        for remote in list(self._open):
+            await self._close(remote)
