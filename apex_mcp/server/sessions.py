@@ -25,7 +25,6 @@ import hmac
 import json
 import logging
 import uuid
-import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -209,14 +208,10 @@ class SessionClients:
         self._pools: dict[str, MinerPool] = {}
         self._remotes: OrderedDict[str, RemoteApex] = OrderedDict()
         self._open: set[RemoteApex] = set()
-        # What each MCP session started with, and the user a session without a key is.
-        self._bound: weakref.WeakKeyDictionary[Any, tuple[SessionConfig, str]] = (
-            weakref.WeakKeyDictionary()
-        )
 
     async def client_for(self, request: ServerRequestContext[Any], engine: LocalApex) -> ApexClient:
-        """The client for the session of ``request``. A session keeps the configuration it
-        started with: a later request that asks for another gets failed_precondition."""
+        """The client for ``request``, from the configuration it carries (the platform sends
+        it with every request, as Smithery's own SDK reads it)."""
         http = request.request
         if http is None:
             raise ApexError(
@@ -225,21 +220,13 @@ class SessionClients:
                 " unset it for stdio",
             )
         try:
-            asked = parse_query(http.scope.get("query_string", b""))
+            config = parse_query(http.scope.get("query_string", b""))
         except SessionConfigError as error:  # the HTTP gate refuses these first
             raise ApexError(Code.INVALID_ARGUMENT, f"session configuration: {error}") from None
-        bound = self._bound.get(request.session)
-        if bound is None:
-            bound = (asked, "session:" + uuid.uuid4().hex)
-            self._bound[request.session] = bound
-        config, anonymous = bound
-        if not asked.is_empty and asked != config:
-            raise ApexError(
-                Code.FAILED_PRECONDITION,
-                "this session's configuration changed: a session keeps the one it started "
-                "with; start a new session to use another",
-            )
-        return await self._client(config, engine, anonymous)
+        # A session without a key is a user for as long as it lasts: its MCP session id
+        # (a random token the server gave it) names it; without one, the request alone.
+        session_id = http.headers.get("mcp-session-id") or uuid.uuid4().hex
+        return await self._client(config, engine, "session:" + _keyed_hash(session_id))
 
     async def _client(self, config: SessionConfig, engine: LocalApex, anonymous: str) -> ApexClient:
         if config.is_remote:
