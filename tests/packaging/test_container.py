@@ -13,8 +13,10 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx2
 import jsonschema
@@ -23,6 +25,8 @@ import yaml
 
 from apex_mcp.server.app import build_server
 from apex_mcp.server.http import create_http_app
+from apex_mcp.server.sessions import FIELD_NAMES, parse_query
+from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.packaging.tooling import (
     INITIALIZE,
     MANIFESTS,
@@ -114,16 +118,23 @@ def container_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+@dataclass
+class Run:
+    output: str = ""  # all the process printed, once it has stopped
+
+
 @contextmanager
-def running(command: list[str], env: dict[str, str], port: int) -> Iterator[Path]:
-    """Run the container's command; yields the file its output goes to."""
+def running(command: list[str], env: dict[str, str], port: int) -> Iterator[Run]:
+    """Run the container's command until the block ends, then stop it as docker stop does;
+    ``output`` is then what it printed."""
+    run = Run()
     with tempfile.NamedTemporaryFile(suffix=".log", delete=False) as log:
         path = Path(log.name)
     with path.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_listening(port, process)
-        yield path
+        yield run
     finally:
         process.send_signal(signal.SIGTERM)  # what docker stop sends: PID 1 is the server
         try:
@@ -131,6 +142,7 @@ def running(command: list[str], env: dict[str, str], port: int) -> Iterator[Path
         finally:
             if process.poll() is None:
                 process.kill()
+            run.output = path.read_text()
             path.unlink(missing_ok=True)
 
 
@@ -140,7 +152,7 @@ def test_the_entrypoint_serves_mcp_on_port_with_a_token(tmp_path: Path) -> None:
     port, token = free_port(), secrets.token_hex(16)
     key = "sk-in-a-query-" + secrets.token_hex(8)
     env = container_env(tmp_path, PORT=str(port), APEX_HTTP_TOKEN=token, APEX_LOG_LEVEL="DEBUG")
-    with running(command, env, port) as log:
+    with running(command, env, port) as run:
         base = f"http://127.0.0.1:{port}"
         with httpx2.Client(base_url=base, timeout=30) as http:
             assert http.get("/healthz").json() == {"status": "ok"}
@@ -160,8 +172,8 @@ def test_the_entrypoint_serves_mcp_on_port_with_a_token(tmp_path: Path) -> None:
             check=False,
         )
         assert health.returncode == 0, health.stderr
-    output = log.read_text() if log.exists() else ""
-    assert key not in output and token not in output
+    assert "apex-mcp" in run.output  # its banner: the output was read
+    assert key not in run.output and token not in run.output
 
 
 def test_the_entrypoint_refuses_to_serve_without_a_token(tmp_path: Path) -> None:
@@ -191,6 +203,8 @@ def test_smithery_builds_this_dockerfile_and_starts_it_over_http() -> None:
     data = smithery()
     assert data["runtime"] == "container"
     assert (ROOT / data["build"]["dockerBuildPath"] / data["build"]["dockerfile"]).is_file()
+    assert data["env"] == {"APEX_HTTP_SESSION_CONFIG": "true"}
+    assert "APEX_HTTP_SESSION_CONFIG" in settings_env_names()
     start = data["startCommand"]
     assert start["type"] == "http"
     schema = start["configSchema"]
@@ -198,8 +212,54 @@ def test_smithery_builds_this_dockerfile_and_starts_it_over_http() -> None:
     jsonschema.validate(start["exampleConfig"], schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"minerApiKey": 42}, schema)
-    # Each option names the setting it stands for, one the server reads; keys are write-only.
+    # Smithery's limits on a configuration schema: 20 fields, 1 KB.
+    assert len(schema["properties"]) <= 20
+    assert len(json.dumps(schema, separators=(",", ":"))) <= 1024
+    # Each option is a session setting the server reads, the example among them; keys are
+    # write-only.
+    assert tuple(schema["properties"]) == FIELD_NAMES
+    assert parse_query(urlencode(start["exampleConfig"])).miner == "openrouter"
     for name, option in schema["properties"].items():
-        (variable,) = re.findall(r"\((APEX_[A-Z_]+)\)", option["title"])
-        assert variable in settings_env_names(), name
-        assert option.get("writeOnly", False) == ("KEY" in variable), name
+        assert option.get("writeOnly", False) == name.endswith("ApiKey"), name
+
+
+def test_the_entrypoint_as_smithery_runs_it_serves_each_session_its_miner(tmp_path: Path) -> None:
+    """Smithery's env, no token, the configuration in the query string of every request:
+    the session's miner answers with the session's key, and no key reaches the output."""
+    key = "sk-session-" + secrets.token_hex(8)
+    miner = FakeOpenAI(models=["m1"], api_key=key, answer="hello from the session's miner")
+    with serve_openai(miner) as miner_url:
+        port = free_port()
+        env = container_env(
+            tmp_path,
+            **smithery()["env"],
+            PORT=str(port),
+            APEX_LOG_LEVEL="DEBUG",
+            APEX_ALLOW_PRIVATE_ADDRESSES="true",  # the fake miner is on 127.0.0.1
+        )
+        query = urlencode({"miner": miner_url, "minerApiKey": key, "minerModel": "m1"})
+        with running(entrypoint(), env, port) as run:
+            calls = [
+                INITIALIZE,
+                {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                {
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "tools/call",
+                    "params": {"name": "chat", "arguments": {"user_prompt": "hi"}},
+                },
+            ]
+            with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+                headers = dict(ACCEPT)
+                answers = []
+                for message in calls:
+                    answer = http.post(f"/mcp?{query}", json=message, headers=headers)
+                    assert answer.status_code in (200, 202), answer.text
+                    headers["mcp-session-id"] = answer.headers.get(
+                        "mcp-session-id", headers.get("mcp-session-id", "")
+                    )
+                    answers.append(answer.text)
+    assert "hello from the session's miner" in answers[-1]
+    assert [c.headers["authorization"] for c in miner.calls] == [f"Bearer {key}"]
+    assert "without a token" in run.output and "DEBUG" in run.output
+    assert key not in run.output

@@ -94,15 +94,16 @@ async def session(url: str, query: str = "", mode: str = "legacy") -> AsyncItera
     async with httpx2.AsyncClient(timeout=30) as http:
         endpoint = f"{url}/mcp" + (f"?{query}" if query else "")
         transport = streamable_http_client(endpoint, http_client=http)
-        async with Client(transport, mode=mode) as client:  # type: ignore[arg-type]
+        async with Client(transport, mode=mode) as client:
             yield client
 
 
 async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
     result = await client.call_tool(tool, arguments)
     assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    return result.structured_content
+    out: dict[str, Any] | None = result.structured_content
+    assert out is not None
+    return out
 
 
 async def chat_ids(client: Client) -> set[str]:
@@ -217,7 +218,7 @@ async def test_a_sessions_research_job_runs_on_its_miner_and_no_key_is_stored(
         h.alice.reply = Script()
         async with session(h.url, h.query("alice")) as alice:
             job = await call(alice, "deep_research_start", user_prompt="How do bees find nests?")
-            status = {"status": "pending", "next_seq_id": 0}
+            status: dict[str, Any] = {"status": "pending", "next_seq_id": 0}
             while status["status"] not in ("completed", "failed", "cancelled"):
                 status = await call(
                     alice,
