@@ -6,7 +6,8 @@
 #     -e APEX_MINER_API_KEY=sk-... apex-mcp
 #
 # Beyond loopback the server requires APEX_HTTP_TOKEN (clients send Authorization: Bearer ...)
-# and refuses to start without it. It accepts the Host names localhost/127.0.0.1 on $PORT;
+# and refuses to start without it, unless APEX_HTTP_SESSION_CONFIG says a platform in front
+# authenticates clients and passes each session's settings (smithery.yaml sets it). It accepts the Host names localhost/127.0.0.1 on $PORT;
 # add the names clients use (another published port, a proxy) with APEX_HTTP_ALLOWED_HOSTS.
 # Chats live in /data/apex.db: mount a volume there. Extra arguments go to `apex-mcp serve`
 # (e.g. --toolsets chat,search --read-only); `--entrypoint apex-mcp` runs other commands,
