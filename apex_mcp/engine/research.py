@@ -31,6 +31,9 @@ group of its own (``async with``), and keeps them durable and bounded:
   bumped every ``heartbeat_seconds``; one silent for ``STALE_HEARTBEATS`` beats lost its
   process, and any runner marks it failed with a reason ("interrupted: ... a restart or a
   crash"). It is not re-run: a job that crashed its process must not crash the next one.
+- a job runs on the engine's miners, or on a set named at submit (a hosted session's own,
+  see ``use_miners``): only the name is stored, so such a job waits, pending, for a runner
+  that holds the set, and after a restart, for its session to come back;
 - the completions linked to a job (``metadata."deep-researcher".jobId``) follow its status,
   and on completion get the report as their text; ``get`` also brings them up to date, for
   a link made after the job had moved on.
