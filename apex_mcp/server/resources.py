@@ -101,7 +101,7 @@ def register(mcp: MCPServer[AppState], current: Callable[[], AppState]) -> None:
     ) -> EmptyResult:
         state = ctx.lifespan_context
         uri = str(params.uri)
-        state.subscribers.setdefault(uri, set()).add(ctx.session)
+        state.subscribe(uri, ctx.session)
         if uri.startswith("apex://research/"):
             try:
                 client = await state.apex()
@@ -114,7 +114,7 @@ def register(mcp: MCPServer[AppState], current: Callable[[], AppState]) -> None:
     async def unsubscribe(
         ctx: ServerRequestContext[AppState], params: UnsubscribeRequestParams
     ) -> EmptyResult:
-        ctx.lifespan_context.subscribers.get(str(params.uri), set()).discard(ctx.session)
+        ctx.lifespan_context.unsubscribe(str(params.uri), ctx.session)
         return EmptyResult()
 
     async def complete(

@@ -54,8 +54,9 @@ class AppState:
     bus: SubscriptionBus
     tasks: TaskGroup
     research_poll_seconds: float = 1.0
-    # Sessions (of clients that speak the handshake protocol) subscribed to each resource URI.
-    subscribers: dict[str, set[Any]] = field(default_factory=dict)
+    # The clients (of the handshake protocol) subscribed to each resource URI: connection ->
+    # a session of it to send through.
+    subscribers: dict[str, dict[object, Any]] = field(default_factory=dict)
     _watched: set[str] = field(default_factory=set)
     # The ApexClient opens in the background, so that a host's tools/list does not wait on it.
     _client: ApexClient | None = None
@@ -101,8 +102,19 @@ class AppState:
         from mcp.server.subscriptions import ResourceUpdated
 
         await self.bus.publish(ResourceUpdated(uri=uri))
-        for session in list(self.subscribers.get(uri, ())):
-            await session.send_resource_updated(uri)
+        subscribed = self.subscribers.get(uri, {})
+        for connection, session in list(subscribed.items()):
+            try:
+                await session.send_resource_updated(uri)
+            except Exception as error:  # a client that went away: forget it, tell the rest
+                log.debug("dropped a subscriber of %s: %r", uri, error)
+                subscribed.pop(connection, None)
+
+    def subscribe(self, uri: str, session: Any) -> None:
+        self.subscribers.setdefault(uri, {})[_connection_of(session)] = session
+
+    def unsubscribe(self, uri: str, session: Any) -> None:
+        self.subscribers.get(uri, {}).pop(_connection_of(session), None)
 
     async def notify_research(self, job_id: str) -> None:
         await self.notify(research_uri(job_id))
@@ -133,3 +145,9 @@ class AppState:
             log.info("stopped following research job %s: %s", job_id, error)
         finally:
             self._watched.discard(job_id)
+
+
+def _connection_of(session: Any) -> object:
+    # mcp 2.3 makes a ServerSession per request, so the one that unsubscribes is not the one
+    # that subscribed; the connection beneath them is the client's (no public accessor).
+    return getattr(session, "_connection", session)

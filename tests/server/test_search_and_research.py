@@ -221,6 +221,37 @@ async def test_a_subscribed_research_resource_notifies_as_it_changes(
     assert "# Report" in report.contents[0].text  # type: ignore[union-attr]
 
 
+async def test_an_unsubscribed_client_hears_no_more(
+    env: dict[str, str], double: ScriptedApex
+) -> None:
+    double.answers["get_deep_researcher_job"] = job = Job(
+        ["## Plan\n", "## Searching\n", "## Reading\n", "# Report\n"], every=0.3
+    )
+    uri = f"apex://research/{JOB}"
+    updates: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, ResourceUpdatedNotification):
+            updates.append(str(message.params.uri))
+
+    async with connect("stdio", env, message_handler=on_message) as client:
+        job.started = anyio.current_time()
+        with pytest.warns(Warning):  # deprecated in the SDK, as above
+            await client.subscribe_resource(uri)
+        while not updates:
+            await anyio.sleep(0.05)
+        with pytest.warns(Warning):
+            await client.unsubscribe_resource(uri)
+        heard = len(updates)
+        report = ""
+        while "# Report" not in report:  # the job goes on to its end...
+            await anyio.sleep(0.1)
+            read = await client.read_resource(uri)
+            report = read.contents[0].text  # type: ignore[union-attr]
+        await anyio.sleep(0.5)  # ...and past the watcher's next look
+    assert heard == 1 and len(updates) == heard  # nothing after the unsubscribe
+
+
 async def test_list_research_pages_through_completions(
     env: dict[str, str], double: ScriptedApex
 ) -> None:
