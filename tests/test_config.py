@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from apex_mcp.apex.connect import describe_validation_error
 from apex_mcp.config import Settings, default_config_file, load_settings
 
 TWO_MINERS = """
@@ -126,3 +127,36 @@ def test_secrets_stay_out_of_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
     text = repr(settings) + str(settings) + str(settings.model_dump())
     for secret in ("apex-key-secret-1", "miner-key-secret-2", "gateway-key-secret-3", "http-token"):
         assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("APEX_API_KEY", "apex-key-secret-5551234"),
+        ("MACROCOSMOS_API_KEY", "apex-key-secret-5551234"),
+        ("APEX_BASE_URL", "https://apex.example"),
+        ("APEX_BACKEND", "remote"),
+    ],
+)
+def test_session_configuration_is_refused_on_a_remote_backend(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv("APEX_HTTP_SESSION_CONFIG", "true")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        load_settings()
+    shown = describe_validation_error(caught.value, "")  # what the command line prints
+    assert "APEX_HTTP_SESSION_CONFIG" in shown and "APEX_API_KEY" in shown
+    assert "apex-key-secret-5551234" not in shown + str(caught.value)
+
+
+def test_session_configuration_is_accepted_on_the_embedded_engine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APEX_HTTP_SESSION_CONFIG", "true")
+    settings = load_settings()
+    assert settings.http_session_config and settings.resolved_backend == "local"
+    monkeypatch.setenv("APEX_API_KEY", "apex-key-secret-5551234")
+    assert load_settings(backend="local").http_session_config  # the engine, chosen outright
+    monkeypatch.setenv("APEX_HTTP_SESSION_CONFIG", "false")
+    assert load_settings().resolved_backend == "remote"  # without sessions, the key is fine

@@ -101,7 +101,16 @@ class SessionConfig(BaseModel):
         if self.apex_base_url is not None and self.apex_api_key is None:
             raise ValueError("apexBaseUrl needs apexApiKey, the key of that server")
         if self.miner is not None:
-            self.miner_config()  # an unknown preset or a bad URL is said now
+            try:
+                self.miner_config()  # an unknown preset (named, with the known ones) is said now
+            except ValidationError:  # its text would repeat the URL, credentials and all
+                raise ValueError(
+                    "miner must be a preset or the http(s) URL of an OpenAI-compatible API"
+                ) from None
+        if self.apex_base_url is not None:
+            scheme, found, _ = self.apex_base_url.partition("://")
+            if found and scheme.lower() not in ("http", "https"):
+                raise ValueError("apexBaseUrl must be an http(s) URL")
         return self
 
     @property
@@ -149,9 +158,10 @@ EMPTY = SessionConfig()
 
 def parse_query(query: bytes | str) -> SessionConfig:
     """The session configuration in a ``/mcp`` query string; SessionConfigError if unusable."""
-    if len(query) > MAX_QUERY_BYTES:
+    raw = query.encode() if isinstance(query, str) else query
+    if len(raw) > MAX_QUERY_BYTES:
         raise SessionConfigError(f"the query string is over {MAX_QUERY_BYTES} bytes")
-    text = query.decode("utf-8", "replace") if isinstance(query, bytes) else query
+    text = raw.decode("utf-8", "replace")
     values: dict[str, Any] = {}
     for name, value in parse_qsl(text, keep_blank_values=True):
         if name in PLATFORM_PARAMETERS:
@@ -176,9 +186,10 @@ FIELD_NAMES = tuple(to_camel(name) for name in SessionConfig.model_fields)
 
 
 def _base64_json(value: str) -> dict[str, Any]:
+    # Standard or URL-safe alphabet, padded or not; a "+" sent unencoded reads as a space.
+    text = value.strip().replace(" ", "+").replace("-", "+").replace("_", "/")
     try:
-        padded = value + "=" * (-len(value) % 4)
-        decoded = json.loads(base64.urlsafe_b64decode(padded.replace("+", "-").replace("/", "_")))
+        decoded = json.loads(base64.b64decode(text + "=" * (-len(text) % 4), validate=True))
     except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError, ValueError):
         raise SessionConfigError("config is not base64 of a JSON object") from None
     if not isinstance(decoded, dict):

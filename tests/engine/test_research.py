@@ -789,3 +789,147 @@ async def test_a_job_running_when_its_process_is_killed_fails_and_pending_ones_r
     assert completed.status == "completed"
     assert [c.seq_id for c in completed.result] == list(range(1, len(completed.result) + 1))
     assert script.seen.count("plan") == 2  # the killed job was not run again
+
+
+# --- jobs on a session's miners -----------------------------------------------------------------
+
+ALICE_KEY = "sk-alice-SECRET-7731"
+
+
+@pytest.fixture
+def alice_script() -> Script:
+    return Script()
+
+
+@pytest.fixture
+def alice_fake(alice_script: Script) -> Iterator[tuple[FakeOpenAI, str]]:
+    """Alice's own miner, which answers only her key."""
+    miner = FakeOpenAI(models=["a1"], reply=alice_script, api_key=ALICE_KEY)
+    with serve_openai(miner) as url:
+        yield miner, url
+
+
+def alice_miners(apex: LocalApex, url: str) -> MinerPool:
+    """A pool of Alice's miner on the engine's HTTP client, as a session gets."""
+    config = MinerConfig.model_validate(
+        {"name": "alice-miner", "base_url": url, "api_key": ALICE_KEY, "timeout": 30}
+    )
+    return apex.miners.sibling([config])
+
+
+async def test_a_job_on_a_sessions_miners_runs_on_them_and_not_on_the_engines(
+    tmp_path: Path,
+    fake: tuple[FakeOpenAI, str],
+    alice_fake: tuple[FakeOpenAI, str],
+    alice_script: Script,
+) -> None:
+    engine_miner, url = fake
+    her_miner, her_url = alice_fake
+    async with engine(tmp_path / "apex.db", url, FakeRetriever()) as apex:
+        runner = apex.research
+        assert runner is not None
+        runner.use_miners("alice", alice_miners(apex, her_url))
+        job = await runner.submit("alice", ask(), miners="alice")
+        assert (job.status, job.miners) == ("pending", "alice")
+        done = await status_is(apex, job.id, "completed")
+    assert texts(done)[-1].startswith("# Nest choice\n\nFinding 1 [1].")
+    assert alice_script.seen == ["plan", "notes", "notes", "notes", "report"]
+    assert len(her_miner.requests) == 5
+    assert {c.headers.get("authorization") for c in her_miner.calls} == {f"Bearer {ALICE_KEY}"}
+    assert engine_miner.requests == []
+
+
+async def test_a_job_whose_miners_no_runner_holds_waits_until_they_are_handed_over(
+    tmp_path: Path,
+    fake: tuple[FakeOpenAI, str],
+    script: Script,
+    alice_fake: tuple[FakeOpenAI, str],
+    alice_script: Script,
+) -> None:
+    _, url = fake
+    her_miner, her_url = alice_fake
+    db = tmp_path / "apex.db"
+    # What a restart leaves: the job names its session's miners, which are gone with it.
+    async with SqliteStore(db) as store:
+        waiting = await store.create_job("alice", request=ask().to_wire(), miners="alice")
+    async with engine(db, url, FakeRetriever()) as apex:
+        runner = apex.research
+        assert runner is not None
+        # Jobs submitted after it run on the engine's miners: each claim passed it over.
+        for _ in range(2):
+            ordinary = await apex.submit_deep_researcher_job(ask())
+            await status_is(apex, ordinary.job_id, "completed")
+        still = await get(apex, waiting.id)
+        assert (still.status, still.result) == ("pending", [])
+        assert her_miner.calls == [] and alice_script.seen == []
+
+        runner.use_miners("alice", alice_miners(apex, her_url))  # her session is back
+        done = await status_is(apex, waiting.id, "completed")
+    assert texts(done)[-1].startswith("# Nest choice")
+    assert alice_script.seen.count("plan") == 1
+    assert script.seen.count("plan") == 2  # the engine's miner ran only the ordinary jobs
+
+
+async def test_a_job_cannot_name_miners_that_were_never_handed_over(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str]
+) -> None:
+    _, url = fake
+    async with engine(tmp_path / "apex.db", url, FakeRetriever()) as apex:
+        runner = apex.research
+        assert runner is not None
+        with pytest.raises(ApexError) as caught:
+            await runner.submit("alice", ask(), miners="unknown")
+        assert "unknown" in caught.value.message
+        assert await apex.store.list_jobs_by_status(STATUSES) == []  # no job was made
+
+
+async def test_a_sessions_miner_key_never_reaches_the_database(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], alice_fake: tuple[FakeOpenAI, str]
+) -> None:
+    engine_miner, url = fake
+    her_miner, her_url = alice_fake
+    db = tmp_path / "apex.db"
+
+    def stored() -> bytes:
+        files = [db, db.with_name(db.name + "-wal")]
+        return b"".join(path.read_bytes() for path in files if path.exists())
+
+    async with engine(db, url, FakeRetriever()) as apex:
+        session = apex.for_user("key:alice").with_miners(
+            "session:alice", alice_miners(apex, her_url)
+        )
+        job = await session.submit_deep_researcher_job(ask())
+        done = await status_is(session, job.job_id, "completed")
+        await session.create_chat_and_completion(
+            m.CreateChatAndCompletionRequest(user_prompt=QUESTION, completion_type="reasoning")
+        )
+        while_open = stored()
+    after = stored()
+    assert texts(done)[-1].startswith("# Nest choice")
+    assert her_miner.requests and not engine_miner.requests  # her key was used, on her miner
+    assert b"session:alice" in while_open + after  # the files read do hold the job's row
+    assert ALICE_KEY.encode() not in while_open
+    assert ALICE_KEY.encode() not in after
+
+
+async def test_closing_a_sessions_pool_leaves_the_engines_miners_working(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], alice_fake: tuple[FakeOpenAI, str]
+) -> None:
+    engine_miner, url = fake
+    _, her_url = alice_fake
+    async with engine(tmp_path / "apex.db", url, FakeRetriever()) as apex:
+        first = await apex.submit_deep_researcher_job(ask())
+        await status_is(apex, first.job_id, "completed")  # the engine's client is in use
+        session = apex.with_miners("session:alice", alice_miners(apex, her_url))
+        job = await session.submit_deep_researcher_job(ask())
+        await status_is(apex, job.job_id, "completed")
+        await session.miners.aclose()  # the session ends: its pool closes
+
+        served = len(engine_miner.requests)
+        plan = m.ChatMessage(role="system", content=research.PLAN_PROMPT.format(count=5))
+        answer = await apex.chat_completion(
+            m.ChatCompletionRequest(messages=[plan, m.ChatMessage(role="user", content=QUESTION)])
+        )
+    assert answer.choices[0].message is not None
+    assert answer.choices[0].message.content == '["swarm scouts", "waggle dance"]'
+    assert len(engine_miner.requests) == served + 1

@@ -562,6 +562,32 @@ async def test_deep_research_completions_are_those_with_the_metadata_entry(
 # --- jobs ---------------------------------------------------------------------------------------
 
 
+async def test_changing_or_deleting_a_completion_bumps_its_chat(store: SqliteStore) -> None:
+    older, older_completion = await new_chat(store, "topic one")
+    newer, _ = await new_chat(store, "topic two")
+    extra = await store.create_completion(
+        ALICE, newer, user_prompt="topic three", completion_type="basic"
+    )
+    assert await store.search_chat_ids(ALICE, "topic") == [newer, older]
+
+    before = (await store.get_chat(ALICE, older)).updated_at
+    await store.update_completion(ALICE, older_completion, completion_text="answered")
+    assert (await store.get_chat(ALICE, older)).updated_at > before
+    assert await store.search_chat_ids(ALICE, "topic") == [older, newer]
+
+    before = (await store.get_chat(ALICE, newer)).updated_at
+    await store.delete_completions(ALICE, [extra.id])
+    assert (await store.get_chat(ALICE, newer)).updated_at > before
+    assert await store.search_chat_ids(ALICE, "topic") == [newer, older]
+
+    # Another user's id changes nothing, and bumps nothing.
+    before = (await store.get_chat(ALICE, older)).updated_at
+    with pytest.raises(ApexError):
+        await store.update_completion(BOB, older_completion, completion_text="x")
+    assert await store.delete_completions(BOB, [older_completion]) == 0
+    assert (await store.get_chat(ALICE, older)).updated_at == before
+
+
 async def test_a_job_starts_pending_and_collects_chunks_in_order(store: SqliteStore) -> None:
     _, completion_id = await new_chat(store)
     request = {"messages": [{"role": "user", "content": "research ünïcode"}], "seed": 7}
@@ -844,3 +870,84 @@ async def test_sync_job_completions_of_a_failed_job_sets_the_error(store: Sqlite
     stored = await store.get_completion(ALICE, linked)
     assert stored.metadata == {"deep-researcher": {"jobId": job.id, "status": "failed"}}
     assert (stored.error_message, stored.completion_text) == ("every miner timed out", "")
+
+
+# --- jobs on a session's miners -----------------------------------------------------------------
+
+
+async def test_a_job_on_named_miners_is_claimed_only_by_a_runner_that_holds_them(
+    store: SqliteStore,
+) -> None:
+    theirs = await store.create_job(ALICE, request={"n": 1}, miners="s1")
+    assert (theirs.status, theirs.miners) == ("pending", "s1")
+    assert await store.claim_next_job() is None
+    assert await store.claim_next_job(["other"]) is None
+    assert (await store.get_job(ALICE, theirs.id)).status == "pending"
+
+    claimed = await store.claim_next_job(["other", "s1"])
+    assert claimed is not None
+    assert (claimed.id, claimed.status, claimed.miners) == (theirs.id, "running", "s1")
+    assert await store.claim_next_job(["s1"]) is None
+
+
+async def test_a_job_on_the_engines_miners_is_claimed_by_any_runner(store: SqliteStore) -> None:
+    jobs = [await store.create_job(ALICE, request={"n": n}) for n in range(3)]
+    assert [j.miners for j in jobs] == [None, None, None]
+    claimed = [await store.claim_next_job(), await store.claim_next_job(["s1"])]
+    claimed.append(await store.claim_next_job(["other", "s1"]))
+    assert [(j.id, j.miners) for j in claimed if j is not None] == [(j.id, None) for j in jobs]
+
+
+async def test_a_runner_passes_over_jobs_for_miners_it_does_not_hold(store: SqliteStore) -> None:
+    theirs = await store.create_job(BOB, request={"n": 1}, miners="s1")
+    ours = await store.create_job(ALICE, request={"n": 2})
+    mine = await store.create_job(ALICE, request={"n": 3}, miners="s2")
+
+    first = await store.claim_next_job(["s2"])  # the oldest it may run, not the oldest
+    assert first is not None and first.id == ours.id
+    second = await store.claim_next_job(["s2"])
+    assert second is not None and (second.id, second.miners) == (mine.id, "s2")
+    assert await store.claim_next_job(["s2"]) is None
+    pending = await store.list_jobs_by_status(["pending"])
+    assert [(j.id, j.miners) for j in pending] == [(theirs.id, "s1")]
+    assert (await store.get_job(BOB, theirs.id)).miners == "s1"
+
+
+async def test_the_miners_of_a_job_outlive_the_store_that_wrote_them(db_path: Path) -> None:
+    async with SqliteStore(db_path) as store:
+        job = await store.create_job(ALICE, request={}, miners="session:abc")
+    async with SqliteStore(db_path) as store:
+        assert (await store.get_job(ALICE, job.id)).miners == "session:abc"
+        assert await store.claim_next_job() is None
+        claimed = await store.claim_next_job(["session:abc"])
+        assert claimed is not None and claimed.id == job.id
+
+
+async def test_a_database_of_schema_version_1_gains_the_miners_of_jobs(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as old:  # the file an apex-mcp before migration 2 left behind
+        old.setattr(sqlite_store, "MIGRATIONS", sqlite_store.MIGRATIONS[:1])
+        async with SqliteStore(db_path):
+            pass
+    assert user_version(db_path) == 1
+    assert "miners" not in [row[1] for row in query(db_path, "PRAGMA table_info(jobs)")]
+    left = str(uuid.uuid4())
+    at = "2024-01-02T03:04:05.000000Z"
+    query(
+        db_path,
+        "INSERT INTO jobs (id, user_id, status, request, created_at, updated_at)"
+        f" VALUES ('{left}', '{ALICE}', 'pending', '{{}}', '{at}', '{at}')",
+    )
+
+    async with SqliteStore(db_path) as store:
+        assert user_version(db_path) == len(sqlite_store.MIGRATIONS)
+        old_job = await store.get_job(ALICE, left)
+        assert (old_job.status, old_job.miners) == ("pending", None)
+        new_job = await store.create_job(ALICE, request={}, miners="s1")
+        claimed = await store.claim_next_job()  # the old job runs on the engine's miners
+        assert claimed is not None and claimed.id == left
+        assert await store.claim_next_job() is None
+        assert (await store.get_job(ALICE, new_job.id)).miners == "s1"
+        assert await store.integrity_check() == "ok"
+    assert user_version(db_path) == len(sqlite_store.MIGRATIONS)

@@ -361,7 +361,7 @@ class SqliteStore:
         metadata: dict[str, Any] | None = None,
         error_message: str | None = None,
     ) -> StoredChatCompletion:
-        """Set the given fields (None leaves a field as is).
+        """Set the given fields (None leaves a field as is) and bump the chat's updated_at.
 
         ``metadata`` replaces the stored object; setting ``completion_text`` sets completed_at.
         """
@@ -386,7 +386,10 @@ class SqliteStore:
                     f"UPDATE completions SET {assignments} WHERE id = ? AND user_id = ?",
                     (*changes.values(), completion_id, user_id),
                 )
-            return _completion_row(conn, user_id, completion_id)
+            row = _completion_row(conn, user_id, completion_id)
+            if changes:
+                _touch_chats(conn, user_id, [row["chat_id"]])
+            return row
 
         return _stored_completion(await self._write(write))
 
@@ -400,13 +403,25 @@ class SqliteStore:
         )
 
     async def delete_completions(self, user_id: str, completion_ids: list[str]) -> int:
-        """Delete the user's completions among ``completion_ids``; how many went."""
+        """Delete the user's completions among ``completion_ids`` and bump their chats'
+        updated_at; how many went."""
         ids = _unique_uuids(completion_ids, "completion id")
-        return await self._write(
-            lambda conn: _delete_each(
-                conn, "DELETE FROM completions WHERE id = ? AND user_id = ?", user_id, ids
-            )
-        )
+
+        def write(conn: sqlite3.Connection) -> int:
+            chats = {
+                row["chat_id"]
+                for completion_id in ids
+                for row in conn.execute(
+                    "SELECT chat_id FROM completions WHERE id = ? AND user_id = ?",
+                    (completion_id, user_id),
+                )
+            }
+            sql = "DELETE FROM completions WHERE id = ? AND user_id = ?"
+            deleted = _delete_each(conn, sql, user_id, ids)
+            _touch_chats(conn, user_id, sorted(chats))
+            return deleted
+
+        return await self._write(write)
 
     async def search_chat_ids(self, user_id: str, term: str) -> list[str]:
         """Ids of the user's chats with a completion matching every word of ``term`` in its
@@ -831,6 +846,15 @@ def _job(conn: sqlite3.Connection, row: sqlite3.Row, *, after_seq: int = 0) -> J
         error=row["error"],
         chunks=[DeepResearcherResultChunk(seq_id=c["seq_id"], chunk=c["chunk"]) for c in chunks],
     )
+
+
+def _touch_chats(conn: sqlite3.Connection, user_id: str, chat_ids: list[str]) -> None:
+    # A chat's updated_at is its last activity: list and search order go by it.
+    now = _now()
+    for chat_id in chat_ids:
+        conn.execute(
+            "UPDATE chats SET updated_at = ? WHERE id = ? AND user_id = ?", (now, chat_id, user_id)
+        )
 
 
 def _delete_each(conn: sqlite3.Connection, sql: str, user_id: str, ids: list[str]) -> int:
