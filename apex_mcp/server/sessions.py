@@ -117,10 +117,6 @@ class SessionConfig(BaseModel):
     def is_remote(self) -> bool:
         return self.apex_base_url is not None or self.apex_api_key is not None
 
-    @property
-    def is_empty(self) -> bool:
-        return self == EMPTY
-
     def miner_config(self) -> MinerConfig:
         """The session's miner. A preset never falls back to a key in the server's
         environment (``OPENROUTER_API_KEY``...): that key is the operator's, not the session's."""
@@ -151,9 +147,6 @@ class SessionConfig(BaseModel):
                 ]
             )
         )
-
-
-EMPTY = SessionConfig()
 
 
 def parse_query(query: bytes | str) -> SessionConfig:

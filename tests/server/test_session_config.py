@@ -49,7 +49,7 @@ def test_smithery_dot_notation_configures_the_sessions_miner() -> None:
     config = parse_query(b"miner=openrouter&minerApiKey=sk-x&minerModel=a,b")
     assert config.miner == "openrouter" and config.miner_model == "a,b"
     assert config.miner_api_key is not None and config.miner_api_key.get_secret_value() == "sk-x"
-    assert not config.is_remote and not config.is_empty
+    assert not config.is_remote and config != SessionConfig()
     miner = config.miner_config()
     assert miner.base_url == "https://openrouter.ai/api/v1"
     assert miner.models == ["a", "b"]
@@ -91,13 +91,14 @@ def test_a_base64_json_config_parses_like_the_dot_notation(value: str) -> None:
 
 
 def test_the_platforms_own_parameters_are_ignored() -> None:
-    assert parse_query("api_key=smithery-key&profile=straight-gull").is_empty
+    assert parse_query("api_key=smithery-key&profile=straight-gull") == SessionConfig()
     with_them = parse_query(f"miner=openrouter&api_key=smithery-key&profile=p&minerApiKey={SECRET}")
     assert with_them == parse_query(f"miner=openrouter&minerApiKey={SECRET}")
 
 
 def test_blank_values_count_as_unset() -> None:
-    assert parse_query("miner=&minerApiKey=&minerModel=%20&apexBaseUrl=&apexApiKey=").is_empty
+    empty = parse_query("miner=&minerApiKey=&minerModel=%20&apexBaseUrl=&apexApiKey=")
+    assert empty == SessionConfig()
     config = parse_query("miner=openrouter&minerApiKey=+&minerModel=")
     assert config == SessionConfig(miner="openrouter")
     assert config.miner_api_key is None and config.user_id is None
@@ -107,7 +108,7 @@ def test_blank_values_count_as_unset() -> None:
 @pytest.mark.parametrize("query", [b"", ""])
 def test_an_empty_query_is_the_empty_config(query: str | bytes) -> None:
     config = parse_query(query)
-    assert config.is_empty and config == SessionConfig()
+    assert config == SessionConfig()
     assert not config.is_remote and config.user_id is None
 
 
