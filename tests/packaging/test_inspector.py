@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -305,3 +306,40 @@ def test_every_tool_resource_and_prompt_over_streamable_http(
                 server.wait()
     assert server.returncode == 0, log.read_text()[-3000:]
     assert token not in log.read_text()
+
+
+def test_every_tool_resource_and_prompt_as_smithery_hosts_it(
+    upstreams: Upstreams, tmp_path: Path
+) -> None:
+    """No token, the miner and its key in the query string of /mcp: each Inspector run is a
+    new session, and the key names the same user each time, so later runs find the chats and
+    jobs of earlier ones."""
+    key = "sk-session-" + secrets.token_hex(8)
+    upstreams.miner.api_key = key  # the miner answers only the session's key
+    port = free_port()
+    own = {k: v for k, v in upstreams.env.items() if not k.startswith("APEX_MINER")}
+    env = {**node_env(), **own, "APEX_HTTP_SESSION_CONFIG": "true", "APEX_LOG_LEVEL": "DEBUG"}
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "apex_mcp", "serve", "--http", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_listening(port, server)
+        query = urlencode({"miner": upstreams.env["APEX_MINER"], "minerApiKey": key})
+        url = f"http://127.0.0.1:{port}/mcp?{query}&minerModel=m1"
+        session(Inspector(["--transport", "http", "--server-url", url]), upstreams)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+    assert server.returncode == 0, log.read_text()[-3000:]
+    assert {c.headers.get("authorization") for c in upstreams.miner.calls} == {f"Bearer {key}"}
+    assert key not in log.read_text()
