@@ -184,6 +184,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     toolsets = _toolsets(args)
     tools = selected_tools(settings, toolsets, read_only=args.read_only)
+    if settings.http_session_config and not args.http:
+        raise SystemExit(
+            "APEX_HTTP_SESSION_CONFIG is for serving over HTTP, where each session brings its "
+            "settings (apex-mcp serve --http): unset it to serve over stdio"
+        )
     where = f"http://{args.host}:{args.port}/mcp" if args.http else "stdio"
     print(banner(settings, tools, where), file=sys.stderr)
     mcp = build_server(settings, toolsets, read_only=args.read_only)

@@ -135,3 +135,9 @@ def test_bad_settings_say_what_to_fix_and_never_echo_a_key(tmp_path: Path) -> No
     assert "unknown miner preset 'olama'" in done.stderr and "ollama" in done.stderr
     assert SECRET not in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_session_settings_are_refused_for_stdio(engine_env: dict[str, str]) -> None:
+    done = run(env={**engine_env, "APEX_HTTP_SESSION_CONFIG": "true"})
+    assert done.returncode != 0 and "serve --http" in done.stderr
+    assert done.stdout == ""  # nothing on the protocol's stream

@@ -158,4 +158,6 @@ def banner(settings: Settings, tools: list[ToolSpec], transport: str) -> str:
         backend = f"Apex server at {settings.base_url or 'the hosted endpoint'}"
     else:
         backend = f"embedded engine, data in {settings.db}"
+    if settings.http_session_config and transport != "stdio":
+        backend += ", each session with the settings it brings"
     return f"apex-mcp {__version__} over {transport}: {backend}; {len(tools)} tools"
