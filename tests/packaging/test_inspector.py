@@ -21,6 +21,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,26 +277,21 @@ def test_every_tool_resource_and_prompt_over_stdio(upstreams: Upstreams) -> None
     session(Inspector(target), upstreams)
 
 
-def test_every_tool_resource_and_prompt_over_streamable_http(
-    upstreams: Upstreams, tmp_path: Path
-) -> None:
-    port, token = free_port(), secrets.token_hex(16)
-    env = {**node_env(), **upstreams.env, "APEX_HTTP_TOKEN": token}
-    log = tmp_path / "server.log"
+@contextmanager
+def http_server(env: dict[str, str], log: Path) -> Iterator[str]:
+    """``apex-mcp serve --http`` as a process on 127.0.0.1, its output in ``log``; yields the
+    /mcp URL, then stops it as a host does and checks it exited cleanly."""
+    port = free_port()
     with log.open("wb") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "apex_mcp", "serve", "--http", "--port", str(port)],
-            env=env,
+            env={**node_env(), **env},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     try:
         wait_listening(port, server)
-        url = f"http://127.0.0.1:{port}/mcp"
-        http = ["--transport", "http", "--server-url", url]
-        refused = Inspector([*http, "--stored-auth-only"]).run("tools/list")
-        assert refused.returncode != 0 and "auth" in refused.stderr, refused.stderr  # no token
-        session(Inspector([*http, "--header", f"Authorization: Bearer {token}"]), upstreams)
+        yield f"http://127.0.0.1:{port}/mcp"
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -305,6 +301,17 @@ def test_every_tool_resource_and_prompt_over_streamable_http(
                 server.kill()
                 server.wait()
     assert server.returncode == 0, log.read_text()[-3000:]
+
+
+def test_every_tool_resource_and_prompt_over_streamable_http(
+    upstreams: Upstreams, tmp_path: Path
+) -> None:
+    token, log = secrets.token_hex(16), tmp_path / "server.log"
+    with http_server({**upstreams.env, "APEX_HTTP_TOKEN": token}, log) as url:
+        http = ["--transport", "http", "--server-url", url]
+        refused = Inspector([*http, "--stored-auth-only"]).run("tools/list")
+        assert refused.returncode != 0 and "auth" in refused.stderr, refused.stderr  # no token
+        session(Inspector([*http, "--header", f"Authorization: Bearer {token}"]), upstreams)
     assert token not in log.read_text()
 
 
@@ -316,30 +323,12 @@ def test_every_tool_resource_and_prompt_as_smithery_hosts_it(
     jobs of earlier ones."""
     key = "sk-session-" + secrets.token_hex(8)
     upstreams.miner.api_key = key  # the miner answers only the session's key
-    port = free_port()
     own = {k: v for k, v in upstreams.env.items() if not k.startswith("APEX_MINER")}
-    env = {**node_env(), **own, "APEX_HTTP_SESSION_CONFIG": "true", "APEX_LOG_LEVEL": "DEBUG"}
+    env = {**own, "APEX_HTTP_SESSION_CONFIG": "true", "APEX_LOG_LEVEL": "DEBUG"}
     log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "apex_mcp", "serve", "--http", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_listening(port, server)
-        query = urlencode({"miner": upstreams.env["APEX_MINER"], "minerApiKey": key})
-        url = f"http://127.0.0.1:{port}/mcp?{query}&minerModel=m1"
-        session(Inspector(["--transport", "http", "--server-url", url]), upstreams)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        finally:
-            if server.poll() is None:
-                server.kill()
-                server.wait()
-    assert server.returncode == 0, log.read_text()[-3000:]
+    with http_server(env, log) as url:
+        miner = {"miner": upstreams.env["APEX_MINER"], "minerApiKey": key, "minerModel": "m1"}
+        query = urlencode(miner)
+        session(Inspector(["--transport", "http", "--server-url", f"{url}?{query}"]), upstreams)
     assert {c.headers.get("authorization") for c in upstreams.miner.calls} == {f"Bearer {key}"}
-    assert key not in log.read_text()
+    assert "DEBUG" in log.read_text() and key not in log.read_text()
