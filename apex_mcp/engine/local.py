@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import TYPE_CHECKING
+
+import anyio
 
 from ..apex.client import ApexClient
 from ..apex.errors import ApexError, Code, invalid_argument
@@ -55,6 +57,7 @@ CHAT_ATTRIBUTES = {"title": "title", "chat_type": "chat_type", "chatType": "chat
 MAX_PROMPT_CHARS = 1_000_000
 MAX_TITLE_CHARS = 200
 MAX_IDS = 1000
+CHAT_TIMEOUT_RANGE = (60, 300)  # seconds, as the hosted service clamped a request's timeout
 
 
 class LocalApex:
@@ -134,14 +137,28 @@ class LocalApex:
         self, request: ChatCompletionRequest, *, timeout: float | None = None
     ) -> ChatCompletionResponse:
         _check_chat_request(request)
-        return await self.miners.complete(request)
+        limit = answer_time_limit(request)
+        with anyio.move_on_after(limit):
+            return await self.miners.complete(request)
+        raise _out_of_time(limit)
 
     async def chat_completion_stream(
         self, request: ChatCompletionRequest, *, timeout: float | None = None
     ) -> AsyncIterator[ChatCompletionChunkResponse]:
         _check_chat_request(request)
-        async for chunk in self.miners.stream(request):
-            yield chunk
+        limit = answer_time_limit(request)
+        end = anyio.current_time() + limit
+        # The deadline spans the whole answer; a cancel scope must not span a yield.
+        async with aclosing(self.miners.stream(request)) as chunks:
+            while True:
+                with anyio.move_on_after(end - anyio.current_time()) as deadline:
+                    try:
+                        chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        return
+                if deadline.cancelled_caught:
+                    raise _out_of_time(limit)
+                yield chunk
 
     # --- retrieval and research (the engine's part 2) ----------------------------------------
 
@@ -312,6 +329,22 @@ if TYPE_CHECKING:
 
 
 # --- checks ---------------------------------------------------------------------------------
+
+
+def answer_time_limit(request: ChatCompletionRequest) -> float:
+    """Seconds a chat answer may take: the request's ``timeout``, clamped as the hosted
+    service clamped it; without one, the longest it allowed."""
+    low, high = CHAT_TIMEOUT_RANGE
+    return float(high if request.timeout is None else min(max(request.timeout, low), high))
+
+
+def _out_of_time(limit: float) -> ApexError:
+    return ApexError(
+        Code.DEADLINE_EXCEEDED,
+        f"no answer within the request's timeout of {limit:g} s",
+        hint="ask for fewer tokens (max_new_tokens), or a larger timeout (at most "
+        f"{CHAT_TIMEOUT_RANGE[1]} s)",
+    )
 
 
 def _check_chat_request(request: ChatCompletionRequest) -> None:
