@@ -14,7 +14,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from .. import __version__
 from ..apex.client import ApexClient
 from ..config import Settings
-from .state import AppState, remember_request
+from .state import AppState, follow_listened_research, remember_request
 from .tools import TOOLS, TOOLSETS, Toolset, ToolSpec, compact_schema
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def build_server(
         subscriptions=bus,
         log_level=settings.log_level,
         tools=tools,
-        middleware=[remember_request],
+        middleware=[remember_request, follow_listened_research],  # outermost first
     )
     resources.register(mcp, current)
     prompts.register(mcp)

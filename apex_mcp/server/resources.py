@@ -3,7 +3,6 @@ completion for their ids; subscriptions to research jobs."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -31,8 +30,6 @@ from .tools.research import report_markdown
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer, ServerRequestContext
-
-log = logging.getLogger(__name__)
 
 MAX_COMPLETIONS = 100
 
@@ -102,13 +99,7 @@ def register(mcp: MCPServer[AppState], current: Callable[[], AppState]) -> None:
         state = ctx.lifespan_context
         uri = str(params.uri)
         state.subscribe(uri, ctx.session)
-        if uri.startswith("apex://research/"):
-            try:
-                client = await state.apex()
-            except ApexError as error:  # subscribed still; reading it will say what is wrong
-                log.info("cannot follow %s: %s", uri, error)
-            else:
-                state.watch_research(uri.removeprefix("apex://research/"), client)
+        await state.follow(uri)
         return EmptyResult()
 
     async def unsubscribe(

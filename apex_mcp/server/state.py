@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,21 @@ async def remember_request(
         return await call_next(ctx)
     finally:
         HANDLING.reset(token)
+
+
+async def follow_listened_research(
+    ctx: ServerRequestContext[Any], call_next: Callable[[Any], Awaitable[Any]]
+) -> Any:
+    """Server middleware: a 2026-07-28 client that listens to a research job's resource hears
+    of each step, as a handshake-era subscriber does, whoever started the job."""
+    if ctx.method == "subscriptions/listen" and isinstance(ctx.params, Mapping):
+        wanted = ctx.params.get("notifications")
+        uris = wanted.get("resourceSubscriptions") if isinstance(wanted, Mapping) else None
+        state: AppState = ctx.lifespan_context
+        for uri in uris if isinstance(uris, list) else []:
+            if isinstance(uri, str):
+                await state.follow(uri)
+    return await call_next(ctx)
 
 
 FINISHED = frozenset({"completed", "failed", "cancelled"})
@@ -115,6 +130,18 @@ class AppState:
 
     def unsubscribe(self, uri: str, session: Any) -> None:
         self.subscribers.get(uri, {}).pop(_connection_of(session), None)
+
+    async def follow(self, uri: str) -> None:
+        """Start following ``uri`` for the client of the request being handled, if it is a
+        research job (other resources change only through this server's own calls)."""
+        if not uri.startswith("apex://research/"):
+            return
+        try:
+            client = await self.apex()
+        except ApexError as error:  # reading it will say what is wrong
+            log.info("cannot follow %s: %s", uri, error)
+            return
+        self.watch_research(uri.removeprefix("apex://research/"), client)
 
     async def notify_research(self, job_id: str) -> None:
         await self.notify(research_uri(job_id))

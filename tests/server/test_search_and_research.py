@@ -252,6 +252,33 @@ async def test_an_unsubscribed_client_hears_no_more(
     assert heard == 1 and len(updates) == heard  # nothing after the unsubscribe
 
 
+async def test_a_2026_client_hears_of_a_job_it_did_not_start(
+    env: dict[str, str], double: ScriptedApex
+) -> None:
+    """Listening to a job's resource follows it, whoever started it (another process, a
+    handshake-era client): as a subscription does."""
+    from mcp.shared.subscriptions import ResourceUpdated
+
+    double.answers["get_deep_researcher_job"] = job = Job(
+        ["## Plan\n", "## Searching\n", "# Report\n"], every=0.3
+    )
+    job.started = anyio.current_time() + 3600  # pending until the client listens
+    uri = f"apex://research/{JOB}"
+    heard = []
+    async with (
+        connect("stdio", env, mode="2026-07-28") as client,
+        client.listen(resource_subscriptions=[uri]) as events,
+    ):
+        job.started = anyio.current_time()
+        with anyio.move_on_after(30):  # not a speed check: without the watcher, none come
+            async for event in events:
+                assert isinstance(event, ResourceUpdated)
+                heard.append(event.uri)
+                if len(heard) == 3:
+                    break
+    assert heard == [uri, uri, uri]
+
+
 async def test_list_research_pages_through_completions(
     env: dict[str, str], double: ScriptedApex
 ) -> None:
