@@ -382,6 +382,14 @@ class ResearchRunner:
             self._miner_sets[name] = miners
             self._wake.set()
 
+    def _miners_of(self, job: Job) -> Completer | None:
+        return self.miners if job.miners is None else self._miner_sets.get(job.miners)
+
+    def forget_miners(self, name: str) -> None:
+        """Let go of the miners called ``name``: jobs running on them go on; pending ones wait
+        until they are handed over again."""
+        self._miner_sets.pop(name, None)
+
     async def submit(
         self, user_id: str, request: ChatCompletionRequest, *, miners: str | None = None
     ) -> Job:
@@ -423,22 +431,27 @@ class ResearchRunner:
             await self._slots.acquire()
             self._wake = anyio.Event()  # before the claim: a submit after it wakes us
             # Shielded: a job claimed just as the runner stops is handed back, not orphaned.
+            miners: Completer | None = None
             with anyio.CancelScope(shield=True):
                 try:
                     job = await self.store.claim_next_job(list(self._miner_sets))
                     if job is not None and self._tasks is None:
                         await self.store.set_job_status(job.id, "pending")
                         return
+                    miners = None if job is None else self._miners_of(job)
+                    if job is not None and miners is None:  # let go of since the claim
+                        await self.store.set_job_status(job.id, "pending")
+                        job = None
                 except Exception:  # a broken store must not take the engine's task group down
                     log.exception("cannot claim a deep-research job")
                     job = None
-            if job is None or self._tasks is None:
+            if job is None or miners is None or self._tasks is None:
                 self._slots.release()
                 await self._wake.wait()
                 continue
             scope = anyio.CancelScope()
             self._running[job.id] = scope
-            self._tasks.start_soon(self._run, job, scope)
+            self._tasks.start_soon(self._run, job, scope, miners)
 
     async def _keep_alive(self) -> None:
         """Each beat: the heartbeat of our running jobs, stop those finished elsewhere, fail
@@ -464,16 +477,16 @@ class ResearchRunner:
             self._wake.set()
             await anyio.sleep(self.limits.heartbeat_seconds)
 
-    async def _run(self, job: Job, scope: anyio.CancelScope) -> None:
+    async def _run(self, job: Job, scope: anyio.CancelScope, miners: Completer) -> None:
         try:
             with scope:
-                await self._execute(job)
+                await self._execute(job, miners)
         finally:
             del self._running[job.id]
             self._slots.release()
             self._wake.set()
 
-    async def _execute(self, job: Job) -> None:
+    async def _execute(self, job: Job, miners: Completer) -> None:
         log.info("deep-research job %s started", job.id)
 
         async def emit(text: str) -> None:
@@ -490,7 +503,6 @@ class ResearchRunner:
             if job.chunks:  # run before, until a shutdown: start over, after what it wrote
                 await emit(RESTART_CHUNK)
             request = ChatCompletionRequest.from_wire(job.request)
-            miners = self.miners if job.miners is None else self._miner_sets[job.miners]
             researcher = Researcher(miners, self.retriever, self.limits, request, emit)
             report = ""
             with anyio.move_on_after(self.limits.max_seconds) as deadline:

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 PLATFORM_PARAMETERS = frozenset({"api_key", "profile"})  # Smithery's own, not ours
 MAX_QUERY_BYTES = 8192
 MAX_REMOTE_CLIENTS = 64  # each holds a TLS context; the least recently used closes
+MAX_MINER_SETS = 1024  # sessions' miners held at once; the least recently used are forgotten
 # Keyed hashes name users and miner sets: the same key gives the same name in every process
 # and replica, and no name gives back a key.
 _HASH_KEY = b"apex-mcp session v1"
@@ -209,7 +210,7 @@ class SessionClients:
     def __init__(self, settings: Settings, tasks: TaskGroup) -> None:
         self.settings = settings
         self._tasks = tasks
-        self._pools: dict[str, MinerPool] = {}
+        self._pools: OrderedDict[str, MinerPool] = OrderedDict()
         self._remotes: OrderedDict[str, RemoteApex] = OrderedDict()
         self._open: set[RemoteApex] = set()
 
@@ -244,6 +245,13 @@ class SessionClients:
             miner = config.miner_config()
             await self._check_reachable("miner", miner.base_url)
             pool = self._pools[name] = engine.miners.sibling([miner])
+            if len(self._pools) > MAX_MINER_SETS:
+                # The least recently used set goes, from the runner too: its running jobs
+                # keep their miners, its pending ones wait for the session, as after a restart.
+                forgotten, _ = self._pools.popitem(last=False)
+                if engine.research is not None:
+                    engine.research.forget_miners(forgotten)
+        self._pools.move_to_end(name)
         return view.with_miners(name, pool)
 
     async def _remote(self, config: SessionConfig) -> RemoteApex:

@@ -315,3 +315,34 @@ async def test_private_addresses_are_reachable_when_the_operator_allows_them(
         assert isinstance(again, LocalApex) and again.miners is view.miners  # one pool per config
         assert engine.miners is miners and engine.miner_set is None  # the engine is unchanged
         await clients.aclose()
+
+
+@pytest.mark.anyio
+async def test_the_least_recently_used_miner_sets_are_let_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory stays bounded however many sessions come: past the limit, the runner lets go of
+    the set used longest ago (its pending jobs wait for its session, as after a restart)."""
+    from apex_mcp.apex import models as m
+    from apex_mcp.server import sessions
+
+    monkeypatch.setattr(sessions, "MAX_MINER_SETS", 2)
+    settings = Settings(
+        db=tmp_path / "a.db", discover_local_miners=False, allow_private_addresses=True
+    )
+    ask = m.ChatCompletionRequest(messages=[m.ChatMessage(role="user", content="q")])
+    configs = [parse_query(f"miner=http://127.0.0.1:9/v1&minerApiKey=k{i}") for i in range(3)]
+    async with LocalApex.open(settings) as engine, anyio.create_task_group() as tasks:
+        assert engine.research is not None
+        clients = SessionClients(settings, tasks)
+        names = []
+        for config in configs:
+            view = await clients._client(config, engine, "session:anonymous")
+            assert isinstance(view, LocalApex) and view.miner_set is not None
+            names.append(view.miner_set)
+        with pytest.raises(ApexError):  # the first set was let go of
+            await engine.research.submit("u", ask, miners=names[0])
+        await clients._client(configs[0], engine, "session:anonymous")  # its session is back
+        with pytest.raises(ApexError):  # now the second is the one used longest ago
+            await engine.research.submit("u", ask, miners=names[1])
+        await clients.aclose()
