@@ -93,15 +93,16 @@ class SessionConfigGate:
     used gets 400 saying what to fix, before it reaches MCP."""
 
     def __init__(self, app: Any) -> None:
+        from . import sessions  # only servers that take session settings need it
+
         self.app = app
+        self._sessions = sessions
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
-            from .sessions import SessionConfigError, parse_query
-
             try:
-                parse_query(scope.get("query_string", b""))
-            except SessionConfigError as error:
+                self._sessions.parse_query(scope.get("query_string", b""))
+            except self._sessions.SessionConfigError as error:
                 body = {"error": "invalid_session_config", "message": str(error)}
                 await _refuse(send, 400, body)
                 return

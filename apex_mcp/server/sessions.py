@@ -29,6 +29,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+import anyio
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -288,8 +289,6 @@ class SessionClients:
             ) from None
 
     async def _close_later(self, remote: RemoteApex) -> None:
-        import anyio
-
         await anyio.sleep(self.settings.timeout)  # its calls in flight end by their deadline
         await self._close(remote)
 

@@ -60,6 +60,14 @@ class Job:
         )
 
 
+class Updates(list[str]):
+    """A client's message handler that keeps the URIs of the resource updates it hears."""
+
+    async def __call__(self, message: Any) -> None:
+        if isinstance(message, ResourceUpdatedNotification):
+            self.append(str(message.params.uri))
+
+
 async def test_web_search_trims_merges_and_drops_empty_urls(
     env: dict[str, str], double: ScriptedApex
 ) -> None:
@@ -203,13 +211,8 @@ async def test_a_subscribed_research_resource_notifies_as_it_changes(
     double.answers["get_deep_researcher_job"] = job = Job(
         ["## Plan\n", "## Searching\n", "# Report\n"], every=0.3
     )
-    updates: list[str] = []
-
-    async def on_message(message: Any) -> None:
-        if isinstance(message, ResourceUpdatedNotification):
-            updates.append(str(message.params.uri))
-
-    async with connect("stdio", env, message_handler=on_message) as client:
+    updates = Updates()
+    async with connect("stdio", env, message_handler=updates) as client:
         job.started = anyio.current_time()
         with pytest.warns(Warning):  # the SDK marks the handshake-era subscribe as deprecated
             await client.subscribe_resource(f"apex://research/{JOB}")
@@ -228,13 +231,8 @@ async def test_an_unsubscribed_client_hears_no_more(
         ["## Plan\n", "## Searching\n", "## Reading\n", "# Report\n"], every=0.3
     )
     uri = f"apex://research/{JOB}"
-    updates: list[str] = []
-
-    async def on_message(message: Any) -> None:
-        if isinstance(message, ResourceUpdatedNotification):
-            updates.append(str(message.params.uri))
-
-    async with connect("stdio", env, message_handler=on_message) as client:
+    updates = Updates()
+    async with connect("stdio", env, message_handler=updates) as client:
         job.started = anyio.current_time()
         with pytest.warns(Warning):  # deprecated in the SDK, as above
             await client.subscribe_resource(uri)

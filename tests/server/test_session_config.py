@@ -11,11 +11,13 @@ from urllib.parse import quote, urlencode
 import anyio
 import pytest
 
+from apex_mcp.apex import models as m
 from apex_mcp.apex.errors import ApexError, Code
 from apex_mcp.config import Settings
 from apex_mcp.engine.local import LocalApex
 from apex_mcp.engine.miners import MinerConfig, MinerPool
 from apex_mcp.engine.store import SqliteStore
+from apex_mcp.server import sessions
 from apex_mcp.server.sessions import (
     FIELD_NAMES,
     MAX_QUERY_BYTES,
@@ -323,9 +325,6 @@ async def test_the_least_recently_used_miner_sets_are_let_go(
 ) -> None:
     """Memory stays bounded however many sessions come: past the limit, the runner lets go of
     the set used longest ago (its pending jobs wait for its session, as after a restart)."""
-    from apex_mcp.apex import models as m
-    from apex_mcp.server import sessions
-
     monkeypatch.setattr(sessions, "MAX_MINER_SETS", 2)
     settings = Settings(
         db=tmp_path / "a.db", discover_local_miners=False, allow_private_addresses=True
