@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..config import Settings
-from ..serving import is_loopback, serve_until_signalled
+from ..serving import discard_request_body, is_loopback, serve_until_signalled
 from .state import AppState
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,9 @@ def create_http_app(mcp: MCPServer[AppState], settings: Settings, host: str, por
 
 
 async def _refuse(
-    send: Any, status: int, body: dict[str, str], *headers: tuple[bytes, bytes]
+    receive: Any, send: Any, status: int, body: dict[str, str], *headers: tuple[bytes, bytes]
 ) -> None:
+    await discard_request_body(receive)
     data = json.dumps(body).encode()
     await send(
         {
@@ -104,7 +105,7 @@ class SessionConfigGate:
                 self._sessions.parse_query(scope.get("query_string", b""))
             except self._sessions.SessionConfigError as error:
                 body = {"error": "invalid_session_config", "message": str(error)}
-                await _refuse(send, 400, body)
+                await _refuse(receive, send, 400, body)
                 return
         await self.app(scope, receive, send)
 
@@ -124,7 +125,7 @@ class BearerGate:
             scheme, _, value = given.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), self._token):
                 body = {"error": "unauthorized", "message": "send Authorization: Bearer <token>"}
-                await _refuse(send, 401, body, (b"www-authenticate", b"Bearer"))
+                await _refuse(receive, send, 401, body, (b"www-authenticate", b"Bearer"))
                 return
         await self.app(scope, receive, send)
 
