@@ -23,3 +23,9 @@ def isolated_environment(
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
     yield home
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest tests first (they build wheels and run Node tools), so that the workers
+    that run them in parallel are not left waiting on them at the end."""
+    items.sort(key=lambda item: "tests/packaging/" not in item.nodeid)

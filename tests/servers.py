@@ -1,4 +1,5 @@
-"""Serve an ASGI app for real (hypercorn, HTTP/1.1 and h2c) on 127.0.0.1 in a background thread."""
+"""Serve an ASGI app for real (hypercorn, HTTP/1.1 and h2c) on 127.0.0.1 in a background
+thread; run processes and wait for things, saying what was awaited when it does not come."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
@@ -60,7 +63,8 @@ def serve_asgi(app: Any, *, port: int | None = None) -> Iterator[str]:
 
 def wait_listening(port: int, process: subprocess.Popen[bytes] | None = None) -> None:
     """Return once something accepts connections on the port (or fail if ``process`` died)."""
-    for _ in range(3000):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             err = process.stderr.read().decode() if process.stderr else ""
             raise RuntimeError(f"the server exited with {process.returncode}: {err[-2000:]}")
@@ -69,7 +73,47 @@ def wait_listening(port: int, process: subprocess.Popen[bytes] | None = None) ->
             return
         except OSError:
             threading.Event().wait(0.01)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+    raise RuntimeError(f"waited 60 s for a server to listen on 127.0.0.1:{port}; none did")
+
+
+def run_process(
+    command: list[str], *, what: str, timeout: float, **options: Any
+) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` (text, output captured) that says what it waited for when the
+    command outlives ``timeout``, with the end of what it printed."""
+    try:
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=False, **options
+        )
+    except subprocess.TimeoutExpired as expired:
+        printed = _text(expired.stdout) + _text(expired.stderr)
+        raise AssertionError(
+            f"waited {timeout:g} s for {what}; it did not end. It printed:\n{printed[-3000:]}"
+        ) from None
+
+
+def wait_exit(process: subprocess.Popen[Any], *, what: str, timeout: float) -> int:
+    """The exit code of ``process``, killed (and the test failed) if it does not end in time."""
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"waited {timeout:g} s for {what}; it did not end") from None
+
+
+@contextmanager
+def waiting_for(what: str, seconds: float) -> Iterator[None]:
+    """``anyio.fail_after`` that says what it waited for."""
+    try:
+        with anyio.fail_after(seconds):
+            yield
+    except TimeoutError:
+        raise AssertionError(f"waited {seconds:g} s for {what}; it did not come") from None
+
+
+def _text(output: str | bytes | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
 
 
 @contextmanager

@@ -1,20 +1,24 @@
-"""An independent client: the official MCP Inspector CLI (``@modelcontextprotocol/inspector``,
-pinned in .ci/node) drives apex-mcp over stdio and over streamable HTTP.
+"""An independent client: the official MCP Inspector (``@modelcontextprotocol/inspector``,
+pinned in .ci/node), through its connection CLI ``mcpdo``, drives apex-mcp over stdio, over
+streamable HTTP with a token (2026-07-28 protocol) and as Smithery hosts it.
 
 It lists the tools, resources, resource templates and prompts, calls every tool, reads every
 resource and template and gets every prompt, with ids that earlier calls made, on the embedded
 engine with the fake upstreams of the tests behind it: an OpenAI-compatible miner, web pages
-and a SearXNG. Each Inspector run is one connection and one request (over stdio, one server
-process each, all on one SQLite file). A call passes only if the Inspector exits 0 with a
-result, the result is not ``isError``, and it holds what the call asked for; at the end, every
-tool, resource, template and prompt listed must have been used with success.
+and a SearXNG. The Inspector holds one connection per run (one server process over stdio), as
+a host does; calls that do not depend on each other go at once. A call passes only if the
+Inspector exits 0 with a result, the result is not ``isError``, and it holds what the call
+asked for; at the end, every tool, resource, template and prompt listed must have been used
+with success.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +36,7 @@ import pytest
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.fakes.web import FakeSearxng, FakeWeb, hit, serve_searxng, serve_web
 from tests.packaging.tooling import expected_tool_names, node_env, node_tool
-from tests.servers import free_port, wait_listening
+from tests.servers import free_port, run_process, wait_exit, wait_listening
 
 RESOURCES = {"apex://chats"}
 TEMPLATES = {
@@ -88,36 +92,58 @@ def upstreams(tmp_path: Path) -> Iterator[Upstreams]:
             release.set()
 
 
+class Mcpdo:
+    """The Inspector's connection CLI, ``mcpdo``: a private daemon of its own (in ``home``)
+    holds each connection, so one server and one MCP session serve every call of a run, as a
+    host's would; each call is a short command against the connection."""
+
+    def __init__(self, home: Path) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        self.env = node_env(HOME=str(home), MCP_INSPECTOR_SECRET_STORE="memory")
+        exports = self.run("private", what="the private daemon's settings").stdout
+        for name, value in re.findall(r"export (\w+)='([^']*)'", exports):
+            self.env[name] = value
+        assert "MCP_INSPECTOR_DAEMON_DIR" in self.env, exports
+
+    def run(self, *words: str, what: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        command = [*node_tool("mcpdo"), "--format", "json", *words]
+        done = run_process(command, what=f"mcpdo: {what}", timeout=CALL_TIMEOUT, env=self.env)
+        if check:
+            assert done.returncode == 0, (
+                f"{what}: exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
+        return done
+
+    def connect(self, name: str, *target: str) -> Inspector:
+        self.run("connect", "--connection", name, *target, what=f"connecting {name}")
+        return Inspector(self, name)
+
+    def stop(self) -> None:
+        self.run("daemon", "stop", what="stopping the daemon", check=False)
+        shutil.rmtree(self.env["MCP_INSPECTOR_DAEMON_DIR"], ignore_errors=True)
+
+
 @dataclass
 class Inspector:
-    """Runs the Inspector CLI against one server; remembers what succeeded."""
+    """One connection of ``mcpdo``; remembers what succeeded."""
 
-    target: list[str]
+    mcpdo: Mcpdo
+    connection: str
     used: dict[str, set[str]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def run(self, method: str, *options: str) -> subprocess.CompletedProcess[str]:
-        command = [*node_tool("inspector"), "--cli", "--format", "json"]
-        command += ["--method", method, *options, *self.target]
-        return subprocess.run(
-            command,
-            env=node_env(),
-            capture_output=True,
-            text=True,
-            timeout=CALL_TIMEOUT,
-            check=False,
-        )
+    def run(self, method: str, *options: str, what: str) -> subprocess.CompletedProcess[str]:
+        return self.mcpdo.run(f"@{self.connection}", method, *options, what=what, check=False)
 
     def ok(self, method: str, name: str, *options: str) -> dict[str, Any]:
         """Run a request that must succeed; its result."""
-        done = self.run(method, *options)
+        done = self.run(method, *options, what=f"{method} {name}")
         where = (
             f"{method} {name}: exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         )
         assert done.returncode == 0, where
-        answer = json.loads(done.stdout)
-        assert "error" not in answer and "result" in answer, where
-        result: dict[str, Any] = answer["result"]
+        result: dict[str, Any] = json.loads(done.stdout)
+        assert "error" not in result, where
         if method == "tools/call":
             assert result.get("isError") is False, where
             assert result.get("structuredContent") is not None, where
@@ -126,14 +152,12 @@ class Inspector:
         return result
 
     def tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        result = self.ok(
-            "tools/call", name, "--tool-name", name, "--tool-args-json", json.dumps(arguments)
-        )
+        result = self.ok("tools/call", name, name, "--tool-args-json", json.dumps(arguments))
         structured: dict[str, Any] = result["structuredContent"]
         return structured
 
     def read(self, uri: str, template: str | None = None) -> str:
-        result = self.ok("resources/read", template or uri, "--uri", uri)
+        result = self.ok("resources/read", template or uri, uri)
         (content,) = result["contents"]
         assert content["uri"] == uri and content["mimeType"] == "text/markdown"
         text: str = content["text"]
@@ -141,7 +165,7 @@ class Inspector:
 
     def prompt(self, name: str, **arguments: str) -> str:
         pairs = [f"{k}={v}" for k, v in arguments.items()]
-        result = self.ok("prompts/get", name, "--prompt-name", name, "--prompt-args", *pairs)
+        result = self.ok("prompts/get", name, name, "--prompt-args", *pairs)
         (message,) = result["messages"]
         assert message["role"] == "user"
         text: str = message["content"]["text"]
@@ -154,8 +178,17 @@ def together(*calls: Callable[[], Any]) -> list[Any]:
         return [f.result() for f in [pool.submit(call) for call in calls]]
 
 
-def session(inspector: Inspector, up: Upstreams) -> None:
-    """Everything a user does, through the Inspector; asserts as it goes."""
+def session(
+    inspector: Inspector, up: Upstreams, renew: Callable[[Inspector], Inspector] | None = None
+) -> None:
+    """Everything a user does, through the Inspector; asserts as it goes. With ``renew``, each
+    phase after the first runs on a new connection (a new MCP session) that it makes."""
+
+    def next_phase() -> None:
+        nonlocal inspector
+        if renew is not None:
+            inspector = renew(inspector)
+
     listed = together(
         lambda: inspector.ok("tools/list", "tools"),
         lambda: inspector.ok("resources/list", "resources"),
@@ -181,6 +214,7 @@ def session(inspector: Inspector, up: Upstreams) -> None:
     assert job["status"] == "pending" and slow["status"] == "pending"
     job_id, slow_id, doomed_id = job["job_id"], slow["job_id"], doomed["chat"]["id"]
 
+    next_phase()
     again, cancelled, news, added, renamed, research_prompt, chats = together(
         lambda: inspector.tool("chat", {"user_prompt": "and again", "chat_id": chat_id}),
         lambda: inspector.tool("deep_research_cancel", {"job_id": slow_id}),
@@ -203,9 +237,8 @@ def session(inspector: Inspector, up: Upstreams) -> None:
     assert "the tides" in research_prompt and "deep_research_start" in research_prompt
     assert chat_id in chats and doomed_id in chats
 
-    # Wait for the end of the job. A last_seq_id past any chunk makes the call wait until the
-    # job ends: over stdio each Inspector run is a server process of its own, and the job runs
-    # only while one is up (a process that stops hands a running job back to the queue).
+    # Wait for the end of the job: a last_seq_id past any chunk makes the call wait until the
+    # job ends (or 50 s pass).
     report = news
     for _ in range(6):
         if report["status"] in ("completed", "failed", "cancelled"):
@@ -215,6 +248,7 @@ def session(inspector: Inspector, up: Upstreams) -> None:
     assert report["status"] == "completed", report
     assert report["report"] and report["sources"], report
 
+    next_phase()
     got, got_added, edited, searched, listed_chats, transcript, completion, carry_on = together(
         lambda: inspector.tool("get_chat", {"chat_id": chat_id}),
         lambda: inspector.tool("get_completion", {"completion_id": added_id}),
@@ -240,6 +274,7 @@ def session(inspector: Inspector, up: Upstreams) -> None:
     assert "echo: hello from the inspector" in completion
     assert chat_id in carry_on and "hello from the inspector" in carry_on
 
+    next_phase()
     research, report_page, removed_completion, removed_chat = together(
         lambda: inspector.tool("list_research", {}),
         lambda: inspector.read(f"apex://research/{job_id}", "apex://research/{job_id}"),
@@ -254,10 +289,10 @@ def session(inspector: Inspector, up: Upstreams) -> None:
     # The Inspector reports a failed call too: the deleted completion is gone.
     gone = inspector.run(
         "tools/call",
-        "--tool-name",
         "get_completion",
         "--tool-args-json",
         json.dumps({"completion_id": added_id}),
+        what="get_completion of a deleted completion",
     )
     assert gone.returncode != 0 and "not_found" in gone.stdout + gone.stderr
 
@@ -267,14 +302,20 @@ def session(inspector: Inspector, up: Upstreams) -> None:
     assert inspector.used["prompts/get"] == PROMPTS
 
 
-# The stdio server, as the Inspector spawns it: one process per request.
-STDIO_SERVER = [sys.executable, "-m", "apex_mcp"]
+@pytest.fixture
+def mcpdo(tmp_path: Path) -> Iterator[Mcpdo]:
+    daemon = Mcpdo(tmp_path / "inspector-home")
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
 
 
-def test_every_tool_resource_and_prompt_over_stdio(upstreams: Upstreams) -> None:
-    env = [f"{k}={v}" for k, v in upstreams.env.items()]
-    target = [*(a for pair in env for a in ("-e", pair)), "--", *STDIO_SERVER]
-    session(Inspector(target), upstreams)
+def test_every_tool_resource_and_prompt_over_stdio(upstreams: Upstreams, mcpdo: Mcpdo) -> None:
+    """One server process, spawned by the Inspector as a host does, serves the whole run."""
+    env = [a for k, v in upstreams.env.items() for a in ("-e", f"{k}={v}")]
+    inspector = mcpdo.connect("stdio", *env, "--", sys.executable, "-m", "apex_mcp")
+    session(inspector, upstreams)
 
 
 @contextmanager
@@ -294,33 +335,39 @@ def http_server(env: dict[str, str], log: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        finally:
-            if server.poll() is None:
-                server.kill()
-                server.wait()
+        wait_exit(server, what="the HTTP server to stop on SIGTERM", timeout=20)
     assert server.returncode == 0, log.read_text()[-3000:]
 
 
 def test_every_tool_resource_and_prompt_over_streamable_http(
-    upstreams: Upstreams, tmp_path: Path
+    upstreams: Upstreams, mcpdo: Mcpdo, tmp_path: Path
 ) -> None:
+    """With a token, over the 2026-07-28 protocol (the Inspector's "modern" era)."""
     token, log = secrets.token_hex(16), tmp_path / "server.log"
     with http_server({**upstreams.env, "APEX_HTTP_TOKEN": token}, log) as url:
-        http = ["--transport", "http", "--server-url", url]
-        refused = Inspector([*http, "--stored-auth-only"]).run("tools/list")
-        assert refused.returncode != 0 and "auth" in refused.stderr, refused.stderr  # no token
-        session(Inspector([*http, "--header", f"Authorization: Bearer {token}"]), upstreams)
+        http = ["--transport", "http", "--server-url", url, "--era", "modern"]
+        refused = mcpdo.run(
+            "--stored-auth-only",
+            "connect",
+            "--connection",
+            "no-token",
+            *http,
+            what="connecting without the token",
+            check=False,
+        )
+        assert refused.returncode != 0 and "auth" in (refused.stdout + refused.stderr).lower()
+        session(
+            mcpdo.connect("http", *http, "--header", f"Authorization: Bearer {token}"), upstreams
+        )
     assert token not in log.read_text()
 
 
 def test_every_tool_resource_and_prompt_as_smithery_hosts_it(
-    upstreams: Upstreams, tmp_path: Path
+    upstreams: Upstreams, mcpdo: Mcpdo, tmp_path: Path
 ) -> None:
-    """No token, the miner and its key in the query string of /mcp: each Inspector run is a
-    new session, and the key names the same user each time, so later runs find the chats and
-    jobs of earlier ones."""
+    """No token, the miner and its key in the query string of /mcp: each phase of the run is
+    a new connection, a new session, and the key names the same user each time, so later
+    sessions find the chats and jobs of earlier ones."""
     key = "sk-session-" + secrets.token_hex(8)
     upstreams.miner.api_key = key  # the miner answers only the session's key
     own = {k: v for k, v in upstreams.env.items() if not k.startswith("APEX_MINER")}
@@ -328,7 +375,15 @@ def test_every_tool_resource_and_prompt_as_smithery_hosts_it(
     log = tmp_path / "server.log"
     with http_server(env, log) as url:
         miner = {"miner": upstreams.env["APEX_MINER"], "minerApiKey": key, "minerModel": "m1"}
-        query = urlencode(miner)
-        session(Inspector(["--transport", "http", "--server-url", f"{url}?{query}"]), upstreams)
+        target = ["--transport", "http", "--server-url", f"{url}?{urlencode(miner)}"]
+        sessions = iter(range(1, 100))
+
+        def renew(old: Inspector) -> Inspector:
+            mcpdo.run("disconnect", old.connection, what=f"disconnecting {old.connection}")
+            new = mcpdo.connect(f"smithery-{next(sessions)}", *target)
+            new.used = old.used
+            return new
+
+        session(mcpdo.connect("smithery-0", *target), upstreams, renew)
     assert {c.headers.get("authorization") for c in upstreams.miner.calls} == {f"Bearer {key}"}
     assert "DEBUG" in log.read_text() and key not in log.read_text()
