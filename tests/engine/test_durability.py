@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from apex_mcp.apex import models as m
 from apex_mcp.apex.errors import ApexError
 from apex_mcp.apex.remote import RemoteApex
-from tests.servers import free_port, gateway_process
+from tests.servers import free_port, gateway_process, run_process
 
 pytestmark = pytest.mark.anyio
 
@@ -78,7 +77,7 @@ async def test_gateway_speaks_http1_too(tmp_path: Path) -> None:
 
 
 def test_gateway_refuses_to_listen_beyond_loopback_without_keys(tmp_path: Path) -> None:
-    done = subprocess.run(
+    done = run_process(
         [
             sys.executable,
             "-m",
@@ -89,10 +88,8 @@ def test_gateway_refuses_to_listen_beyond_loopback_without_keys(tmp_path: Path) 
             "--db",
             str(tmp_path / "a.db"),
         ],
-        capture_output=True,
-        text=True,
+        what="the gateway to refuse and exit",
         timeout=60,
-        check=False,
     )
     assert done.returncode != 0
     assert "APEX_GATEWAY_KEYS" in done.stderr

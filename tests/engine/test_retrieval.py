@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import subprocess
 import sys
 import textwrap
 import threading
@@ -46,7 +45,7 @@ from tests.fakes.web import (
     serve_searxng,
     serve_web,
 )
-from tests.servers import free_port
+from tests.servers import free_port, run_process
 
 pytestmark = pytest.mark.anyio
 
@@ -492,9 +491,8 @@ def test_importing_the_module_loads_neither_ddgs_nor_trafilatura() -> None:
         print(",".join(heavy))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
+    done = run_process([sys.executable, "-c", code], what="the import check", timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == ""
 
 

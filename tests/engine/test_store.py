@@ -21,6 +21,7 @@ from apex_mcp.apex.errors import ApexError, Code
 from apex_mcp.engine.store import SqliteStore, open_store
 from apex_mcp.engine.store import sqlite as sqlite_store
 from apex_mcp.engine.store.sqlite import fts_query
+from tests.servers import waiting_for
 
 pytestmark = pytest.mark.anyio
 
@@ -724,7 +725,9 @@ async def test_two_processes_writing_one_new_file_lose_nothing(db_path: Path) ->
         # Both open (and race to create and migrate) the file; then they write at once.
         for proc in procs:
             assert proc.stdout is not None
-            assert await anyio.to_thread.run_sync(proc.stdout.readline) == "ready\n"
+            with waiting_for("a writer process to open the store", 60):
+                ready = await anyio.to_thread.run_sync(proc.stdout.readline, abandon_on_cancel=True)
+            assert ready == "ready\n"
         async with SqliteStore(db_path) as store:
             job = await store.create_job(ALICE, request={})
             for proc in procs:
@@ -732,7 +735,10 @@ async def test_two_processes_writing_one_new_file_lose_nothing(db_path: Path) ->
                 proc.stdin.write(job.id + "\n")
                 proc.stdin.flush()
             for proc in procs:  # a failing writer's traceback shows on stderr
-                out, _ = await anyio.to_thread.run_sync(proc.communicate)
+                with waiting_for("a writer process to write its chats and end", 120):
+                    out, _ = await anyio.to_thread.run_sync(
+                        proc.communicate, abandon_on_cancel=True
+                    )
                 assert (proc.returncode, out) == (0, "done\n")
 
             for user in users:

@@ -36,7 +36,7 @@ from tests.packaging.tooling import (
     version_in_init,
 )
 from tests.server.harness import settings_from
-from tests.servers import free_port, wait_listening
+from tests.servers import free_port, run_process, wait_exit, wait_listening
 
 ACCEPT = {"accept": "application/json, text/event-stream"}
 
@@ -138,10 +138,9 @@ def running(command: list[str], env: dict[str, str], port: int) -> Iterator[Run]
     finally:
         process.send_signal(signal.SIGTERM)  # what docker stop sends: PID 1 is the server
         try:
-            assert process.wait(timeout=15) == 0, path.read_text()[-3000:]
+            code = wait_exit(process, what="the entrypoint to stop on SIGTERM", timeout=15)
+            assert code == 0, path.read_text()[-3000:]
         finally:
-            if process.poll() is None:
-                process.kill()
             run.output = path.read_text()
             path.unlink(missing_ok=True)
 
@@ -164,12 +163,11 @@ def test_the_entrypoint_serves_mcp_on_port_with_a_token(tmp_path: Path) -> None:
             )
             assert answer.status_code == 200, answer.text
             assert version_in_init() in answer.text
-        health = subprocess.run(
+        health = run_process(
             json.loads(only(final_stage(), "HEALTHCHECK").split(" CMD ", 1)[1]),
-            env=env,
-            capture_output=True,
+            what="the HEALTHCHECK command",
             timeout=30,
-            check=False,
+            env=env,
         )
         assert health.returncode == 0, health.stderr
     assert "apex-mcp" in run.output  # its banner: the output was read
@@ -177,13 +175,11 @@ def test_the_entrypoint_serves_mcp_on_port_with_a_token(tmp_path: Path) -> None:
 
 
 def test_the_entrypoint_refuses_to_serve_without_a_token(tmp_path: Path) -> None:
-    done = subprocess.run(
+    done = run_process(
         entrypoint(),
-        env=container_env(tmp_path, PORT=str(free_port())),
-        capture_output=True,
-        text=True,
+        what="the entrypoint to refuse and exit",
         timeout=60,
-        check=False,
+        env=container_env(tmp_path, PORT=str(free_port())),
     )
     assert done.returncode != 0 and "APEX_HTTP_TOKEN" in done.stderr
 

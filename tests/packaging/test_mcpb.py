@@ -28,6 +28,7 @@ from tests.packaging.tooling import (
     stdio_tools_list,
     version_in_init,
 )
+from tests.servers import run_process
 
 MANIFEST = MANIFESTS / "mcpb" / "manifest.json"
 SUBSTITUTION = re.compile(r"\$\{user_config\.([A-Za-z0-9_]+)\}")
@@ -39,14 +40,8 @@ def manifest() -> dict[str, Any]:
 
 
 def mcpb(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*node_tool("mcpb"), *args],
-        env=node_env(),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    return run_process(
+        [*node_tool("mcpb"), *args], what=f"mcpb {args[0]}", timeout=120, env=node_env(), cwd=cwd
     )
 
 
@@ -93,13 +88,11 @@ def fake_miner() -> Iterator[str]:
 def test_the_packed_bundle_runs_as_claude_desktop_runs_it(tmp_path: Path, fake_miner: str) -> None:
     node_tool("mcpb")  # skip (or fail in CI) with the reason before packing
     bundle = tmp_path / "apex-mcp.mcpb"
-    packed = subprocess.run(
+    packed = run_process(
         [sys.executable, str(ROOT / "scripts" / "pack_mcpb.py"), "--out", str(bundle)],
-        env=node_env(),
-        capture_output=True,
-        text=True,
+        what="scripts/pack_mcpb.py to pack the bundle",
         timeout=300,
-        check=False,
+        env=node_env(),
     )
     assert packed.returncode == 0, packed.stdout[-3000:] + packed.stderr[-3000:]
     unpacked = tmp_path / "extension"

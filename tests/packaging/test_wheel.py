@@ -28,6 +28,7 @@ from tests.packaging.tooling import (
     version_in_init,
 )
 from tests.server.harness import user_miner_env
+from tests.servers import run_process
 
 SECRET = "sk-packaging-secret-31"
 
@@ -38,14 +39,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     hatchling of the dev environment, no build isolation)."""
     out = tmp_path_factory.mktemp("wheel")
     pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
-    subprocess.run(
-        [*pip_wheel, "-q", "-w", str(out), str(ROOT)],
-        check=True,
-        capture_output=True,
-        timeout=120,
+    built = run_process(
+        [*pip_wheel, "-q", "-w", str(out), str(ROOT)], what="pip to build the wheel", timeout=120
     )
-    (built,) = out.glob("*.whl")
-    return built
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = out.glob("*.whl")
+    return wheel
 
 
 @pytest.fixture
@@ -67,9 +66,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300, check=False
-    )
+    return run_process(command, what=" ".join(command)[:200], timeout=300, env=env, cwd=cwd)
 
 
 def test_the_wheel_holds_the_package_and_nothing_else(wheel: Path) -> None:

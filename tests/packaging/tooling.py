@@ -102,7 +102,13 @@ def stdio_tools_list(
             text=True,
         )
         assert process.stdin is not None and process.stdout is not None
-        timer = threading.Timer(timeout, process.kill)
+        timed_out = threading.Event()
+
+        def give_up() -> None:
+            timed_out.set()
+            process.kill()
+
+        timer = threading.Timer(timeout, give_up)
         timer.start()
         try:
 
@@ -111,7 +117,9 @@ def stdio_tools_list(
                 process.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
                 process.stdin.flush()
                 line = process.stdout.readline()
-                assert line, "the server closed stdout without answering"
+                asked = messages[-1].get("method")
+                assert not timed_out.is_set(), f"waited {timeout:g} s for the answer to {asked}"
+                assert line, f"the server closed stdout without answering {asked}"
                 answer: dict[str, Any] = json.loads(line)
                 return answer
 
