@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 
@@ -213,3 +214,26 @@ async def test_a_failed_chat_turn_shows_its_error_in_the_transcripts(
     assert (
         in_get_chat == in_resource == f"**Assistant:** _(failed)_ {MINER_500} ({CHAT_MINERS_HINT})"
     )
+
+
+async def test_a_cancelled_chat_turn_says_so_in_the_transcripts(
+    env: dict[str, str], miner: tuple[FakeOpenAI, str]
+) -> None:
+    fake, _ = miner
+    fake.reply = None  # an echo, not the research script
+    fake.stall_after = 2  # the answer starts, then hangs until the call is cancelled
+    async with connect("stdio", env) as client:
+        with anyio.move_on_after(2):
+            await client.call_tool("chat", {"user_prompt": "a long story"})
+        fake.stall_after = None
+        listed = (await client.call_tool("list_chats", {})).structured_content
+        assert listed is not None
+        (chat,) = listed["chats"]
+        cancelled = "**Assistant:** _(failed)_ cancelled before the answer was complete"
+        for _ in range(100):  # the server records it as the call ends
+            lines = await answer_lines(client, chat["id"])
+            if lines == (cancelled, cancelled):
+                break
+            await anyio.sleep(0.1)
+        else:
+            pytest.fail(f"the transcripts never said the turn was cancelled: {lines}")
