@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from apex_mcp.config import Settings
 from apex_mcp.doctor import doctor
+from apex_mcp.gateway import create_gateway_app
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.servers import free_port, serve_asgi
 
@@ -252,3 +254,25 @@ async def test_a_damaged_store_says_what_to_do(
         f"[FAIL] store: {db}: {db} is damaged or not an apex-mcp database: file is not a "
         "database: move the file away (or restore a backup), or set APEX_DB to another file"
     )
+
+
+# --- a remote Apex server ---------------------------------------------------------------------
+
+
+async def test_a_remote_server_that_refuses_the_key_names_apex_api_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = Settings(
+        db=tmp_path / "gateway.db",
+        discover_local_miners=False,
+        gateway_keys={"u": SecretStr("the-right-key")},
+    )
+    with serve_asgi(create_gateway_app(gateway)) as url:
+        monkeypatch.setenv("APEX_BASE_URL", url)
+        monkeypatch.setenv("APEX_API_KEY", SECRET)
+        code, lines = await run_doctor(capsys)
+    assert code == 1
+    assert fails(lines) == [
+        "[FAIL] key accepted: missing or unknown API key: ask the gateway's operator for one "
+        "(check the API key (APEX_API_KEY, or the key the gateway gave you))"
+    ]
