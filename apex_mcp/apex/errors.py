@@ -120,6 +120,16 @@ class ApexError(Exception):
         """What to do about it: given by the raiser, else the usual advice for the code."""
         return self._hint or HINTS.get(self.code)
 
+    def with_hint(self, hint: str, *, keep_given: bool = False) -> ApexError:
+        """This error advising ``hint`` instead (with ``keep_given``: unless its raiser gave
+        advice of its own). For code that knows which part failed: a code's usual advice is
+        for a remote Apex server ("check APEX_BASE_URL"), which misleads about anything else."""
+        if keep_given and self._hint:
+            return self
+        return ApexError(
+            self.code, self.message, retry_after=self.retry_after, details=self.details, hint=hint
+        )
+
     def explain(self) -> str:
         """The message with what to do about it, for people (tool errors, CLI output)."""
         hint = self.hint

@@ -32,13 +32,14 @@ import json
 import logging
 import os
 import random
+import re
 import time
 import uuid
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import anyio
@@ -186,9 +187,27 @@ class MinerConfig(BaseModel):
         return None
 
 
+# What is wrong with a miner, for ``doctor`` to say what to do about it.
+Problem = Literal[
+    "no_key",  # it needs a key and none is set
+    "key_refused",  # HTTP 401 or 403
+    "unreachable",  # nothing answers at its address
+    "timeout",
+    "connection",  # the connection failed otherwise (TLS, a proxy, a reset)
+    "not_found",  # HTTP 404: not an OpenAI-compatible API root
+    "rate_limited",  # HTTP 429
+    "server_error",  # HTTP 5xx
+    "malformed",  # it answered, but not as an OpenAI-compatible API does
+    "http",  # another HTTP status
+    "model_missing",  # it answers, and does not list a model it was configured with
+    "no_models",  # it answers, and lists no model at all
+]
+
+
 @dataclass(frozen=True)
 class MinerStatus:
-    """Whether a miner answers ``GET /models``, for ``doctor``."""
+    """Whether a miner answers ``GET /models``, for ``doctor``; ``problem`` says what is wrong
+    (also when it answers: a configured model it does not list, no model at all)."""
 
     name: str
     base_url: str
@@ -196,6 +215,7 @@ class MinerStatus:
     detail: str
     models: tuple[str, ...] = ()
     discovered: bool = False  # found by probing the local ports rather than configured
+    problem: Problem | None = None
 
 
 class _MinerFailure(Exception):
@@ -525,13 +545,16 @@ class MinerPool:
         try:
             listed = await self._list_models(miner, min(miner.timeout, CHECK_TIMEOUT))
         except _MinerFailure as failure:
-            return MinerStatus(miner.name, miner.base_url, False, failure.reason)
+            kind = _problem_of(failure.reason)
+            return MinerStatus(miner.name, miner.base_url, False, failure.reason, problem=kind)
         detail = f"answers; lists {len(listed)} model(s)"
         # Ollama lists "llama3.2:latest" for what people call "llama3.2".
         missing = [m for m in miner.models if m not in listed and f"{m}:latest" not in listed]
+        problem: Problem | None = None
         if listed and missing:
             detail += f"; does not list {', '.join(missing)}"
-        return MinerStatus(miner.name, miner.base_url, True, detail, tuple(listed))
+            problem = "model_missing"
+        return MinerStatus(miner.name, miner.base_url, True, detail, tuple(listed), problem=problem)
 
     # --- local discovery ------------------------------------------------------------------
 
@@ -565,13 +588,22 @@ class MinerPool:
         try:
             listed = await self._list_models(probe, PROBE_TIMEOUT)
         except _MinerFailure as failure:
-            return None, MinerStatus(label, url, False, failure.reason, discovered=True)
+            problem = _problem_of(failure.reason)
+            return None, MinerStatus(
+                label, url, False, failure.reason, discovered=True, problem=problem
+            )
         # The default is the first chat model: Ollama also lists embedding models.
         chat = [m for m in listed if "embed" not in m.lower()]
         models = chat + [m for m in listed if m not in chat]
         miner = probe.model_copy(update={"models": models})
         status = MinerStatus(
-            label, url, True, f"answers; lists {len(listed)} model(s)", tuple(listed), True
+            label,
+            url,
+            True,
+            f"answers; lists {len(listed)} model(s)",
+            tuple(listed),
+            True,
+            problem=None if listed else "no_models",
         )
         return miner, status
 
@@ -586,6 +618,32 @@ class MinerPool:
         places = [f"{urlsplit(url).netloc} ({label})" for label, url in self._local_probe]
         where = places[0] if len(places) == 1 else f"{', '.join(places[:-1])} or {places[-1]}"
         return f"no LLM miner is configured and none answers on {where}: {how}"
+
+
+def _problem_of(reason: str) -> Problem:
+    """The kind of a failure of ``GET /models``, from the reason this module gave it."""
+    status = re.match(r"HTTP (\d+)", reason)
+    if status is not None:
+        code = int(status.group(1))
+        if code in (401, 403):
+            return "key_refused"
+        if code == 404:
+            return "not_found"
+        if code == 429:
+            return "rate_limited"
+        return "server_error" if code >= 500 else "http"
+    for start, problem in _REASON_PROBLEMS:
+        if reason.startswith(start):
+            return problem
+    return "malformed"
+
+
+_REASON_PROBLEMS: tuple[tuple[str, Problem], ...] = (
+    ("no API key", "no_key"),
+    ("unreachable", "unreachable"),
+    ("no answer within", "timeout"),
+    ("the connection failed", "connection"),
+)
 
 
 @dataclass

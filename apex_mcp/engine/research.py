@@ -101,6 +101,16 @@ sources below. Cite each claim taken from a source with the source's number in s
 brackets, e.g. [1] or [2][3], using only the numbers given. Where the sources are silent, say \
 so rather than guess. Do not end with a list of sources: it is added for you."""
 
+# What to do when a part of a job fails, named in the job's error. A job runs in the engine:
+# none of its failures is the remote Apex server's, whose advice a code gives by default.
+SEARCH_HINT = "check the web search: the network, APEX_SEARCH_PROVIDER and APEX_SEARXNG_URL"
+ENGINE_MINERS_HINT = (
+    "check the miners and their keys (APEX_MINER, APEX_MINER_API_KEY and APEX_MINER_MODEL, or "
+    "[[miners]] in the config file): `apex-mcp doctor` tries each"
+)
+SESSION_MINERS_HINT = "check the miner, its API key and its model in this session's settings"
+STORE_HINT = "the engine's database failed: check APEX_DB and the disk it is on"
+
 NO_SOURCES_PROMPT = """\
 You write a research report in markdown that answers the user's question. The web search \
 found no sources, so answer from what you know and say plainly, at the start, that the report \
@@ -168,6 +178,7 @@ class Researcher:
     limits: ResearchLimits
     request: ChatCompletionRequest
     emit: Emit
+    miners_hint: str = ENGINE_MINERS_HINT  # what to check when the miners fail
     sources: list[Source] = field(default_factory=list)
 
     async def run(self) -> str:
@@ -177,7 +188,7 @@ class Researcher:
         await self.emit("".join(f"{i}. {q}\n" for i, q in enumerate(searches, 1)))
 
         seen: set[str] = set()
-        failures: list[str] = []
+        failures: list[ApexError] = []
         for search in searches:
             room = self.limits.max_sources - len(self.sources)
             if room <= 0:
@@ -190,7 +201,7 @@ class Researcher:
                     )
                 )
             except ApexError as e:
-                failures.append(e.message)
+                failures.append(e)
                 await self.emit(f"The search failed: {e.message}\n")
                 continue
             for result in found.results:
@@ -206,9 +217,7 @@ class Researcher:
                 self.sources.append(Source(len(self.sources) + 1, result.url, title, notes))
 
         if not self.sources and failures and len(failures) == len(searches):
-            raise ApexError(
-                Code.UNAVAILABLE, f"every web search failed, the last with: {failures[-1]}"
-            )
+            raise _every_search_failed(failures)
         await self.emit("## Drafting report\n")
         return await self.report(question)
 
@@ -252,9 +261,23 @@ class Researcher:
             seed=self.request.seed,
             sampling_parameters=self.request.sampling_parameters or DEFAULT_SAMPLING,
         )
-        response = await self.miners.complete(request)
+        try:
+            response = await self.miners.complete(request)
+        except ApexError as e:
+            # Unless the error says already what to set (no miner at all), name the miners.
+            raise e if "APEX_MINER" in e.message else e.with_hint(self.miners_hint) from None
         message = response.choices[0].message if response.choices else None
         return message.content if message is not None else ""
+
+
+def _every_search_failed(failures: list[ApexError]) -> ApexError:
+    last = failures[-1]
+    said = "" if all(f.message == last.message for f in failures) else ", the last with"
+    return ApexError(
+        Code.UNAVAILABLE,
+        f"every web search failed{said}: {last.message}",
+        hint=last.with_hint(SEARCH_HINT, keep_given=True).hint,
+    )
 
 
 def question_of(request: ChatCompletionRequest) -> str:
@@ -495,7 +518,7 @@ class ResearchRunner:
             except ApexError as e:
                 if e.code is Code.FAILED_PRECONDITION:
                     raise _JobGone from None
-                raise
+                raise e.with_hint(STORE_HINT, keep_given=True) from None
 
         try:
             # Inside the try: a runner stopping even now hands the job back to the queue.
@@ -503,7 +526,8 @@ class ResearchRunner:
             if job.chunks:  # run before, until a shutdown: start over, after what it wrote
                 await emit(RESTART_CHUNK)
             request = ChatCompletionRequest.from_wire(job.request)
-            researcher = Researcher(miners, self.retriever, self.limits, request, emit)
+            hint = ENGINE_MINERS_HINT if job.miners is None else SESSION_MINERS_HINT
+            researcher = Researcher(miners, self.retriever, self.limits, request, emit, hint)
             report = ""
             with anyio.move_on_after(self.limits.max_seconds) as deadline:
                 report = await researcher.run()

@@ -31,10 +31,13 @@ search-rank order; once those are known, the pages still loading are abandoned.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import os
 import re
+import socket
+import ssl
 import textwrap
 import time
 from collections import Counter
@@ -101,7 +104,11 @@ class SearchHit(BaseModel):
 
 
 class SearchProvider(Protocol):
-    """A web search engine. ``search`` raises (anything) when the engine could not answer."""
+    """A web search engine. ``search`` raises (anything) when the engine could not answer.
+
+    A provider may also have a ``label`` (its name and where it is, for messages) and a
+    ``remedy`` (what to do when it cannot be reached, naming the settings).
+    """
 
     name: str
 
@@ -122,7 +129,8 @@ class DuckDuckGoSearch:
     other keyless engines it knows and falls back among them; ``"duckduckgo"`` asks only it.
     """
 
-    name = "duckduckgo"
+    name = label = "duckduckgo"
+    remedy = "check the network, or set APEX_SEARCH_PROVIDER=searxng with APEX_SEARXNG_URL"
 
     def __init__(
         self,
@@ -162,7 +170,8 @@ class DuckDuckGoSearch:
         except DDGSException as exc:
             if "no results found" in str(exc).lower():  # ddgs says "nothing" with an error
                 return []
-            raise SearchError(f"{type(exc).__name__}: {_short(str(exc))}") from None
+            # ddgs names only the last engine's error: a cause, or else its gist.
+            raise SearchError(failure_cause(exc)) from None
         return [
             SearchHit(
                 url=str(row["href"]),
@@ -181,6 +190,7 @@ class SearxngSearch:
     """
 
     name = "searxng"
+    remedy = "check that the SearXNG instance is running and that APEX_SEARXNG_URL points at it"
 
     def __init__(self, url: str, *, timeout: float = 10.0, user_agent: str = USER_AGENT) -> None:
         url = url.strip().rstrip("/")
@@ -189,6 +199,14 @@ class SearxngSearch:
         self.url = url
         self.timeout = timeout
         self.user_agent = user_agent
+
+    @property
+    def label(self) -> str:
+        # Without a user:password the URL may carry: messages must never show it.
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        where = f"{host}:{parts.port}" if parts.port else host
+        return f"searxng at {parts.scheme}://{where}{parts.path}"
 
     @cached_property
     def _http(self) -> httpx2.AsyncClient:
@@ -207,9 +225,9 @@ class SearxngSearch:
                 f"{self.url}/search", params={"q": query, "format": "json"}
             )
         except httpx2.HTTPError as exc:
-            raise SearchError(f"{_describe(exc)} at {self.url}") from None
+            raise SearchError(failure_cause(exc)) from None
         if response.status_code != 200:
-            reason = f"HTTP {response.status_code} from {self.url}"
+            reason = f"HTTP {response.status_code}"
             if response.status_code == 403:
                 reason += " (does the instance allow format=json? see search.formats)"
             raise SearchError(reason)
@@ -225,7 +243,7 @@ class SearxngSearch:
                 if isinstance(row, dict) and row.get("url")
             ][:max_results]
         except (ValueError, KeyError, TypeError):
-            raise SearchError(f"{self.url} did not answer with SearXNG JSON") from None
+            raise SearchError("the answer is not SearXNG JSON") from None
 
     async def aclose(self) -> None:
         if "_http" in self.__dict__:
@@ -381,7 +399,7 @@ class WebRetriever:
                 try:
                     answers[i] = await provider.search(text, per_query)
                 except Exception as exc:  # a provider may fail in any way; others may answer
-                    answers[i] = _describe(exc)
+                    answers[i] = failure_cause(exc)
                     log.info("search %s failed for %r: %s", provider.name, text, answers[i])
                     return
                 # The first answer is in: the others get as long again (at least a second).
@@ -394,16 +412,12 @@ class WebRetriever:
 
         lists = [a for a in answers if isinstance(a, list)]
         if not lists:
-            reasons: dict[str, None] = {}
-            for (provider, _), answer in zip(asks, answers, strict=True):
-                why = answer if isinstance(answer, str) else f"no answer within {budget:g}s"
-                reasons[f"{provider.name} ({why})"] = None
-            raise ApexError(
-                Code.UNAVAILABLE,
-                f"the search provider could not be reached: {'; '.join(reasons)}",
-                hint="check the network connection, or configure another search provider "
-                "(a SearXNG instance)",
-            )
+            silent = f"{TIMED_OUT} (no answer within {budget:g} s)"
+            failures = [
+                (provider, answer if isinstance(answer, str) else silent)
+                for (provider, _), answer in zip(asks, answers, strict=True)
+            ]
+            raise search_failed(failures)
         return merge_hits(lists)
 
     # --- fetch and extract ------------------------------------------------------------------
@@ -763,6 +777,99 @@ def _in_range(name: str, value: int | None, default: int, bounds: tuple[int, int
             f"{name} is {value}: it must be between {low} and {high}{unit} (default {default})",
         )
     return value
+
+
+# --- search failures, for people ---------------------------------------------------------------
+
+NAME_RESOLUTION = "name resolution failed"
+REFUSED = "connection refused"
+NETWORK_UNREACHABLE = "network unreachable"
+TIMED_OUT = "timed out"
+TLS_FAILED = "the secure connection (TLS) failed"
+RATE_LIMITED = "rate limited"
+DEFAULT_REMEDY = "check the network, or configure another search provider (APEX_SEARCH_PROVIDER)"
+
+# What the text of an error says of its cause: ddgs (through primp) and the OS describe
+# causes only in words. Checked in order: a name lookup that timed out failed to resolve.
+_CAUSE_WORDS = [
+    (cause, re.compile(words, re.IGNORECASE))
+    for cause, words in (
+        (
+            NAME_RESOLUTION,
+            r"\bdns\b|name resolution|name or service not known|nodename nor servname"
+            r"|getaddrinfo|no address associated|failed to lookup address",
+        ),
+        (REFUSED, r"connection refused|actively refused|(os error|errno) (111|10061)\b"),
+        (NETWORK_UNREACHABLE, r"network is unreachable|no route to host|os error (101|113)\b"),
+        (TIMED_OUT, r"timed out|timeout"),
+        (TLS_FAILED, r"certificate|\bssl\b|\btls\b|handshake"),
+        (RATE_LIMITED, r"rate ?limit|too many requests|\b429\b"),
+    )
+]
+_URL = re.compile(r"\w+://(?:[^/\s)'\"@]*@)?([^/\s)'\"]+)[^\s)'\"]*")  # group 1: the host
+_REACH_CAUSES = (NAME_RESOLUTION, REFUSED, NETWORK_UNREACHABLE, TIMED_OUT, TLS_FAILED)
+
+
+def failure_cause(exc: BaseException) -> str:
+    """Why a search (or any request) failed, in a few words: the network cause when there is
+    one ("name resolution failed", "connection refused"...), else the error's gist with each
+    URL cut to its host (a URL holds the query, which makes every failure look different)."""
+    if isinstance(exc, SearchError):
+        return str(exc)
+    texts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # the chain of causes
+        seen.add(id(current))
+        cause = _cause_of_type(current)
+        if cause:
+            return cause
+        texts.append(str(current))
+        current = current.__cause__ or current.__context__
+    text = _URL.sub(r"\1", " ".join(texts))
+    for cause, words in _CAUSE_WORDS:
+        if words.search(text):
+            return cause
+    gist = _short(_URL.sub(r"\1", str(exc)))
+    return f"{type(exc).__name__}: {gist}" if gist else type(exc).__name__
+
+
+def _cause_of_type(exc: BaseException) -> str | None:
+    if isinstance(exc, socket.gaierror):
+        return NAME_RESOLUTION
+    if isinstance(exc, ConnectionRefusedError):
+        return REFUSED
+    if isinstance(exc, ssl.SSLError):
+        return TLS_FAILED
+    if isinstance(exc, TimeoutError | httpx2.TimeoutException):
+        return TIMED_OUT
+    if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return NETWORK_UNREACHABLE
+    return None
+
+
+def search_failed(failures: Sequence[tuple[SearchProvider, str]]) -> ApexError:
+    """The one error for a search that every query failed: each provider once, each distinct
+    cause once, and what to do about it."""
+    causes: dict[str, dict[str, None]] = {}  # provider label -> its causes, in order
+    remedies: dict[str, None] = {}
+    for provider, cause in failures:
+        causes.setdefault(_label(provider), {})[cause] = None
+        remedies[getattr(provider, "remedy", None) or DEFAULT_REMEDY] = None
+    if len(causes) == 1:
+        ((label, said),) = causes.items()
+        unreached = all(c.startswith(_REACH_CAUSES) for c in said)
+        verb = "could not be reached" if unreached else "failed"
+        message = f"the search provider {label} {verb}: {'; '.join(said)}"
+    else:
+        listed = "; ".join(f"{label} ({', '.join(said)})" for label, said in causes.items())
+        message = f"no search provider could answer: {listed}"
+    return ApexError(Code.UNAVAILABLE, message, hint="; or ".join(remedies))
+
+
+def _label(provider: SearchProvider) -> str:
+    label = getattr(provider, "label", None)
+    return label if isinstance(label, str) and label else provider.name
 
 
 def _describe(exc: BaseException) -> str:

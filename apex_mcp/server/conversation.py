@@ -6,15 +6,23 @@ server: the stored chat is the conversation's memory.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
+
+import anyio
 
 from ..apex import models as m
 from ..apex.client import ApexClient
 from ..apex.errors import ApexError
 
+log = logging.getLogger(__name__)
+
 Progress = Callable[[int, str], Awaitable[None]]
+
+CANCELLED = "cancelled before the answer was complete"
+RECORD_SECONDS = 3.0  # to record a cancelled turn, shielded: it must not hold up a shutdown
 
 COMPLETION_TYPE_OF_MODE = {
     "reasoning-fast": "reasoning",
@@ -102,15 +110,19 @@ async def converse(client: ApexClient, turn: Turn, progress: Progress | None = N
         json_format=turn.json_format,
         stream=True,
     )
+    # A turn that fails stays on record, never half-answered: with its error, for the
+    # transcripts (get_chat, the chat resource) to show where the answer would be.
     try:
         answer = await _stream(client, request, progress)
     except ApexError as error:
-        if completion_id:  # the turn stays on record, marked as failed, never half-answered
-            await client.update_completion_attributes(
-                m.UpdateCompletionAttributesRequest(
-                    completion_id=completion_id, metadata={"error": error.message}
-                )
-            )
+        await _record_failure(client, completion_id, error.explain())
+        raise
+    except anyio.get_cancelled_exc_class():
+        with anyio.move_on_after(RECORD_SECONDS, shield=True):
+            await _record_failure(client, completion_id, CANCELLED)
+        raise
+    except Exception as error:
+        await _record_failure(client, completion_id, f"internal error ({type(error).__name__})")
         raise
     if completion_id:
         await client.update_completion_attributes(
@@ -126,6 +138,21 @@ async def converse(client: ApexClient, turn: Turn, progress: Progress | None = N
         )
     answer.chat_id, answer.completion_id = chat_id, completion_id
     return answer
+
+
+async def _record_failure(client: ApexClient, completion_id: str | None, error: str) -> None:
+    """Put the turn's failure in its completion's metadata (``error``); best effort: the
+    failure itself is what the caller must hear of."""
+    if not completion_id:
+        return
+    try:
+        await client.update_completion_attributes(
+            m.UpdateCompletionAttributesRequest(
+                completion_id=completion_id, metadata={"error": error}
+            )
+        )
+    except ApexError as also:
+        log.warning("could not record the failure of completion %s: %s", completion_id, also)
 
 
 async def _stream(

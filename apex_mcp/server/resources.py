@@ -25,7 +25,7 @@ from ..apex.errors import ApexError, Code
 from .outputs import Chat
 from .outputs import Completion as CompletionOut
 from .state import AppState, research_uri
-from .tools.history import completion_markdown, find_chat, transcript
+from .tools.history import completion_markdown, find_chat, research_states, transcript
 from .tools.research import report_markdown
 
 if TYPE_CHECKING:
@@ -60,8 +60,9 @@ def register(mcp: MCPServer[AppState], current: Callable[[], AppState]) -> None:
             stored = await client.get_stored_chat_completions(
                 m.GetStoredChatCompletionsRequest(chat_id=chat_id)
             )
-        completions = [CompletionOut.of(c) for c in stored.chat_completions]
-        return transcript(Chat.of(found), completions) + "\n"
+            completions = [CompletionOut.of(c) for c in stored.chat_completions]
+            states = await research_states(client, completions)
+        return transcript(Chat.of(found), completions, states=states) + "\n"
 
     @mcp.resource(
         "apex://completions/{completion_id}",
@@ -73,10 +74,13 @@ def register(mcp: MCPServer[AppState], current: Callable[[], AppState]) -> None:
         """One prompt and its answer."""
         with _errors(f"apex://completions/{completion_id}"):
             client = await ctx.request_context.lifespan_context.apex()
-            got = await client.get_chat_completion(
-                m.GetChatCompletionRequest(completion_id=completion_id)
+            got = CompletionOut.of(
+                await client.get_chat_completion(
+                    m.GetChatCompletionRequest(completion_id=completion_id)
+                )
             )
-        return completion_markdown(CompletionOut.of(got)) + "\n"
+            states = await research_states(client, [got])
+        return completion_markdown(got, states.get(got.id)) + "\n"
 
     @mcp.resource(
         "apex://research/{job_id}",

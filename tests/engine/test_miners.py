@@ -539,6 +539,8 @@ async def test_check_reports_each_miner(start: Start, monkeypatch: pytest.Monkey
     assert up.ok and up.models == ("m1", "m2") and "does not list m9" in up.detail
     assert not down.ok and "unreachable" in down.detail
     assert not keyless.ok and keyless.detail == "no API key: set OPENROUTER_API_KEY"
+    # What doctor says to do follows from the kind of problem.
+    assert (up.problem, down.problem, keyless.problem) == ("model_missing", "unreachable", "no_key")
 
 
 # --- keys -------------------------------------------------------------------------------------

@@ -384,7 +384,12 @@ async def test_a_job_fails_with_a_reason_when_every_search_fails(
     async with engine(tmp_path / "apex.db", url, FakeRetriever(fail=True)) as apex:
         job = await apex.submit_deep_researcher_job(ask())
         failed = await status_is(apex, job.job_id, "failed")
-    assert failed.error is not None and "the search engine is down" in failed.error
+    # The hint names the part that failed, search, and its settings (the retriever's own
+    # advice when it gives some): never the remote Apex server's APEX_BASE_URL.
+    assert failed.error == (
+        "every web search failed: the search engine is down (check the web search: the "
+        "network, APEX_SEARCH_PROVIDER and APEX_SEARXNG_URL)"
+    )
     assert "The search failed: the search engine is down\n" in texts(failed)
 
 
@@ -396,7 +401,11 @@ async def test_a_job_fails_with_a_reason_when_no_miner_answers(
     async with engine(tmp_path / "apex.db", url, FakeRetriever()) as apex:
         job = await apex.submit_deep_researcher_job(ask())
         failed = await status_is(apex, job.job_id, "failed")
-    assert failed.error is not None and "fake failure 500" in failed.error
+    assert failed.error == (
+        "no miner could answer: fake: HTTP 500 (fake failure 500) (check the miners and their "
+        "keys (APEX_MINER, APEX_MINER_API_KEY and APEX_MINER_MODEL, or [[miners]] in the "
+        "config file): `apex-mcp doctor` tries each)"
+    )
     assert texts(failed) == ["## Generating Research Plan\n"]
 
 
@@ -837,6 +846,26 @@ async def test_a_job_on_a_sessions_miners_runs_on_them_and_not_on_the_engines(
     assert len(her_miner.requests) == 5
     assert {c.headers.get("authorization") for c in her_miner.calls} == {f"Bearer {ALICE_KEY}"}
     assert engine_miner.requests == []
+
+
+async def test_a_job_whose_session_miner_fails_names_the_sessions_settings(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], alice_fake: tuple[FakeOpenAI, str]
+) -> None:
+    _, url = fake
+    her_miner, her_url = alice_fake
+    her_miner.fail(401)
+    async with engine(tmp_path / "apex.db", url, FakeRetriever()) as apex:
+        runner = apex.research
+        assert runner is not None
+        runner.use_miners("alice", alice_miners(apex, her_url))
+        job = await runner.submit("alice", ask(), miners="alice")
+        failed = await status_is(apex, job.id, "failed")
+    # Her miner is hers, set in her session: the engine's APEX_MINER has nothing to do with it.
+    assert failed.error is not None and "APEX_" not in failed.error
+    assert failed.error.endswith(
+        "(check the miner, its API key and its model in this session's settings)"
+    )
+    assert ALICE_KEY not in failed.error
 
 
 async def test_a_job_whose_miners_no_runner_holds_waits_until_they_are_handed_over(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
+import ssl
 import sys
 import textwrap
 import threading
@@ -24,6 +27,7 @@ from apex_mcp.engine.retrieval import (
     WebRetriever,
     best_passage,
     build_providers,
+    failure_cause,
     normalize_url,
     split_passages,
 )
@@ -319,10 +323,10 @@ async def test_every_provider_failing_is_unavailable() -> None:
 
     error = caught.value
     assert error.code == Code.UNAVAILABLE
-    assert "search provider could not be reached" in error.message
-    assert "one (HTTP 503 from the engine)" in error.message
-    assert "two (ConnectionError: connection reset)" in error.message
-    assert error.message.count("one (") == 1  # the same failure is said once
+    assert error.message == (  # each provider once, each cause once
+        "no search provider could answer: one (HTTP 503 from the engine); "
+        "two (ConnectionError: connection reset)"
+    )
     assert error.hint is not None and "search provider" in error.hint
 
 
@@ -359,7 +363,9 @@ async def test_a_search_that_never_answers_is_unavailable_in_time() -> None:
 
     assert time.monotonic() - started < 3.0
     assert caught.value.code == Code.UNAVAILABLE
-    assert "stuck (no answer within 1s)" in caught.value.message
+    assert caught.value.message == (
+        "the search provider stuck could not be reached: timed out (no answer within 1 s)"
+    )
 
 
 async def test_a_slow_provider_does_not_hold_back_the_others(web: FakeWeb) -> None:
@@ -465,16 +471,23 @@ async def test_searxng_without_json_says_what_to_enable() -> None:
     with serve_searxng(FakeSearxng(status=403)) as base, pytest.raises(ApexError) as caught:
         await retrieve(SearxngSearch(base))
     assert caught.value.code == Code.UNAVAILABLE
-    assert "searxng (HTTP 403" in caught.value.message
-    assert "format=json" in caught.value.message
+    assert caught.value.message == (
+        f"the search provider searxng at {base} failed: HTTP 403 (does the instance allow "
+        "format=json? see search.formats)"
+    )
 
 
 async def test_an_unreachable_searxng_is_unavailable() -> None:
-    base = f"http://127.0.0.1:{free_port()}"
+    port = free_port()
     with pytest.raises(ApexError) as caught:
-        await retrieve(SearxngSearch(base))
+        # A user:password in the URL is never shown.
+        await retrieve(SearxngSearch(f"http://me:pw-secret@127.0.0.1:{port}/"), n_miners=3)
     assert caught.value.code == Code.UNAVAILABLE
-    assert f"searxng (unreachable at {base})" in caught.value.message
+    assert caught.value.explain() == (
+        f"the search provider searxng at http://127.0.0.1:{port} could not be reached: "
+        "connection refused (check that the SearXNG instance is running and that "
+        "APEX_SEARXNG_URL points at it)"
+    )
 
 
 # --- DuckDuckGo, without the network ----------------------------------------------------------
@@ -550,9 +563,78 @@ async def test_duckduckgo_errors_are_search_errors(fake_ddgs: dict[str, Any]) ->
     fake_ddgs["error"] = "https://html.duckduckgo.com/html 202 Ratelimit"
     with pytest.raises(ApexError) as caught:
         await retrieve(DuckDuckGoSearch(), n_miners=1)
-    assert "duckduckgo (DDGSException: https://html.duckduckgo.com/html 202 Ratelimit)" in (
-        caught.value.message
+    assert caught.value.message == "the search provider duckduckgo failed: rate limited"
+
+    fake_ddgs["error"] = "https://html.duckduckgo.com/html?q=bees answered: the engine is on fire"
+    with pytest.raises(ApexError) as odd:
+        await retrieve(DuckDuckGoSearch(), n_miners=1)
+    assert odd.value.message == (
+        "the search provider duckduckgo failed: DDGSException: html.duckduckgo.com answered: "
+        "the engine is on fire"
     )
+
+
+# What ddgs 9 (through primp) raises without a network: each query's own URL in it.
+DDGS_DNS_ERROR = (
+    "DNSError: DNSError('error sending request for url (https://search.example/?q={q}) > "
+    "error resolving DNS > no connections available')"
+)
+
+
+async def test_duckduckgo_without_a_network_is_one_short_line(
+    fake_ddgs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(query: str, **options: Any) -> list[dict[str, Any]]:
+        raise sys.modules["ddgs.exceptions"].DDGSException(DDGS_DNS_ERROR.format(q=query))
+
+    monkeypatch.setattr(sys.modules["ddgs"].DDGS, "text", lambda self, q, **o: fail(q, **o))
+    with pytest.raises(ApexError) as caught:
+        await retrieve(DuckDuckGoSearch(), "what do bees eat", n_miners=3)
+    assert f"{caught.value.code}: {caught.value.explain()}" == (
+        "unavailable: the search provider duckduckgo could not be reached: name resolution "
+        "failed (check the network, or set APEX_SEARCH_PROVIDER=searxng with APEX_SEARXNG_URL)"
+    )
+
+
+async def test_the_real_ddgs_behind_a_closed_proxy_is_one_short_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # ddgs sends every request through DDGS_PROXY: a closed port on 127.0.0.1 refuses them,
+    # so nothing leaves this machine.
+    monkeypatch.setenv("DDGS_PROXY", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(ApexError) as caught:
+        await retrieve(DuckDuckGoSearch(), "what do bees eat", n_miners=3)
+    assert caught.value.message == (
+        "the search provider duckduckgo could not be reached: connection refused"
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        (socket.gaierror(-3, "Temporary failure in name resolution"), "name resolution failed"),
+        (ConnectionRefusedError(111, "Connect call failed"), "connection refused"),
+        (OSError(errno.ENETUNREACH, "Network is unreachable"), "network unreachable"),
+        (TimeoutError(), "timed out"),
+        (ssl.SSLError(1, "[SSL: CERTIFICATE_VERIFY_FAILED]"), "the secure connection (TLS) failed"),
+        (
+            RuntimeError("ConnectError: No connection could be made (os error 10061)"),
+            "connection refused",
+        ),
+        (RuntimeError("https://a.example/search?q=x 429 Too Many Requests"), "rate limited"),
+        (RuntimeError("operation timed out"), "timed out"),
+        (
+            ValueError("bad answer from https://user:pw@a.example/s?q=x"),
+            "ValueError: bad answer from a.example",
+        ),
+    ],
+)
+def test_a_failure_is_told_by_its_cause(error: Exception, cause: str) -> None:
+    wrapped = RuntimeError("All connection attempts failed")
+    wrapped.__cause__ = error  # the cause may sit anywhere in the chain
+    assert failure_cause(error) == cause
+    if not isinstance(error, ValueError | RuntimeError):
+        assert failure_cause(wrapped) == cause
 
 
 def test_build_providers() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
@@ -97,7 +98,8 @@ async def get_chat(
     output = ChatWithCompletions(
         chat=Chat.of(chat), completions=[Completion.of(c) for c in items], next_cursor=next_cursor
     )
-    return reply(output, transcript(output.chat, output.completions, next_cursor))
+    states = await research_states(client, output.completions)
+    return reply(output, transcript(output.chat, output.completions, next_cursor, states))
 
 
 @tool("history", "Rename or retype a chat", read_only=False, destructive=True, idempotent=True)
@@ -185,7 +187,8 @@ async def get_completion(
             m.GetChatCompletionRequest(completion_id=completion_id)
         )
     output = Completion.of(got)
-    return reply(output, completion_markdown(output))
+    states = await research_states(client, [output])
+    return reply(output, completion_markdown(output, states.get(output.id)))
 
 
 @tool("history", "Edit a completion", read_only=False, destructive=True, idempotent=True)
@@ -256,14 +259,74 @@ def _chat_lines(chats: list[Chat], next_cursor: str | None) -> str:
     return "\n".join(lines)
 
 
-def completion_markdown(c: Completion) -> str:
-    answer = c.completion_text or "_(no answer yet)_"
+def completion_markdown(c: Completion, state: str | None = None) -> str:
+    """A prompt and its answer; without an answer, why not: the turn's failure, or its research
+    job's state (``state``, the job as it is now, when known; else what the entry says)."""
+    answer = c.completion_text or state or stored_state(c)
     return f"**User:** {c.user_prompt_text}\n\n**Assistant:** {answer}"
 
 
-def transcript(chat: Chat, completions: list[Completion], next_cursor: str | None = None) -> str:
+def transcript(
+    chat: Chat,
+    completions: list[Completion],
+    next_cursor: str | None = None,
+    states: Mapping[str, str] | None = None,
+) -> str:
+    """A chat as markdown; ``states`` holds, by completion id, what research_states found."""
     parts = [f"# {chat.title or 'Untitled chat'}", f"chat_id {chat.id} · {chat.chat_type}"]
-    parts += [completion_markdown(c) for c in completions]
+    parts += [completion_markdown(c, (states or {}).get(c.id)) for c in completions]
     if next_cursor:
         parts.append(f"(more: cursor {next_cursor})")
     return clip("\n\n".join(parts), 200_000)
+
+
+def stored_state(c: Completion) -> str:
+    """What a completion without an answer records of why: the failure of its chat turn (see
+    conversation.py), or the status of its research job as last synced."""
+    error = c.metadata.get("error")
+    if isinstance(error, str) and error:
+        return f"_(failed)_ {_one_line(error)}"
+    entry = c.metadata.get("deep-researcher")
+    if isinstance(entry, dict) and entry.get("jobId"):
+        status = entry.get("status") or "pending"
+        return f"_(research {status})_ job {entry['jobId']}: follow it with deep_research_status"
+    return "_(no answer yet)_"
+
+
+async def research_states(client: ApexClient, completions: list[Completion]) -> dict[str, str]:
+    """For each completion without an answer that holds a research job: the job as it is now,
+    in words (how far it got, or why it failed). A job that cannot be read is left out: its
+    completion's entry says what it can."""
+    states: dict[str, str] = {}
+    for c in completions:
+        entry = c.metadata.get("deep-researcher")
+        job_id = entry.get("jobId") if isinstance(entry, dict) else None
+        if c.completion_text or not isinstance(job_id, str) or not job_id:
+            continue
+        try:
+            job = await client.get_deep_researcher_job(m.GetDeepResearcherJobRequest(job_id=job_id))
+        except ApexError:
+            continue
+        states[c.id] = job_state(job)
+    return states
+
+
+def job_state(job: m.GetDeepResearcherJobResponse) -> str:
+    """A research job without its report, in one line: ``_(research running)_ step 3:
+    Searching: ...``, ``_(research failed)_ <why>``..."""
+    head = f"_(research {job.status or 'pending'})_"
+    if job.status == "failed" and job.error:
+        return f"{head} {_one_line(job.error)}"
+    if job.report is not None:  # completed; its completion not synced yet
+        return job.report
+    # The steps of a job are its headed chunks ("## Searching: ...", "### Reading: ...").
+    steps = [c.text.strip() for c in job.result if c.text.lstrip().startswith("#")]
+    if steps:
+        return f"{head} step {len(steps)}: {_one_line(steps[-1].lstrip('# '))}"
+    if job.result:
+        return f"{head} {len(job.result)} chunk(s) written"
+    return head
+
+
+def _one_line(text: str) -> str:
+    return clip(" ".join(text.split()), 1000)
