@@ -79,7 +79,10 @@ def decode_message(cls: type[M], data: bytes) -> M:
 
 
 def error_json(error: ApexError) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": error.code.value, "message": error.message}
+    # Advice its raiser gave travels in the message, as people read it; the code's usual
+    # advice is the client's to add.
+    message = error.explain() if error.own_hint else error.message
+    body: dict[str, Any] = {"code": error.code.value, "message": message}
     if error.details:
         body["details"] = error.details
     return body
@@ -91,11 +94,19 @@ def error_from_json(data: Any) -> ApexError | None:
         return None
     message = data.get("message")
     details = data.get("details")
-    return ApexError(
+    return ApexError.explained(
         Code.parse(data["code"]),
         message if isinstance(message, str) and message else data["code"],
         details=details if isinstance(details, list) else None,
     )
+
+
+# Advice for an HTTP status that came without a Connect error: the server is not (only) an
+# Apex server, so its address is the first thing to check.
+HTTP_STATUS_HINTS = {
+    Code.UNAVAILABLE: "check APEX_BASE_URL and that the Apex server there runs; try again shortly",
+    Code.UNIMPLEMENTED: "check that APEX_BASE_URL is an Apex server",
+}
 
 
 def error_from_http(status: int, body: bytes, headers: Mapping[str, str]) -> ApexError:
@@ -107,9 +118,13 @@ def error_from_http(status: int, body: bytes, headers: Mapping[str, str]) -> Ape
             error = error_from_json(json.loads(body))
         except (UnicodeDecodeError, json.JSONDecodeError):
             error = None
-    if error is None:
+    if error is None:  # not an Apex server's answer: a proxy's, or no Apex server there
         code = Code.from_http_status(status)
-        error = ApexError(code, f"the server answered HTTP {status}{_describe_body(body)}")
+        error = ApexError(
+            code,
+            f"the server answered HTTP {status}{_describe_body(body)}",
+            hint=HTTP_STATUS_HINTS.get(code),
+        )
     error.retry_after = retry_after
     return error
 

@@ -79,8 +79,9 @@ HINTS: dict[Code, str] = {
     Code.UNAUTHENTICATED: "check the API key (APEX_API_KEY, or the key the gateway gave you)",
     Code.PERMISSION_DENIED: "this key may not do that; ask whoever runs the Apex server",
     Code.RESOURCE_EXHAUSTED: "the server is rate limiting: wait a moment and try again",
-    Code.UNAVAILABLE: "the Apex server is unreachable or overloaded: check APEX_BASE_URL "
-    "and try again shortly",
+    # Not "check APEX_BASE_URL": the engine raises it too, for its miners or search. RemoteApex
+    # gives that advice itself when it cannot reach its server.
+    Code.UNAVAILABLE: "it may be down or overloaded: try again shortly",
     Code.DEADLINE_EXCEEDED: "the call ran out of time: retry with a longer timeout",
     Code.UNIMPLEMENTED: "this Apex server does not offer that method: check APEX_BASE_URL",
 }
@@ -120,6 +121,11 @@ class ApexError(Exception):
         """What to do about it: given by the raiser, else the usual advice for the code."""
         return self._hint or HINTS.get(self.code)
 
+    @property
+    def own_hint(self) -> str | None:
+        """The advice its raiser gave, if any (not a code's usual one)."""
+        return self._hint
+
     def with_hint(self, hint: str, *, keep_given: bool = False) -> ApexError:
         """This error advising ``hint`` instead (with ``keep_given``: unless its raiser gave
         advice of its own). For code that knows which part failed: a code's usual advice is
@@ -136,6 +142,39 @@ class ApexError(Exception):
         if hint and hint not in self.message:
             return f"{self.message} ({hint})"
         return self.message
+
+    def redacted(self, secret: str) -> ApexError:
+        """This error with ``secret`` cut out of its message and advice (a server may echo
+        what it was sent)."""
+        if not secret or secret not in self.explain():
+            return self
+        message = self.message.replace(secret, "[redacted]")
+        hint = self._hint.replace(secret, "[redacted]") if self._hint else None
+        return ApexError(
+            self.code, message, retry_after=self.retry_after, details=self.details, hint=hint
+        )
+
+    @classmethod
+    def explained(cls, code: Code, text: str, **fields: Any) -> ApexError:
+        """The error whose ``explain()`` is ``text``: a trailing parenthesis is its advice. So
+        advice that crossed the wire in the message (the gateway sends ``explain()``) is read
+        back as advice, and a code's usual advice is not added on top of it."""
+        message, hint = _split_advice(text)
+        return cls(code, message, hint=hint, **fields)
+
+
+def _split_advice(text: str) -> tuple[str, str | None]:
+    """``"message (advice)"`` -> message and advice, minding parentheses inside the advice."""
+    if not text.endswith(")"):
+        return text, None
+    depth = 0
+    for i in range(len(text) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(text[i], 0)
+        if depth == 0:
+            if i >= 2 and text[i - 1] == " ":
+                return text[: i - 1], text[i + 1 : -1] or None
+            return text, None
+    return text, None
 
 
 def invalid_argument(message: str) -> ApexError:

@@ -58,6 +58,7 @@ M = TypeVar("M", bound=Message)
 DEFAULT_BASE_URL = "https://constellation.api.cloud.macrocosmos.ai"
 DEFAULT_TIMEOUT = 300.0  # seconds; chat and research calls can be long
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+UNREACHABLE_HINT = "check APEX_BASE_URL and that the Apex server there runs; try again shortly"
 RETRYABLE = frozenset({Code.UNAVAILABLE, Code.RESOURCE_EXHAUSTED})
 
 
@@ -401,16 +402,17 @@ class RemoteApex:
 
     def _broken(self, exc: Exception, *, mid_stream: bool = False) -> ApexError:
         where = "mid-stream" if mid_stream else f"reaching {self.base_url}"
-        return ApexError(Code.UNAVAILABLE, f"the connection failed {where} ({type(exc).__name__})")
+        return ApexError(
+            Code.UNAVAILABLE,
+            f"the connection failed {where} ({type(exc).__name__})",
+            hint=UNREACHABLE_HINT,
+        )
 
     def _redacted(self, error: ApexError) -> ApexError:
         # A server may echo what it was sent; the key must not travel on in our errors.
-        if self._api_key is not None:
-            secret = self._api_key.get_secret_value()
-            if secret and secret in error.message:
-                error.message = error.message.replace(secret, "[redacted]")
-                error.args = (error.message,)
-        return error
+        if self._api_key is None:
+            return error
+        return error.redacted(self._api_key.get_secret_value())
 
 
 def _remaining(deadline: float | None) -> float | None:

@@ -14,7 +14,7 @@ import pytest
 
 from apex_mcp.apex import connect
 from apex_mcp.apex import models as m
-from apex_mcp.apex.errors import ApexError, Code
+from apex_mcp.apex.errors import HINTS, ApexError, Code
 from apex_mcp.apex.remote import RemoteApex
 from apex_mcp.apex.server import create_app, serve_client
 from tests.doubles import ScriptedApex
@@ -422,3 +422,26 @@ async def test_the_key_never_appears_in_errors_logs_or_reprs(
     for text in texts:
         assert KEY not in text
     assert "[redacted]" in texts[2]
+
+
+@pytest.mark.parametrize(
+    "hint",
+    [
+        "check the network, or set APEX_SEARCH_PROVIDER=searxng with APEX_SEARXNG_URL",
+        "start Ollama (`ollama serve`) or LM Studio (its local server)",
+    ],
+)
+def test_advice_crosses_the_wire_as_advice(hint: str) -> None:
+    """The engine behind a gateway knows which part failed; its advice reaches the client's
+    user as it was given, and the client adds no advice about its own server on top."""
+    sent = ApexError(Code.UNAVAILABLE, "the search provider could not be reached", hint=hint)
+    received = connect.error_from_json(connect.error_json(sent))
+    assert received is not None
+    assert received.explain() == sent.explain()
+    assert received.own_hint == hint and "APEX_BASE_URL" not in received.explain()
+
+
+def test_a_message_without_advice_gets_the_codes_advice_on_arrival() -> None:
+    received = connect.error_from_json({"code": "unauthenticated", "message": "bad key"})
+    assert received is not None and received.message == "bad key"
+    assert received.explain() == f"bad key ({HINTS[Code.UNAUTHENTICATED]})"
