@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -22,6 +23,12 @@ from .tools import TOOLS, TOOLSETS, Toolset, ToolSpec, compact_schema
 log = logging.getLogger(__name__)
 
 OPEN_DELAY = 1.0  # seconds
+
+# Each server built, and how to find its state while it runs (for transports that start a
+# connection of their own, beside the streamable HTTP manager that entered the lifespan).
+_RUNNING: weakref.WeakKeyDictionary[MCPServer[AppState], Callable[[], AppState]] = (
+    weakref.WeakKeyDictionary()
+)
 
 INSTRUCTIONS = """\
 apex-mcp gives you the Apex API of Bittensor's Subnet 1: chat with open LLMs (chat), web \
@@ -105,7 +112,13 @@ def build_server(
     )
     resources.register(mcp, current)
     prompts.register(mcp)
+    _RUNNING[mcp] = current
     return mcp
+
+
+def running_state(mcp: MCPServer[AppState]) -> AppState:
+    """The state of a server built by ``build_server``, while its lifespan runs."""
+    return _RUNNING[mcp]()
 
 
 @asynccontextmanager

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +110,15 @@ async def chat(client: Client, prompt: str = "hi") -> dict[str, Any]:
     return result.structured_content
 
 
+async def until(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:
+    """Return once ``condition()`` holds; fail saying ``what`` was awaited if it never does."""
+    with anyio.move_on_after(seconds):
+        while not condition():
+            await anyio.sleep(0.05)
+        return
+    raise AssertionError(f"gave up after {seconds:g} s waiting for {what}")
+
+
 def assert_no_secret(*heard: Heard) -> None:
     for one in heard:
         for message in one.messages:
@@ -193,9 +202,11 @@ async def test_a_research_job_failing_in_the_background_is_told(tmp_path: Path) 
                 assert started.structured_content is not None, text_of(started)
                 job_id = started.structured_content["job_id"]
                 failed = f"deep-research job {job_id} failed"
-                with anyio.fail_after(30):  # the job runs in the background, for no one's call
-                    while not any(t.startswith(failed) for t in heard.texts):
-                        await anyio.sleep(0.05)
+                # The job runs in the background, for no one's call.
+                await until(
+                    lambda: any(t.startswith(failed) for t in heard.texts),
+                    f"the log notification '{failed}'",
+                )
     (told,) = [m for m in heard.messages if str(m.data).startswith(failed)]
     assert (told.level, told.logger) == ("warning", "apex_mcp.engine.research")
     assert "503" in str(told.data)
@@ -295,9 +306,8 @@ async def test_a_client_gone_or_stuck_costs_a_bounded_wait(
             await forwarding.set_level(request, type("P", (), {"level": level})())  # type: ignore[arg-type]
         logging.getLogger("apex_mcp.test").warning("first")
         logging.getLogger("apex_mcp.test").warning("second")
-        with anyio.fail_after(10):  # the stuck client holds each one back 0.2 s at most
-            while len(listening.sent) < 2:
-                await anyio.sleep(0.05)
+        # The stuck client holds each one back 0.2 s at most.
+        await until(lambda: len(listening.sent) == 2, "both records sent to the listener")
         tg.cancel_scope.cancel()
     assert [p["data"] for p in listening.sent] == ["first", "second"]
 
@@ -312,9 +322,29 @@ async def test_a_client_hears_the_levels_it_asked_for(tmp_path: Path) -> None:
             await forwarding.set_level(request, type("P", (), {"level": level})())  # type: ignore[arg-type]
         logging.getLogger("apex_mcp.test").warning("a warning")
         logging.getLogger("apex_mcp.test").error("an error")
-        with anyio.fail_after(10):
-            while len(heard["info"].sent) < 2:
-                await anyio.sleep(0.05)
+        await until(lambda: len(heard["info"].sent) == 2, "both records at level info")
         tg.cancel_scope.cancel()
     assert [p["data"] for p in heard["info"].sent] == ["a warning", "an error"]
     assert [p["data"] for p in heard["error"].sent] == ["an error"]
+
+
+async def test_the_backend_failing_to_start_is_told_to_every_session(tmp_path: Path) -> None:
+    """Not one session's business but the server's: told even where sessions bring their own
+    settings (and so hear nothing of each other)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    env = {
+        "APEX_DB": str(blocker / "apex.db"),
+        "APEX_DISCOVER_LOCAL_MINERS": "false",
+        "APEX_HTTP_SESSION_CONFIG": "true",
+        "APEX_HTTP_TOKEN": TOKEN,
+    }
+    heard = Heard()
+    with http_server(env) as url:
+        async with connected(url, heard) as client:
+            assert (await client.call_tool("list_chats", {})).is_error
+            # Logged by the backend's own task, beside the call.
+            await until(lambda: bool(heard.messages), "the backend's failure as a log message")
+    (told,) = heard.messages
+    assert (told.level, told.logger) == ("error", "apex_mcp.server.app")
+    assert str(told.data).startswith("the Apex backend could not start: ")
