@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,7 +23,7 @@ from mcp import Client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_types import LoggingLevel, LoggingMessageNotificationParams
+from mcp_types import LoggingLevel, LoggingMessageNotificationParams, SetLevelRequestParams
 
 from apex_mcp.server import client_logs
 from apex_mcp.server.app import build_server
@@ -287,10 +288,12 @@ class Listener:
         self.sent.append(params)
 
 
-@dataclass
-class FakeRequest:
-    session: Any
-    protocol_version: str = "2025-11-25"
+async def listening_at(forwarding: ClientLogs, level: LoggingLevel, listener: Listener) -> None:
+    """``listener`` asks ``forwarding`` for ``level``, as a handshake-era client's
+    ``logging/setLevel`` does (the request's session holds the client's connection)."""
+    session = SimpleNamespace(_connection=listener)
+    request = SimpleNamespace(session=session, protocol_version="2025-11-25")
+    await forwarding.set_level(request, SetLevelRequestParams(level=level))  # type: ignore[arg-type]
 
 
 async def test_a_client_gone_or_stuck_costs_a_bounded_wait(
@@ -301,9 +304,8 @@ async def test_a_client_gone_or_stuck_costs_a_bounded_wait(
     gone, stuck, listening = Listener("gone"), Listener("stuck"), Listener()
     async with anyio.create_task_group() as tg:
         await tg.start(forwarding.run)
-        for connection, level in ((gone, "info"), (stuck, "info"), (listening, "info")):
-            request = FakeRequest(session=type("S", (), {"_connection": connection})())
-            await forwarding.set_level(request, type("P", (), {"level": level})())  # type: ignore[arg-type]
+        for listener in (gone, stuck, listening):
+            await listening_at(forwarding, "info", listener)
         logging.getLogger("apex_mcp.test").warning("first")
         logging.getLogger("apex_mcp.test").warning("second")
         # The stuck client holds each one back 0.2 s at most.
@@ -317,9 +319,8 @@ async def test_a_client_hears_the_levels_it_asked_for(tmp_path: Path) -> None:
     heard: dict[LoggingLevel, Listener] = {"error": Listener(), "info": Listener()}
     async with anyio.create_task_group() as tg:
         await tg.start(forwarding.run)
-        for level, connection in heard.items():
-            request = FakeRequest(session=type("S", (), {"_connection": connection})())
-            await forwarding.set_level(request, type("P", (), {"level": level})())  # type: ignore[arg-type]
+        for level, listener in heard.items():
+            await listening_at(forwarding, level, listener)
         logging.getLogger("apex_mcp.test").warning("a warning")
         logging.getLogger("apex_mcp.test").error("an error")
         await until(lambda: len(heard["info"].sent) == 2, "both records at level info")
