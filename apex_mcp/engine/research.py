@@ -572,7 +572,8 @@ class ResearchRunner:
             if e.code is not Code.FAILED_PRECONDITION:  # else: finished by someone else first
                 log.warning("cannot mark deep-research job %s %s: %s", job.id, status, e)
             return
-        log.info("deep-research job %s %s%s", job.id, status, f": {error}" if error else "")
+        level = logging.WARNING if status == "failed" else logging.INFO  # a failure is news
+        log.log(level, "deep-research job %s %s%s", job.id, status, f": {error}" if error else "")
         await self._sync_completions(finished, report=report)
 
     async def _sync_completions(self, job: Job, *, report: str | None = None) -> None:

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver.tools import Tool
-from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
+from mcp_types import SetLevelRequestParams
 
 from .. import __version__
 from ..apex.client import ApexClient
 from ..config import Settings
+from .client_logs import EVERY_CLIENT, ClientLogs
 from .state import AppState, follow_listened_research, remember_request
 from .tools import TOOLS, TOOLSETS, Toolset, ToolSpec, compact_schema
 
 log = logging.getLogger(__name__)
 
 OPEN_DELAY = 1.0  # seconds
+
+# Each server built, and how to find its state while it runs (for transports that start a
+# connection of their own, beside the streamable HTTP manager that entered the lifespan).
+_RUNNING: weakref.WeakKeyDictionary[MCPServer[AppState], Callable[[], AppState]] = (
+    weakref.WeakKeyDictionary()
+)
 
 INSTRUCTIONS = """\
 apex-mcp gives you the Apex API of Bittensor's Subnet 1: chat with open LLMs (chat), web \
@@ -55,34 +64,20 @@ def build_server(
 
     bus = InMemorySubscriptionBus()
     running: list[AppState] = []
+    client_logs = ClientLogs(settings)
 
     @asynccontextmanager
     async def lifespan(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        stop = anyio.Event()
-        async with anyio.create_task_group() as holder:
-            async with anyio.create_task_group() as watchers:
-                state = AppState(
-                    settings=settings,
-                    bus=bus,
-                    tasks=watchers,
-                    research_poll_seconds=settings.research_poll_seconds
-                    or (0.5 if settings.resolved_backend == "local" else 3.0),
-                )
-                if settings.http_session_config:
-                    from .sessions import SessionClients
-
-                    state.sessions = SessionClients(settings, watchers)
-                holder.start_soon(hold_client, settings, state, stop)
+        async with anyio.create_task_group() as forwarding:
+            # First and last: the backend's start and close may have news for the clients.
+            await forwarding.start(client_logs.run)
+            async with serve(settings, bus) as state:
                 running.append(state)
                 try:
                     yield state
                 finally:
                     running.remove(state)
-                    watchers.cancel_scope.cancel()  # background watchers end with the server
-                    if state.sessions is not None:
-                        with anyio.CancelScope(shield=True):
-                            await state.sessions.aclose()
-            stop.set()  # then the client closes in its own task, unhurried
+            forwarding.cancel_scope.cancel()
 
     def current() -> AppState:
         if not running:
@@ -107,11 +102,52 @@ def build_server(
         subscriptions=bus,
         log_level=settings.log_level,
         tools=tools,
-        middleware=[remember_request, follow_listened_research],  # outermost first
+        # outermost first
+        middleware=[remember_request, client_logs.middleware, follow_listened_research],
+    )
+    # logging/setLevel, and with it the logging capability, for the handshake protocol
+    # versions; the SDK refuses the method at 2026-07-28, which dropped it.
+    mcp._lowlevel_server.add_request_handler(
+        "logging/setLevel", SetLevelRequestParams, client_logs.set_level
     )
     resources.register(mcp, current)
     prompts.register(mcp)
+    _RUNNING[mcp] = current
     return mcp
+
+
+def running_state(mcp: MCPServer[AppState]) -> AppState:
+    """The state of a server built by ``build_server``, while its lifespan runs."""
+    return _RUNNING[mcp]()
+
+
+@asynccontextmanager
+async def serve(settings: Settings, bus: SubscriptionBus) -> AsyncIterator[AppState]:
+    """The server's state while it runs: the ApexClient opening in the background, the
+    watchers of research jobs, the sessions' clients."""
+    stop = anyio.Event()
+    async with anyio.create_task_group() as holder:
+        async with anyio.create_task_group() as watchers:
+            state = AppState(
+                settings=settings,
+                bus=bus,
+                tasks=watchers,
+                research_poll_seconds=settings.research_poll_seconds
+                or (0.5 if settings.resolved_backend == "local" else 3.0),
+            )
+            if settings.http_session_config:
+                from .sessions import SessionClients
+
+                state.sessions = SessionClients(settings, watchers)
+            holder.start_soon(hold_client, settings, state, stop)
+            try:
+                yield state
+            finally:
+                watchers.cancel_scope.cancel()  # background watchers end with the server
+                if state.sessions is not None:
+                    with anyio.CancelScope(shield=True):
+                        await state.sessions.aclose()
+        stop.set()  # then the client closes in its own task, unhurried
 
 
 async def hold_client(settings: Settings, state: AppState, stop: anyio.Event) -> None:
@@ -131,7 +167,7 @@ async def hold_client(settings: Settings, state: AppState, stop: anyio.Event) ->
         if state.is_open:
             log.exception("the Apex backend failed to close cleanly")
         else:  # the server keeps serving: each tool call will say why
-            log.error("the Apex backend could not start: %s", exc)
+            log.error("the Apex backend could not start: %s", exc, extra={EVERY_CLIENT: True})
             state.failed(str(exc) or type(exc).__name__)
 
 

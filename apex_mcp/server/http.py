@@ -1,6 +1,8 @@
-"""The MCP server over streamable HTTP: Host/Origin checks on, a bearer token when it listens
-beyond loopback (unless a hosting platform in front authenticates, with per-session
-configuration), and a health endpoint."""
+"""The MCP server over HTTP: streamable HTTP at ``/mcp``, and for clients that speak only the
+2024-11-05 transport, HTTP+SSE at ``/sse`` (its messages to ``/messages/``). Host/Origin checks
+on, a bearer token when it listens beyond loopback (unless a hosting platform in front
+authenticates, with per-session configuration), a health endpoint, and a plain 404 where hosts
+look for OAuth metadata."""
 
 from __future__ import annotations
 
@@ -17,11 +19,31 @@ from starlette.responses import JSONResponse, Response
 
 from ..config import Settings
 from ..serving import discard_request_body, is_loopback, serve_until_signalled
+from .app import running_state
 from .state import AppState
 
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/healthz"})
+# RFC 8615 metadata (OAuth discovery, OpenID configuration): public by definition, and absent
+# here. Hosts probe it; a 401 there reads to them as a failed sign-in, a 404 as "no OAuth".
+WELL_KNOWN = "/.well-known/"
+NO_OAUTH = (
+    "this server does not use OAuth: clients send its token, if it has one (APEX_HTTP_TOKEN), "
+    "as 'Authorization: Bearer <token>'"
+)
+SSE_PATH = "/sse"
+MESSAGES_PATH = "/messages/"
+SSE_WITH_SESSION_CONFIG = (
+    "the HTTP+SSE transport (/sse) is not served with APEX_HTTP_SESSION_CONFIG: sessions bring "
+    "their settings in the query string of /mcp, which the platform in front speaks "
+    "(streamable HTTP); connect to /mcp"
+)
+
+
+def is_open(path: str) -> bool:
+    """Whether a path answers without a token or session settings."""
+    return path in OPEN_PATHS or path.startswith(WELL_KNOWN)
 
 
 def security_for(host: str, port: int, settings: Settings) -> TransportSecuritySettings:
@@ -41,8 +63,9 @@ def security_for(host: str, port: int, settings: Settings) -> TransportSecurityS
 
 
 def create_http_app(mcp: MCPServer[AppState], settings: Settings, host: str, port: int) -> Any:
-    """The ASGI app: ``/mcp`` (streamable HTTP) and ``/healthz``, behind a bearer check when a
-    token is set. Refuses to build without a token for a non-loopback address."""
+    """The ASGI app: ``/mcp`` (streamable HTTP), ``/sse`` and ``/messages/`` (HTTP+SSE),
+    ``/healthz``, behind a bearer check when a token is set. Refuses to build without a token
+    for a non-loopback address."""
     token = settings.http_token
     if token is None and not is_loopback(host):
         if not settings.http_session_config:
@@ -60,13 +83,19 @@ def create_http_app(mcp: MCPServer[AppState], settings: Settings, host: str, por
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    @mcp.custom_route(WELL_KNOWN + "{name:path}", methods=["GET"])  # type: ignore[untyped-decorator]
+    async def well_known(request: Request) -> Response:
+        return JSONResponse({"error": "not_found", "message": NO_OAUTH}, status_code=404)
+
+    security = security_for(host, port, settings)
     app: Any = mcp.streamable_http_app(
-        streamable_http_path="/mcp",
-        transport_security=security_for(host, port, settings),
-        host=host,
+        streamable_http_path="/mcp", transport_security=security, host=host
     )
+    refusal = None
     if settings.http_session_config:
         app = SessionConfigGate(app)
+        refusal = SSE_WITH_SESSION_CONFIG
+    app = LegacySse(app, mcp, security, refusal=refusal)
     return BearerGate(app, token) if token is not None else app
 
 
@@ -100,7 +129,7 @@ class SessionConfigGate:
         self._sessions = sessions
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+        if scope["type"] == "http" and not is_open(scope["path"]):
             try:
                 self._sessions.parse_query(scope.get("query_string", b""))
             except self._sessions.SessionConfigError as error:
@@ -120,7 +149,7 @@ class BearerGate:
             raise ValueError("an empty bearer token would let anyone in")
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+        if scope["type"] == "http" and not is_open(scope["path"]):
             given = dict(scope["headers"]).get(b"authorization", b"")
             scheme, _, value = given.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), self._token):
@@ -128,6 +157,64 @@ class BearerGate:
                 await _refuse(receive, send, 401, body, (b"www-authenticate", b"Bearer"))
                 return
         await self.app(scope, receive, send)
+
+
+class LegacySse:
+    """ASGI middleware: the 2024-11-05 HTTP+SSE transport beside streamable HTTP, on the same
+    server state. ``GET /sse`` opens a session's event stream, whose first event names the
+    URL to post its messages to (``/messages/?session_id=...``); the answers come on the
+    stream. Host and Origin are checked as for ``/mcp``. With ``refusal``, both answer 400
+    with it instead."""
+
+    def __init__(
+        self,
+        app: Any,
+        mcp: MCPServer[AppState],
+        security: TransportSecuritySettings,
+        *,
+        refusal: str | None,
+    ) -> None:
+        from mcp.server.sse import SseServerTransport
+        from mcp.server.transport_security import TransportSecurityMiddleware
+
+        self.app = app
+        self._mcp = mcp
+        self._transport = SseServerTransport(MESSAGES_PATH, security_settings=security)
+        self._guard = TransportSecurityMiddleware(security)
+        self._refusal = refusal
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope["path"] if scope["type"] == "http" else ""
+        if path != SSE_PATH and not path.startswith(MESSAGES_PATH):
+            await self.app(scope, receive, send)
+        elif self._refusal is not None:
+            body = {"error": "sse_not_served", "message": self._refusal}
+            await _refuse(receive, send, 400, body)
+        elif path == SSE_PATH:
+            await self._stream(scope, receive, send)
+        else:
+            await self._transport.handle_post_message(scope, receive, send)
+
+    async def _stream(self, scope: Any, receive: Any, send: Any) -> None:
+        from mcp.server.runner import serve_dual_era_loop
+
+        if scope["method"] != "GET":
+            body = {"error": "method_not_allowed", "message": f"{SSE_PATH} takes GET"}
+            await _refuse(receive, send, 405, body, (b"allow", b"GET"))
+            return
+        refused = await self._guard.validate_request(Request(scope, receive), is_post=False)
+        if refused is not None:
+            await refused(scope, receive, send)
+            return
+        server = self._mcp._lowlevel_server  # no public way to serve a stream on mcp 2.3
+        async with self._transport.connect_sse(scope, receive, send) as (reader, writer):
+            await serve_dual_era_loop(
+                server,
+                reader,
+                writer,
+                lifespan_state=running_state(self._mcp),
+                init_options=server.create_initialization_options(),
+            )
 
 
 async def serve_http(mcp: MCPServer[AppState], settings: Settings, host: str, port: int) -> None:

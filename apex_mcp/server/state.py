@@ -126,10 +126,10 @@ class AppState:
                 subscribed.pop(connection, None)
 
     def subscribe(self, uri: str, session: Any) -> None:
-        self.subscribers.setdefault(uri, {})[_connection_of(session)] = session
+        self.subscribers.setdefault(uri, {})[connection_of(session)] = session
 
     def unsubscribe(self, uri: str, session: Any) -> None:
-        self.subscribers.get(uri, {}).pop(_connection_of(session), None)
+        self.subscribers.get(uri, {}).pop(connection_of(session), None)
 
     async def follow(self, uri: str) -> None:
         """Start following ``uri`` for the client of the request being handled, if it is a
@@ -174,7 +174,8 @@ class AppState:
             self._watched.discard(job_id)
 
 
-def _connection_of(session: Any) -> object:
+def connection_of(session: Any) -> Any:
+    """The client connection beneath a request's session."""
     # mcp 2.3 makes a ServerSession per request, so the one that unsubscribes is not the one
     # that subscribed; the connection beneath them is the client's (no public accessor).
     return getattr(session, "_connection", session)

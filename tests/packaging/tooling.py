@@ -56,7 +56,8 @@ def settings_env_names() -> set[str]:
 
 
 def node_tool(name: str) -> list[str]:
-    """The command that runs a pinned Node tool of .ci/node (``inspector``, ``mcpb``), with
+    """The command that runs a pinned Node tool of .ci/node (``inspector``, ``mcpb``,
+    ``conformance``), with
     the pinned Node. The test is skipped when this machine has no Node.js at all; when it has
     (or in CI, where .ci/run installs them) a missing tool fails it."""
     script = NODE_BIN / name
@@ -65,7 +66,7 @@ def node_tool(name: str) -> list[str]:
         return [str(node), str(script.resolve())]
     message = (
         f"{name} is not installed in .ci/node: run .ci/node/install (.ci/run does) to "
-        "install the pinned MCP Inspector, mcpb and Node"
+        "install the pinned MCP Inspector, mcpb, MCP conformance suite and Node"
     )
     if os.environ.get("CI") or shutil.which("node") or shutil.which("npm"):
         pytest.fail(message)
