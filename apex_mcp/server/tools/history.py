@@ -60,7 +60,9 @@ Kept = Annotated[str, AfterValidator(_kept)]
 JsonObject = Annotated[
     dict[str, Any],
     BeforeValidator(_json_object),
-    WithJsonSchema({"type": "string", "description": "a JSON object; replaces the stored one"}),
+    WithJsonSchema(
+        {"type": "string", "description": "a JSON object, as a string; replaces the stored one"}
+    ),
 ]
 
 
@@ -137,7 +139,7 @@ async def get_chat(
 async def update_chat(
     ctx: Context[AppState],
     chat_id: Annotated[str, Field(min_length=1)],
-    title: Annotated[Kept, Field(max_length=200)] | None = None,
+    title: Annotated[str, Field(max_length=200), AfterValidator(_kept)] | None = None,
     chat_type: ChatType | None = None,
 ) -> Annotated[CallToolResult, Chat]:
     """Change a chat's title and/or chat_type (the only attributes that can change). null
