@@ -108,6 +108,9 @@ def reply(output: BaseModel, text: str) -> CallToolResult:
     )
 
 
+MAX_PROBLEM_LINES = 10  # of an argument error: a list of 1,000 bad ids is not 1,000 lines
+
+
 class ApexTool(Tool):
     """A tool as a strict-mode caller may call it: a null argument is as good as none (so a
     caller that must send every field sends null for the ones it leaves alone), and arguments
@@ -129,9 +132,6 @@ class ApexTool(Tool):
             if len(lines) > len(shown):
                 shown.append(f"and {len(lines) - len(shown)} more")
             raise ToolError("\n".join(shown)) from cause
-
-
-MAX_PROBLEM_LINES = 10
 
 
 def build_tool(spec: ToolSpec) -> Tool:
