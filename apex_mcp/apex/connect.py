@@ -59,18 +59,10 @@ def field_problems(error: ValidationError, whole: str = "message") -> list[str]:
     ``max_new_tokens: at most 65536``; never the input (it may hold a key)."""
     problems: dict[str, str] = {}
     for item in error.errors(include_url=False, include_input=False):
-        where = field_path(item["loc"]) or whole
+        where = ".".join(str(part) for part in item["loc"]) or whole  # messages.0.role
         problem = plain_problem(item)
         problems.setdefault(where, f"{where}: {problem}" if where else problem)
     return list(problems.values())
-
-
-def field_path(loc: tuple[int | str, ...]) -> str:
-    """``messages[0].role`` for the loc ``("messages", 0, "role")``."""
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
-    return path
 
 
 def plain_problem(item: ErrorDetails) -> str:

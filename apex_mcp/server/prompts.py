@@ -9,7 +9,8 @@ from mcp import MCPError
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context, UserMessage
 from mcp.server.mcpserver.prompts import Prompt
-from mcp_types import INVALID_PARAMS
+from mcp.server.mcpserver.prompts.base import Message
+from mcp_types import INVALID_PARAMS, InputRequiredResult
 from pydantic import Field
 
 from ..apex import models as m
@@ -24,7 +25,9 @@ class ArgumentsCheckedPrompt(Prompt):
     """A prompt that refuses a missing or blank required argument as invalid params, naming it
     (the SDK's own check answers an internal error)."""
 
-    async def render(self, arguments: dict[str, Any] | None, context: Any) -> Any:
+    async def render(
+        self, arguments: dict[str, Any] | None, context: Context[Any, Any]
+    ) -> list[Message] | InputRequiredResult:
         given = arguments or {}
         for argument in self.arguments or []:
             if argument.required and not str(given.get(argument.name) or "").strip():

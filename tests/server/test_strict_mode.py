@@ -371,15 +371,15 @@ async def test_argument_errors_read_one_line_per_field(
         (
             "chat",
             {"messages": [{"role": "bot", "content": 3}]},
-            "messages[0].role: must be one of 'system', 'user', 'assistant'\n"
-            "messages[0].content: must be a string",
+            "messages.0.role: must be one of 'system', 'user', 'assistant'\n"
+            "messages.0.content: must be a string",
         ),
         ("delete_chats", {"chat_ids": "abc"}, "chat_ids: must be a list"),
         ("update_chat", {"chat_id": "c", "title": "t" * 201}, "title: at most 200 characters"),
         (
             "delete_chats",
             {"chat_ids": list(range(25))},
-            "\n".join(f"chat_ids[{i}]: must be a string" for i in range(10)) + "\nand 15 more",
+            "\n".join(f"chat_ids.{i}: must be a string" for i in range(10)) + "\nand 15 more",
         ),
     ]
     async with connect("stdio", env) as client:
