@@ -18,7 +18,6 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ValidationError
 
 from ...apex.client import ApexClient
-from ...apex.connect import field_problems
 from ...apex.errors import ApexError
 
 if TYPE_CHECKING:
@@ -127,6 +126,8 @@ class ApexTool(Tool):
             if type(error) is not ToolError or not isinstance(cause, ValidationError):
                 raise
             # Only the arguments' validation leaves its ValidationError as the cause.
+            from ...apex.connect import field_problems  # the codec is not needed to start
+
             lines = field_problems(cause, "arguments")
             shown = lines[:MAX_PROBLEM_LINES]
             if len(lines) > len(shown):
