@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from .errors import ApexError, Code
 from .models import Message
@@ -46,14 +47,77 @@ def encode_message(message: Message) -> bytes:
 def describe_validation_error(error: ValidationError, whole: str = "message") -> str:
     """A short sentence naming each bad field and why; never the input (it may hold a key).
     A problem of the whole object is put under ``whole``, or stands alone if that is empty."""
-    parts = []
-    for item in error.errors(include_url=False, include_input=False)[:5]:
-        where = ".".join(str(p) for p in item["loc"]) or whole
-        parts.append(f"{where}: {item['msg']}" if where else str(item["msg"]))
-    more = error.error_count() - len(parts)
-    if more > 0:
-        parts.append(f"and {more} more")
-    return "; ".join(parts)
+    problems = field_problems(error, whole)
+    shown = problems[:5]
+    if len(problems) > len(shown):
+        shown.append(f"and {len(problems) - len(shown)} more")
+    return "; ".join(shown)
+
+
+def field_problems(error: ValidationError, whole: str = "message") -> list[str]:
+    """One ``field: problem`` per bad field (its first problem), in plain words, such as
+    ``max_new_tokens: at most 65536``; never the input (it may hold a key)."""
+    problems: dict[str, str] = {}
+    for item in error.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in item["loc"]) or whole  # messages.0.role
+        problem = plain_problem(item)
+        problems.setdefault(where, f"{where}: {problem}" if where else problem)
+    return list(problems.values())
+
+
+def plain_problem(item: ErrorDetails) -> str:
+    """What pydantic found wrong, in the words a person would use, for the common kinds."""
+    kind, ctx = item["type"], item.get("ctx") or {}
+    if kind in BOUNDS:
+        key, words = BOUNDS[kind]
+        return f"{words} {_number(ctx[key])}"
+    if kind in LENGTHS:
+        key, words, unit = LENGTHS[kind]
+        size = ctx[key]
+        if words == "at least" and size == 1:
+            return "must not be empty"
+        return f"{words} {size} {unit}{'' if size == 1 else 's'}"
+    if kind in ("literal_error", "enum"):
+        first, _, last = str(ctx["expected"]).rpartition(" or ")  # "'a', 'b' or 'c'"
+        return f"must be one of {first}, {last}" if first else f"must be {last}"
+    if kind in ("value_error", "assertion_error"):  # our own validators' words
+        return item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return TYPE_WORDS.get(kind, item["msg"])
+
+
+BOUNDS = {
+    "greater_than_equal": ("ge", "at least"),
+    "greater_than": ("gt", "more than"),
+    "less_than_equal": ("le", "at most"),
+    "less_than": ("lt", "less than"),
+}
+LENGTHS = {
+    "string_too_short": ("min_length", "at least", "character"),
+    "string_too_long": ("max_length", "at most", "character"),
+    "too_short": ("min_length", "at least", "item"),
+    "too_long": ("max_length", "at most", "item"),
+}
+TYPE_WORDS = {
+    "missing": "required",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "extra_forbidden": "unknown field",
+    "json_invalid": "not valid JSON",
+}
+
+
+def _number(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def decode_message(cls: type[M], data: bytes) -> M:

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 
 import anyio
 from mcp.server import MCPServer
-from mcp.server.mcpserver.tools import Tool
 from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 from mcp_types import SetLevelRequestParams
 
@@ -18,7 +17,7 @@ from ..apex.client import ApexClient
 from ..config import Settings
 from .client_logs import EVERY_CLIENT, ClientLogs
 from .state import AppState, follow_listened_research, remember_request
-from .tools import TOOLS, TOOLSETS, Toolset, ToolSpec, compact_schema
+from .tools import TOOLS, TOOLSETS, Toolset, ToolSpec, build_tool
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +83,7 @@ def build_server(
             raise RuntimeError("the server is not running")
         return running[-1]
 
-    tools: list[Tool] = []
-    for spec in selected_tools(settings, toolsets, read_only=read_only):
-        tool = Tool.from_function(
-            spec.fn, title=spec.title, description=spec.description, annotations=spec.annotations
-        )
-        tool.parameters = compact_schema(tool.parameters)
-        tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema, output=True)
-        tools.append(tool)
+    tools = [build_tool(spec) for spec in selected_tools(settings, toolsets, read_only=read_only)]
 
     mcp: MCPServer[AppState] = MCPServer(
         "apex-mcp",

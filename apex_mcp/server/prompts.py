@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from mcp import MCPError
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context, UserMessage
-from mcp_types import INVALID_PARAMS
+from mcp.server.mcpserver.prompts import Prompt
+from mcp.server.mcpserver.prompts.base import Message
+from mcp_types import INVALID_PARAMS, InputRequiredResult
 from pydantic import Field
 
 from ..apex import models as m
@@ -18,14 +21,33 @@ from .state import AppState
 from .tools.history import find_chat, transcript
 
 
+class ArgumentsCheckedPrompt(Prompt):
+    """A prompt that refuses a missing or blank required argument as invalid params, naming it
+    (the SDK's own check answers an internal error)."""
+
+    async def render(
+        self, arguments: dict[str, Any] | None, context: Context[Any, Any]
+    ) -> list[Message] | InputRequiredResult:
+        given = arguments or {}
+        for argument in self.arguments or []:
+            if argument.required and not str(given.get(argument.name) or "").strip():
+                raise MCPError(code=INVALID_PARAMS, message=f"{argument.name} is required")
+        return await super().render(arguments, context)
+
+
 def register(mcp: MCPServer[AppState]) -> None:
-    @mcp.prompt(title="Deep research")
+    def prompt(title: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def add(fn: Callable[..., Any]) -> Callable[..., Any]:
+            mcp.add_prompt(ArgumentsCheckedPrompt.from_function(fn, title=title))
+            return fn
+
+        return add
+
+    @prompt("Deep research")
     def deep_research(
-        topic: Annotated[str, Field(description="what to research")] = "",
+        topic: Annotated[str, Field(description="what to research")],
     ) -> list[UserMessage]:
         """Research a topic in depth with a cited report, using the deep research tools."""
-        if not topic.strip():
-            raise MCPError(code=INVALID_PARAMS, message="topic is required")
         return [
             UserMessage(
                 f"Research this topic in depth: {topic}\n\n"
@@ -38,14 +60,12 @@ def register(mcp: MCPServer[AppState]) -> None:
             )
         ]
 
-    @mcp.prompt(title="Continue a chat")
+    @prompt("Continue a chat")
     async def continue_chat(
         ctx: Context[AppState],
-        chat_id: Annotated[str, Field(description="the stored chat to continue")] = "",
+        chat_id: Annotated[str, Field(description="the stored chat to continue")],
     ) -> list[UserMessage]:
         """Bring a stored chat's transcript into the conversation, to carry it on."""
-        if not chat_id.strip():
-            raise MCPError(code=INVALID_PARAMS, message="chat_id is required")
         try:
             client = await ctx.request_context.lifespan_context.apex()
             chat = await find_chat(client, chat_id)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
-from pydantic import Field
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from ...apex import models as m
 from ...apex.client import ApexClient
@@ -30,6 +31,40 @@ CompletionType = Literal["basic", "combined", "web-search", "chain-of-thought", 
 Cursor = Annotated[str | None, Field(description="next_cursor of the previous page")]
 Limit = Annotated[int, Field(ge=1, le=100)]
 Ids = Annotated[list[str], Field(min_length=1, max_length=1000)]
+
+
+def _kept(text: str) -> str:
+    # A strict-mode caller must send every field: null, not "", leaves one as it is.
+    if not text.strip():
+        raise ValueError("must not be empty (null keeps it as it is)")
+    return text
+
+
+def _json_object(value: Any) -> Any:
+    """A JSON object, sent as such or as a string (strict function calling cannot describe
+    a free-form object, so the schema says string)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"must be a JSON object (not valid JSON: {error.msg})") from None
+        except RecursionError:
+            raise ValueError("must be a JSON object (this one is nested too deeply)") from None
+    if not isinstance(value, dict):
+        raise ValueError("must be a JSON object")
+    if not value:
+        raise ValueError("must not be empty (null keeps it as it is)")
+    return value
+
+
+Kept = Annotated[str, AfterValidator(_kept)]
+JsonObject = Annotated[
+    dict[str, Any],
+    BeforeValidator(_json_object),
+    WithJsonSchema(
+        {"type": "string", "description": "a JSON object, as a string; replaces the stored one"}
+    ),
+]
 
 
 @tool("history", "Create a stored chat", read_only=False)
@@ -106,10 +141,11 @@ async def get_chat(
 async def update_chat(
     ctx: Context[AppState],
     chat_id: Annotated[str, Field(min_length=1)],
-    title: Annotated[str | None, Field(max_length=200)] = None,
+    title: Annotated[str, Field(max_length=200), AfterValidator(_kept)] | None = None,
     chat_type: ChatType | None = None,
 ) -> Annotated[CallToolResult, Chat]:
-    """Change a chat's title and/or chat_type (the only attributes that can change)."""
+    """Change a chat's title and/or chat_type (the only attributes that can change). null
+    keeps a field as it is; an empty title is refused."""
     attributes = {k: v for k, v in (("title", title), ("chat_type", chat_type)) if v is not None}
     if not attributes:
         raise ToolError("give a title or a chat_type to change")
@@ -195,13 +231,12 @@ async def get_completion(
 async def update_completion(
     ctx: Context[AppState],
     completion_id: Annotated[str, Field(min_length=1)],
-    completion_text: str | None = None,
-    user_prompt_text: str | None = None,
-    metadata: Annotated[
-        dict[str, Any] | None, Field(description="replaces the stored metadata object")
-    ] = None,
+    completion_text: Kept | None = None,
+    user_prompt_text: Kept | None = None,
+    metadata: JsonObject | None = None,
 ) -> Annotated[CallToolResult, Completion]:
-    """Change a completion's completion_text, user_prompt_text and/or metadata."""
+    """Change a completion's completion_text, user_prompt_text and/or metadata. null keeps a
+    field as it is; an empty value is refused."""
     if completion_text is None and user_prompt_text is None and metadata is None:
         raise ToolError("give completion_text, user_prompt_text or metadata to change")
     with apex_errors():
