@@ -21,7 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .engine.miners import MinerConfig
+from .engine.miners import MinerConfig, split_credentials
 
 APP_NAME = "apex-mcp"
 DEFAULT_USER = "local"  # the one user of a single-user (stdio) install
@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     miner_api_key: SecretStr | None = None
     miner_model: str | None = None
     discover_local_miners: bool = True
+    # Fair sharing of the miners: calls one user may have running at once, and how long one
+    # more waits for its turn before it fails (resource_exhausted).
+    miner_calls_per_user: int = Field(8, ge=1, le=1000)
+    miner_queue_seconds: float = Field(60.0, gt=0, le=3600)
 
     # Web retrieval and deep research.
     search_provider: Literal["duckduckgo", "searxng"] = "duckduckgo"
@@ -145,6 +149,8 @@ class Settings(BaseSettings):
             shorthand = MinerConfig.parse(self.miner, **fields)
             if all(m.name != shorthand.name for m in self.miners):
                 self.miners = [shorthand, *self.miners]
+            # Credentials in the URL now live in the miner's basic_auth, never shown.
+            self.miner = split_credentials(self.miner)[0]
         return self
 
     @model_validator(mode="after")

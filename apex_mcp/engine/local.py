@@ -111,7 +111,12 @@ class LocalApex:
         store = await open_store(settings.db)
         try:
             async with (
-                MinerPool(settings.miners, discover_local=settings.discover_local_miners) as miners,
+                MinerPool(
+                    settings.miners,
+                    discover_local=settings.discover_local_miners,
+                    calls_per_user=settings.miner_calls_per_user,
+                    queue_seconds=settings.miner_queue_seconds,
+                ) as miners,
                 WebRetriever(
                     build_providers(settings.search_provider, settings.searxng_url),
                     allow_private_addresses=settings.allow_private_addresses,
@@ -139,7 +144,7 @@ class LocalApex:
         _check_chat_request(request)
         limit = answer_time_limit(request)
         with anyio.move_on_after(limit):
-            return await self.miners.complete(request)
+            return await self.miners.complete(request, user=self.user_id)
         raise _out_of_time(limit)
 
     async def chat_completion_stream(
@@ -149,7 +154,7 @@ class LocalApex:
         limit = answer_time_limit(request)
         end = anyio.current_time() + limit
         # The deadline spans the whole answer; a cancel scope must not span a yield.
-        async with aclosing(self.miners.stream(request)) as chunks:
+        async with aclosing(self.miners.stream(request, user=self.user_id)) as chunks:
             while True:
                 with anyio.move_on_after(end - anyio.current_time()) as deadline:
                     try:

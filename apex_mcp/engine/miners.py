@@ -23,11 +23,27 @@ defines this one as "the backend configuration that produced the answer", which 
 ``usage`` of a mixture is the sum over the proposals and the synthesis: what the answer cost.
 
 Timeouts: ``MinerConfig.timeout`` bounds a whole non-streamed answer, and for a stream the wait
-for each piece of it (a stream may take long as long as it keeps coming).
+for each piece of it (a stream may take long as long as it keeps coming); keep-alives (SSE
+comments, empty lines) are not pieces. A miner answering 429 or 503 with ``Retry-After`` is
+not called again before then: the others answer meanwhile, or, when none can, the call waits
+for it if that fits the caller's deadline.
+
+Hostile or broken miners: what a miner sends is bounded as it arrives (an SSE line or event,
+a non-streamed body: ``MAX_MESSAGE_BYTES``; an answer: ``MAX_ANSWER_CHARS``, the contract's
+limit of a completion), so that no answer can run the server out of memory.
+
+Fair sharing: each user (``user`` of ``complete`` and ``stream``) has at most
+``calls_per_user`` miner calls running at once; more wait their turn up to ``queue_seconds``,
+then fail with ``RESOURCE_EXHAUSTED``. One user's calls to a miner that never answers hold
+only that user's turns, never another's.
+
+Credentials in a miner's URL (``https://user:password@host/v1``) are taken out of it at once:
+they are sent as HTTP basic auth, and the URL that is shown, logged or stored is without them.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -35,16 +51,26 @@ import random
 import re
 import time
 import uuid
-from collections.abc import AsyncGenerator, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from functools import cached_property
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import anyio
 import httpx2
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .. import __version__
 from ..apex.errors import ApexError, Code
@@ -66,6 +92,16 @@ DEFAULT_TIMEOUT = 120.0
 PROBE_TIMEOUT = 0.5  # local servers answer at once or are not there
 CHECK_TIMEOUT = 10.0
 MIXTURE_SIZE = 3
+MIB = 1024 * 1024
+# A JSON document from a miner (an SSE line or event, a non-streamed answer): the largest
+# answer, 1M characters, fits even as UTF-8 of up to 4 bytes a character, with room to spare.
+MAX_MESSAGE_BYTES = 8 * MIB
+MAX_ANSWER_CHARS = 1_000_000  # of a completion's text: the contract's limit
+MAX_ERROR_BYTES = 64 * 1024  # of an error's body: only its message is used
+MAX_HELD_CHUNKS = 16  # chunks without text held back before the first text; more are dropped
+MAX_RETRY_AFTER = 24 * 3600.0  # a miner's Retry-After beyond a day is taken as a day
+DEFAULT_CALLS_PER_USER = 8
+DEFAULT_QUEUE_SECONDS = 60.0
 LOCAL_PROBE: tuple[tuple[str, str], ...] = (
     ("Ollama", "http://127.0.0.1:11434/v1"),
     ("LM Studio", "http://127.0.0.1:1234/v1"),
@@ -116,6 +152,8 @@ class MinerConfig(BaseModel):
     base_url: str
     api_key: SecretStr | None = None
     api_key_env: str | None = None
+    # "user:password" for HTTP basic auth; taken out of base_url when it holds them.
+    basic_auth: SecretStr | None = None
     models: list[str] = Field(default_factory=list)
     timeout: float = Field(DEFAULT_TIMEOUT, gt=0)
     supports_top_k: bool = False  # strict APIs (OpenAI) reject an unknown top_k
@@ -127,6 +165,17 @@ class MinerConfig(BaseModel):
         if not value.strip():
             raise ValueError("a miner needs a name")
         return value.strip()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_out_of_the_url(cls, data: Any) -> Any:
+        # From here on the URL can be shown anywhere: its credentials are a secret of their own.
+        if isinstance(data, dict) and isinstance(data.get("base_url"), str):
+            url, credentials = split_credentials(data["base_url"])
+            if credentials is not None:
+                data = {**data, "base_url": url}
+                data.setdefault("basic_auth", credentials)
+        return data
 
     @field_validator("base_url")
     @classmethod
@@ -161,6 +210,9 @@ class MinerConfig(BaseModel):
         """
         text = spec.strip()
         if "://" in text:
+            text, credentials = split_credentials(text)
+            if credentials is not None:
+                fields.setdefault("basic_auth", credentials)
             parts = urlsplit(text)
             host = parts.hostname or text
             name = f"{host}:{parts.port}" if parts.port else host
@@ -185,6 +237,19 @@ class MinerConfig(BaseModel):
             value = os.environ.get(self.api_key_env, "").strip()
             return SecretStr(value) if value else None
         return None
+
+
+def split_credentials(url: str) -> tuple[str, SecretStr | None]:
+    """``url`` without the ``user:password@`` it may hold, and those (``user:password``)."""
+    parts = urlsplit(url.strip())
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    clean = urlunsplit(parts._replace(netloc=host))
+    if not userinfo:
+        return clean, None
+    user, _, password = userinfo.partition(":")
+    return clean, SecretStr(f"{unquote(user)}:{unquote(password)}")
 
 
 # What is wrong with a miner, for ``doctor`` to say what to do about it.
@@ -221,11 +286,76 @@ class MinerStatus:
 class _MinerFailure(Exception):
     """One miner failed; another may still answer. Its text never holds a key."""
 
-    def __init__(self, miner: str, reason: str, *, rejected: bool = False) -> None:
+    def __init__(
+        self, miner: str, reason: str, *, rejected: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{miner}: {reason}")
         self.miner = miner
         self.reason = reason
         self.rejected = rejected  # the miner called the request itself bad (400, 413, 422)
+        self.retry_after = retry_after  # seconds until it said it would answer again
+
+
+class _Traffic:
+    """What a pool shares with its siblings besides the HTTP client: each user's turns at
+    calling miners, and the miners that asked (Retry-After) not to be called for a while."""
+
+    def __init__(self, calls_per_user: int, queue_seconds: float) -> None:
+        if calls_per_user < 1:
+            raise ValueError("calls_per_user must be at least 1")
+        self.calls_per_user = calls_per_user
+        self.queue_seconds = queue_seconds
+        self._turns: dict[str, anyio.Semaphore] = {}  # only users with calls running or waiting
+        self._resting: dict[str, float] = {}  # base_url -> until when (anyio's clock)
+
+    @asynccontextmanager
+    async def turn(self, user: str | None) -> AsyncIterator[None]:
+        """Hold one of ``user``'s turns for a miner call (None: the server's own, unlimited)."""
+        if user is None:
+            yield
+            return
+        turns = self._turns.setdefault(user, anyio.Semaphore(self.calls_per_user))
+        acquired = False
+        try:
+            with anyio.move_on_after(self.queue_seconds):
+                await turns.acquire()
+                acquired = True
+        finally:
+            if not acquired:
+                self._forget(user, turns)
+        if not acquired:
+            raise ApexError(
+                Code.RESOURCE_EXHAUSTED,
+                f"this user already has {self.calls_per_user} chats with the miners running, "
+                f"and this one waited {self.queue_seconds:g}s for one of them to end",
+                hint="wait for your running chats or research jobs to finish, or cancel "
+                "some, then try again (APEX_MINER_CALLS_PER_USER sets how many run at once)",
+            )
+        try:
+            yield
+        finally:
+            turns.release()
+            self._forget(user, turns)
+
+    def _forget(self, user: str, turns: anyio.Semaphore) -> None:
+        # A user with nothing running or waiting costs nothing: thousands of sessions may pass.
+        idle = turns.value == self.calls_per_user and not turns.statistics().tasks_waiting
+        if idle and self._turns.get(user) is turns:
+            del self._turns[user]
+
+    def rest(self, miner: MinerConfig, seconds: float) -> None:
+        """``miner`` asked not to be called for ``seconds``."""
+        now = anyio.current_time()
+        for url, until in list(self._resting.items()):  # forget the rests that are over
+            if until <= now:
+                del self._resting[url]
+        self._resting[miner.base_url] = now + seconds
+
+    def resting(self, miner: MinerConfig) -> float | None:
+        """How many seconds ``miner`` still asked not to be called for; None: it may be."""
+        until = self._resting.get(miner.base_url)
+        left = until - anyio.current_time() if until is not None else 0.0
+        return left if left > 0 else None
 
 
 Candidate = tuple[MinerConfig, str | None]  # a miner and the model to ask it for
@@ -245,6 +375,9 @@ class MinerPool:
         discover_local: bool = True,
         local_probe: Sequence[tuple[str, str]] = LOCAL_PROBE,
         http: httpx2.AsyncClient | None = None,
+        calls_per_user: int = DEFAULT_CALLS_PER_USER,
+        queue_seconds: float = DEFAULT_QUEUE_SECONDS,
+        traffic: _Traffic | None = None,
     ) -> None:
         names = [m.name for m in miners]
         for name in names:
@@ -256,6 +389,7 @@ class MinerPool:
         self._discovered: list[MinerConfig] | None = None  # probed once, kept for the pool's life
         self._probe_statuses: list[MinerStatus] = []
         self._probe_lock = anyio.Lock()
+        self._traffic = traffic or _Traffic(calls_per_user, queue_seconds)
         self._owns_http = http is None
         if http is not None:
             self.__dict__["_http"] = http
@@ -271,8 +405,8 @@ class MinerPool:
 
     def sibling(self, miners: Sequence[MinerConfig]) -> MinerPool:
         """A pool of just ``miners`` (no discovery) on this pool's HTTP client, which stays
-        this pool's to close: a cheap pool per session."""
-        return MinerPool(miners, discover_local=False, http=self._http)
+        this pool's to close: a cheap pool per session. The users' turns are shared too."""
+        return MinerPool(miners, discover_local=False, http=self._http, traffic=self._traffic)
 
     def __repr__(self) -> str:
         names = [m.name for m in self._configured]
@@ -290,20 +424,25 @@ class MinerPool:
 
     # --- the calls ------------------------------------------------------------------------
 
-    async def complete(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
+    async def complete(
+        self, request: ChatCompletionRequest, *, user: str | None = None
+    ) -> ChatCompletionResponse:
+        """The answer to ``request``; ``user`` is who asks, whose turns it takes (None: the
+        server itself, which has no limit)."""
         _require_messages(request)
         if _is_mixture(request):
-            return await self._complete_mixture(request)
-        _, response = await self._complete_first(await self._route(request.model), request)
+            return await self._complete_mixture(request, user)
+        candidates = await self._route(request.model)
+        _, response = await self._complete_first(candidates, request, user)
         return response
 
     async def stream(
-        self, request: ChatCompletionRequest
+        self, request: ChatCompletionRequest, *, user: str | None = None
     ) -> AsyncGenerator[ChatCompletionChunkResponse, None]:
         _require_messages(request)
         if _is_mixture(request):
-            mixture = await self._propose(request)
-            synthesis = self._stream_first(mixture.synthesizers, mixture.request)
+            mixture = await self._propose(request, user)
+            synthesis = self._stream_first(mixture.synthesizers, mixture.request, user)
             async with aclosing(synthesis):
                 async for miner, chunk in synthesis:
                     chunk.system_fingerprint = mixture.fingerprint(miner)
@@ -311,7 +450,7 @@ class MinerPool:
                         chunk.usage = _sum_usage([*mixture.usages, chunk.usage])
                     yield chunk
             return
-        answer = self._stream_first(await self._route(request.model), request)
+        answer = self._stream_first(await self._route(request.model), request, user)
         async with aclosing(answer):  # a reader that stops early frees the connection now
             async for _, chunk in answer:
                 yield chunk
@@ -360,51 +499,86 @@ class MinerPool:
         return chosen
 
     async def _complete_first(
-        self, candidates: list[Candidate], request: ChatCompletionRequest
+        self, candidates: list[Candidate], request: ChatCompletionRequest, user: str | None
     ) -> tuple[MinerConfig, ChatCompletionResponse]:
-        failures: list[_MinerFailure] = []
-        for miner, model in candidates:
-            try:
-                return miner, await self._complete_on(miner, model, request)
-            except _MinerFailure as failure:
-                _log_failure(failure)
-                failures.append(failure)
-        raise _every_miner_failed(failures)
+        failures: dict[str, _MinerFailure] = {}
+        waited = False
+        while candidates:
+            for miner, model in candidates:
+                try:
+                    return miner, await self._complete_on(miner, model, request, user)
+                except _MinerFailure as failure:
+                    _log_failure(failure)
+                    failures[miner.name] = failure
+            # One more round at most: a miner that asked for a rest, once it had it.
+            candidates = [] if waited else await self._after_rest(candidates, failures)
+            waited = True
+        raise _every_miner_failed(list(failures.values()))
 
     async def _stream_first(
-        self, candidates: list[Candidate], request: ChatCompletionRequest
+        self, candidates: list[Candidate], request: ChatCompletionRequest, user: str | None
     ) -> AsyncGenerator[tuple[MinerConfig, ChatCompletionChunkResponse], None]:
-        failures: list[_MinerFailure] = []
-        for miner, model in candidates:
-            started = False
-            try:
-                async with aclosing(self._stream_on(miner, model, request)) as chunks:
-                    async for chunk in chunks:
-                        started = True
-                        yield miner, chunk
-                return
-            except _MinerFailure as failure:
-                if started:  # the user already has part of this answer: no one can finish it
-                    raise ApexError(
-                        Code.UNAVAILABLE,
-                        f"miner {failure}, after it had started answering; "
-                        "the answer is incomplete",
-                    ) from None
-                _log_failure(failure)
-                failures.append(failure)
-        raise _every_miner_failed(failures)
+        failures: dict[str, _MinerFailure] = {}
+        waited = False
+        while candidates:
+            for miner, model in candidates:
+                started = False
+                try:
+                    async with aclosing(self._stream_on(miner, model, request, user)) as chunks:
+                        async for chunk in chunks:
+                            started = True
+                            yield miner, chunk
+                    return
+                except _MinerFailure as failure:
+                    if started:  # the user already has part of this answer: no one can finish it
+                        raise ApexError(
+                            Code.UNAVAILABLE,
+                            f"miner {failure}, after it had started answering; "
+                            "the answer is incomplete",
+                        ) from None
+                    _log_failure(failure)
+                    failures[miner.name] = failure
+            # One more round at most: a miner that asked for a rest, once it had it.
+            candidates = [] if waited else await self._after_rest(candidates, failures)
+            waited = True
+        raise _every_miner_failed(list(failures.values()))
+
+    async def _after_rest(
+        self, candidates: list[Candidate], failures: dict[str, _MinerFailure]
+    ) -> list[Candidate]:
+        """When every candidate failed and some only asked for a rest (Retry-After), wait for
+        the first of them to be ready if that fits the caller's deadline (and the miner's
+        timeout), and return it to try again; else nothing more to try."""
+        resting = [
+            (failures[miner.name].retry_after or 0.0, (miner, model))
+            for miner, model in candidates
+            if failures[miner.name].retry_after is not None
+        ]
+        if not resting:
+            return []
+        seconds, (miner, model) = min(resting, key=lambda item: item[0])
+        left = anyio.current_effective_deadline() - anyio.current_time()
+        if seconds > min(left - 1.0, miner.timeout):
+            return []
+        log.info(
+            "every miner failed; %s asked for %.1fs of rest: waiting for it", miner.name, seconds
+        )
+        await anyio.sleep(seconds)
+        return [(miner, model)]
 
     # --- mixture of agents ----------------------------------------------------------------
 
-    async def _complete_mixture(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
-        mixture = await self._propose(request)
-        miner, response = await self._complete_first(mixture.synthesizers, mixture.request)
+    async def _complete_mixture(
+        self, request: ChatCompletionRequest, user: str | None
+    ) -> ChatCompletionResponse:
+        mixture = await self._propose(request, user)
+        miner, response = await self._complete_first(mixture.synthesizers, mixture.request, user)
         response.system_fingerprint = mixture.fingerprint(miner)
         if response.usage is not None or mixture.usages:
             response.usage = _sum_usage([*mixture.usages, response.usage])
         return response
 
-    async def _propose(self, request: ChatCompletionRequest) -> _Mixture:
+    async def _propose(self, request: ChatCompletionRequest, user: str | None) -> _Mixture:
         """Ask the proposers concurrently and build the synthesis request from their answers."""
         candidates = await self._route(request.model)
         plain = request.model_copy(update={"mixture": None, "inference_mode": None})
@@ -419,18 +593,23 @@ class MinerPool:
             asks = [(candidate, plain) for candidate in candidates[:MIXTURE_SIZE]]
         results: list[tuple[Candidate, ChatCompletionResponse] | _MinerFailure | None]
         results = [None] * len(asks)
+        refused: list[ApexError] = []  # not the miners' failure: the user's turns ran out
 
         async def ask(i: int, candidate: Candidate, proposal: ChatCompletionRequest) -> None:
             miner, model = candidate
             try:
-                results[i] = (candidate, await self._complete_on(miner, model, proposal))
+                results[i] = (candidate, await self._complete_on(miner, model, proposal, user))
             except _MinerFailure as failure:
                 _log_failure(failure)
                 results[i] = failure
+            except ApexError as error:
+                refused.append(error)
 
         async with anyio.create_task_group() as tg:
             for i, (candidate, proposal) in enumerate(asks):
                 tg.start_soon(ask, i, candidate, proposal)
+        if refused:
+            raise refused[0]
 
         proposals = [r for r in results if isinstance(r, tuple)]
         if not proposals:
@@ -447,41 +626,82 @@ class MinerPool:
     # --- one miner ------------------------------------------------------------------------
 
     def _headers(self, miner: MinerConfig) -> dict[str, str]:
+        # identity: a compressed body would be inflated before its size could be checked.
+        headers = {"accept-encoding": "identity"}
         key = miner.resolved_api_key()
-        if key is None:
-            if miner.api_key_env:
-                raise _MinerFailure(miner.name, f"no API key: set {miner.api_key_env}")
-            return {}
-        return {"authorization": f"Bearer {key.get_secret_value()}"}
+        if key is not None:
+            headers["authorization"] = f"Bearer {key.get_secret_value()}"
+        elif miner.api_key_env:
+            raise _MinerFailure(miner.name, f"no API key: set {miner.api_key_env}")
+        elif miner.basic_auth is not None:
+            token = base64.b64encode(miner.basic_auth.get_secret_value().encode()).decode()
+            headers["authorization"] = f"Basic {token}"
+        return headers
+
+    def _may_call(self, miner: MinerConfig) -> None:
+        resting = self._traffic.resting(miner)
+        if resting is not None:
+            raise _MinerFailure(
+                miner.name,
+                f"rate limited: it asked not to be called before {_clock(resting)}",
+                retry_after=resting,
+            )
+
+    def _refused(self, miner: MinerConfig, response: httpx2.Response, body: bytes) -> _MinerFailure:
+        failure = _http_failure(miner, response.status_code, body)
+        if response.status_code in (429, 503):
+            seconds = _retry_after(response.headers.get("retry-after"))
+            if seconds is not None and seconds > 0:
+                self._traffic.rest(miner, seconds)
+                failure = _MinerFailure(
+                    miner.name,
+                    f"{failure.reason}; it asked not to be called before {_clock(seconds)}",
+                    retry_after=seconds,
+                )
+        return failure
 
     async def _complete_on(
-        self, miner: MinerConfig, model: str | None, request: ChatCompletionRequest
+        self,
+        miner: MinerConfig,
+        model: str | None,
+        request: ChatCompletionRequest,
+        user: str | None,
     ) -> ChatCompletionResponse:
+        self._may_call(miner)
         body = _openai_body(request, miner, model, stream=False)
         headers = self._headers(miner)
-        response: httpx2.Response | None = None
-        # httpx's timeout is per read; this bounds the whole answer, however slowly it drips.
-        with anyio.move_on_after(miner.timeout):
-            try:
-                response = await self._http.post(
-                    f"{miner.base_url}/chat/completions",
-                    json=body,
-                    headers=headers,
-                    timeout=_timeout(miner),
-                )
-            except httpx2.TimeoutException:
-                pass
-            except httpx2.HTTPError as exc:
-                raise _transport_failure(miner, exc) from None
-        if response is None:
+        content: bytes | None = None
+        async with self._traffic.turn(user):
+            # httpx's timeout is per read; this bounds the whole answer, however slowly it drips.
+            with anyio.move_on_after(miner.timeout):
+                try:
+                    async with self._http.stream(
+                        "POST",
+                        f"{miner.base_url}/chat/completions",
+                        json=body,
+                        headers=headers,
+                        timeout=_timeout(miner),
+                    ) as response:
+                        if response.status_code != 200:
+                            error = await _read_body(miner, response, MAX_ERROR_BYTES, cut=True)
+                            raise self._refused(miner, response, error)
+                        content = await _read_body(miner, response, MAX_MESSAGE_BYTES)
+                except httpx2.TimeoutException:
+                    pass
+                except httpx2.HTTPError as exc:
+                    raise _transport_failure(miner, exc) from None
+        if content is None:
             raise _MinerFailure(miner.name, f"no answer within {miner.timeout:g}s")
-        if response.status_code != 200:
-            raise _http_failure(miner, response.status_code, response.content)
-        return _parse_completion(miner, model, response.content)
+        return _parse_completion(miner, model, content)
 
     async def _stream_on(
-        self, miner: MinerConfig, model: str | None, request: ChatCompletionRequest
+        self,
+        miner: MinerConfig,
+        model: str | None,
+        request: ChatCompletionRequest,
+        user: str | None,
     ) -> AsyncGenerator[ChatCompletionChunkResponse, None]:
+        self._may_call(miner)
         body = _openai_body(request, miner, model, stream=True)
         headers = self._headers(miner)
         defaults = _ChunkDefaults(model)
@@ -489,26 +709,44 @@ class MinerPool:
         # a stream which breaks before saying anything can still fall back to another miner.
         held: list[ChatCompletionChunkResponse] = []
         done = finished = speaking = False
+        said = 0  # characters of the answer so far
         try:
-            async with self._http.stream(
-                "POST",
-                f"{miner.base_url}/chat/completions",
-                json=body,
-                headers=headers,
-                timeout=_timeout(miner),
-            ) as response:
+            async with (
+                self._traffic.turn(user),
+                self._http.stream(
+                    "POST",
+                    f"{miner.base_url}/chat/completions",
+                    json=body,
+                    headers=headers,
+                    timeout=_timeout(miner),
+                ) as response,
+            ):
                 if response.status_code != 200:
-                    await response.aread()
-                    raise _http_failure(miner, response.status_code, response.content)
-                async with aclosing(_sse_data(response)) as events:
-                    async for data in events:
+                    error = await _read_body(miner, response, MAX_ERROR_BYTES, cut=True)
+                    raise self._refused(miner, response, error)
+                async with aclosing(_sse_data(miner, response)) as events:
+                    while True:
+                        # Only data counts as answering: keep-alives do not hold the wait open.
+                        data: str | None = None
+                        with anyio.move_on_after(miner.timeout):
+                            data = await anext(events, "")
+                        if data is None:
+                            raise httpx2.ReadTimeout("no data")
+                        if not data:
+                            break
                         if data.strip() == "[DONE]":
                             done = True
                             break
                         chunk = _parse_chunk(miner, defaults, data)
                         finished = finished or any(c.finish_reason for c in chunk.choices)
+                        said += _text_length(chunk)
+                        if said > MAX_ANSWER_CHARS:
+                            raise _MinerFailure(miner.name, _TOO_LONG)
+                        if _has_text(chunk):
+                            speaking = True
+                        elif not speaking and len(held) >= MAX_HELD_CHUNKS:
+                            continue  # nothing the answer needs: endless empty chunks
                         held.append(chunk)
-                        speaking = speaking or _has_text(chunk)
                         if speaking:
                             for ready in held:
                                 yield ready
@@ -526,17 +764,19 @@ class MinerPool:
 
     async def _list_models(self, miner: MinerConfig, timeout: float) -> list[str]:
         try:
-            response = await self._http.get(
-                f"{miner.base_url}/models", headers=self._headers(miner), timeout=timeout
-            )
+            async with self._http.stream(
+                "GET", f"{miner.base_url}/models", headers=self._headers(miner), timeout=timeout
+            ) as response:
+                limit = MAX_MESSAGE_BYTES if response.status_code == 200 else MAX_ERROR_BYTES
+                content = await _read_body(miner, response, limit, cut=response.status_code != 200)
         except httpx2.TimeoutException:
             raise _MinerFailure(miner.name, f"no answer within {timeout:g}s") from None
         except httpx2.HTTPError as exc:
             raise _transport_failure(miner, exc) from None
         if response.status_code != 200:
-            raise _http_failure(miner, response.status_code, response.content)
+            raise _http_failure(miner, response.status_code, content)
         try:
-            data = json.loads(response.content)["data"]
+            data = json.loads(content)["data"]
             return [str(item["id"]) for item in data]
         except (ValueError, KeyError, TypeError):
             raise _MinerFailure(miner.name, "malformed model list") from None
@@ -763,6 +1003,13 @@ def _parse_completion(
     wire = _read_wire(miner, content)
     if not wire.choices or any(c.message is None for c in wire.choices):
         raise _MinerFailure(miner.name, "malformed answer (no message)")
+    said = sum(
+        len(c.message.content or "") + len(c.message.refusal or "")
+        for c in wire.choices
+        if c.message
+    )
+    if said > MAX_ANSWER_CHARS:
+        raise _MinerFailure(miner.name, _TOO_LONG)
     return ChatCompletionResponse(
         id=wire.id or _new_id(),
         created=int(wire.created or time.time()),
@@ -827,21 +1074,90 @@ def _parse_chunk(
     )
 
 
-async def _sse_data(response: httpx2.Response) -> AsyncGenerator[str, None]:
+async def _sse_lines(miner: MinerConfig, response: httpx2.Response) -> AsyncGenerator[str, None]:
+    """The lines of a stream (ended by CRLF, LF or CR), none longer than ``MAX_MESSAGE_BYTES``:
+    a line is refused while it arrives, not once it is all in memory."""
+    buffer = bytearray()
+    async for piece in response.aiter_bytes():
+        scanned = len(buffer)
+        buffer += piece
+        start = 0
+        while True:
+            end = _line_end(buffer, max(start, scanned - 1))
+            if end < 0 or (buffer[end] == 13 and end + 1 == len(buffer)):
+                break  # no whole line yet (a CR at the end may be half a CRLF)
+            yield buffer[start:end].decode("utf-8", "replace")
+            start = end + 2 if buffer[end : end + 2] == b"\r\n" else end + 1
+        del buffer[:start]
+        if len(buffer) > MAX_MESSAGE_BYTES:
+            raise _MinerFailure(miner.name, f"sent an SSE line over {MAX_MESSAGE_BYTES // MIB} MiB")
+    if buffer:
+        yield buffer.rstrip(b"\r").decode("utf-8", "replace")
+
+
+def _line_end(buffer: bytearray, start: int) -> int:
+    """Where the first line end (LF or CR) at or after ``start`` is, or -1."""
+    ends = [i for i in (buffer.find(b"\n", start), buffer.find(b"\r", start)) if i >= 0]
+    return min(ends) if ends else -1
+
+
+async def _sse_data(miner: MinerConfig, response: httpx2.Response) -> AsyncGenerator[str, None]:
     """The ``data`` of each server-sent event (its ``data:`` lines joined)."""
     lines: list[str] = []
-    async for line in response.aiter_lines():
-        if not line:
-            if lines:
-                yield "\n".join(lines)
-                lines = []
-            continue
-        name, _, value = line.partition(":")
-        if name == "data":
-            lines.append(value.removeprefix(" "))
-        # other fields (event, id, retry) and ": comments" (keep-alives) carry nothing for us
+    size = 0
+    async with aclosing(_sse_lines(miner, response)) as stream:
+        async for line in stream:
+            if not line:
+                if lines:
+                    yield "\n".join(lines)
+                    lines, size = [], 0
+                continue
+            name, _, value = line.partition(":")
+            if name == "data":
+                lines.append(value.removeprefix(" "))
+                size += len(lines[-1])
+                if size > MAX_MESSAGE_BYTES:
+                    raise _MinerFailure(
+                        miner.name, f"sent an SSE event over {MAX_MESSAGE_BYTES // MIB} MiB"
+                    )
+            # other fields (event, id, retry) and ": comments" (keep-alives) carry nothing for us
     if lines:
         yield "\n".join(lines)
+
+
+async def _read_body(
+    miner: MinerConfig, response: httpx2.Response, limit: int, *, cut: bool = False
+) -> bytes:
+    """The body of ``response``, refused once over ``limit`` bytes (with ``cut``: cut there)."""
+    declared = response.headers.get("content-length", "")
+    if not cut and declared.isdigit() and int(declared) > limit:
+        raise _MinerFailure(miner.name, _too_big(limit))
+    pieces: list[bytes] = []
+    size = 0
+    async for piece in response.aiter_bytes():
+        pieces.append(piece)
+        size += len(piece)
+        if size > limit:
+            if cut:
+                break
+            raise _MinerFailure(miner.name, _too_big(limit))
+    return b"".join(pieces)[:limit]
+
+
+def _too_big(limit: int) -> str:
+    return f"answered with over {limit // MIB} MiB, more than an answer may be"
+
+
+_TOO_LONG = (
+    f"its answer went over {MAX_ANSWER_CHARS:,} characters, the limit of a completion; "
+    "ask for a shorter one (max_new_tokens)"
+)
+
+
+def _text_length(chunk: ChatCompletionChunkResponse) -> int:
+    return sum(
+        len(c.delta.content) + len(c.delta.refusal) for c in chunk.choices if c.delta is not None
+    )
 
 
 def _has_text(chunk: ChatCompletionChunkResponse) -> bool:
@@ -900,17 +1216,53 @@ def _http_failure(miner: MinerConfig, status: int, content: bytes) -> _MinerFail
 def _error_text(miner: MinerConfig, error: Any) -> str:
     text = str(error.get("message") or error) if isinstance(error, dict) else str(error)
     # A server may echo the key it was sent ("Incorrect API key provided: sk-...").
-    key = miner.resolved_api_key()
-    if key is not None:
-        text = text.replace(key.get_secret_value(), "***")
+    for secret in (miner.resolved_api_key(), miner.basic_auth):
+        if secret is not None and secret.get_secret_value():
+            text = text.replace(secret.get_secret_value(), "***")
+    if miner.basic_auth is not None:  # the password alone, too
+        password = miner.basic_auth.get_secret_value().partition(":")[2]
+        if password:
+            text = text.replace(password, "***")
     text = " ".join(text.split())
     return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _retry_after(value: str | None) -> float | None:
+    """The seconds a ``Retry-After`` header asks for (a number or an HTTP date); None if it
+    says nothing usable."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if text.isdigit():
+        seconds = float(text)
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - time.time()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _clock(seconds: float) -> str:
+    """The time ``seconds`` from now, as a person reads it: ``05:42:10 UTC (in 30s)``."""
+    when = datetime.fromtimestamp(time.time() + seconds, UTC)
+    return f"{when:%H:%M:%S} UTC (in {max(1, round(seconds))}s)"
 
 
 def _every_miner_failed(failures: list[_MinerFailure]) -> ApexError:
     listing = "; ".join(str(f) for f in failures)
     if failures and all(f.rejected for f in failures):
         return ApexError(Code.INVALID_ARGUMENT, f"every miner rejected the request: {listing}")
+    resting = [f.retry_after for f in failures if f.retry_after is not None]
+    if failures and len(resting) == len(failures):
+        return ApexError(
+            Code.RESOURCE_EXHAUSTED,
+            f"every miner is rate limited: {listing}",
+            hint=f"retry after {_clock(min(resting))}",
+        )
     return ApexError(
         Code.UNAVAILABLE,
         f"no miner could answer: {listing}",
