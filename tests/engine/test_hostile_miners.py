@@ -19,21 +19,24 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp import Client
+from mcp.client.stdio import stdio_client
 
 from apex_mcp.apex.errors import ApexError, Code
 from apex_mcp.apex.models import ChatCompletionChunkResponse, ChatCompletionRequest, ChatMessage
 from apex_mcp.config import Settings
 from apex_mcp.engine.local import LocalApex
-from apex_mcp.engine.miners import MAX_ANSWER_CHARS, MinerConfig, MinerPool
+from apex_mcp.engine.miners import MinerConfig, MinerPool
 from tests.fakes.hostile_miner import MIB, PIECE, HostileMiner, serve_hostile
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
-from tests.server.harness import connect, text_of
+from tests.server.harness import connect, stdio_params, text_of
 from tests.servers import free_port, run_process, waiting_for
 
 pytestmark = pytest.mark.anyio
 
 PEAK_GROWTH_BOUND = 64 * MIB  # what the hostile answers below may add to the server's peak RSS
 PASSWORD = "pw-0123456789-secret"
+MAX_ANSWER_CHARS = 1_000_000  # of a completion's text: the contract's limit
 
 
 def ask(text: str = "hello", **fields: Any) -> ChatCompletionRequest:
@@ -376,20 +379,35 @@ def test_url_credentials_stay_out_of_settings_and_doctor(tmp_path: Path) -> None
     assert PASSWORD not in printed and "alice" not in printed
 
 
-async def test_url_credentials_never_reach_the_store(tmp_path: Path, stack: ExitStack) -> None:
-    url = stack.enter_context(serve_openai(FakeOpenAI(models=["m1"])))
-    db = tmp_path / "apex.db"
+async def test_url_credentials_never_reach_the_store_logs_or_tool_errors(
+    tmp_path: Path, stack: ExitStack
+) -> None:
+    failing = FakeOpenAI()
+    failing.fail(500)
+    answering = stack.enter_context(serve_openai(failing))
+    closed = f"http://127.0.0.1:{free_port()}/v1"
+    miners = [
+        {"name": "down", "base_url": with_credentials(closed)},
+        {"name": "failing", "base_url": with_credentials(answering)},
+    ]
+    data = tmp_path / "data"
+    data.mkdir()
     env = {
-        "APEX_DB": str(db),
-        "APEX_MINER": with_credentials(url),
+        "APEX_DB": str(data / "apex.db"),
+        "APEX_MINERS": json.dumps(miners),
         "APEX_DISCOVER_LOCAL_MINERS": "false",
         "APEX_BACKEND": "local",
-        "APEX_LOG_LEVEL": "DEBUG",
+        "APEX_LOG_LEVEL": "DEBUG",  # httpx2's own request logging too
     }
-    with waiting_for("a chat through the server", 60):
-        async with connect("stdio", env) as client:
+    stderr = tmp_path / "stderr.txt"
+    with waiting_for("a chat through the server", 60), stderr.open("w") as errlog:
+        async with Client(stdio_client(stdio_params(env), errlog=errlog)) as client:
             answer = await client.call_tool("chat", {"user_prompt": "hi"})
-    assert not answer.is_error, text_of(answer)
-    assert PASSWORD not in text_of(answer)
-    for path in tmp_path.iterdir():  # the database, its WAL: every byte written
-        assert PASSWORD.encode() not in path.read_bytes(), path
+    assert answer.is_error and f"down: unreachable at {closed}; failing: HTTP 500" in text_of(
+        answer
+    )
+    assert failing.calls[0].headers["authorization"].startswith("Basic ")
+    for path in [stderr, *data.iterdir()]:  # the logs, the database and its WAL
+        written = path.read_bytes()
+        assert PASSWORD.encode() not in written and b"alice:" not in written, path
+    assert f"HTTP Request: POST {answering}/chat/completions".encode() in stderr.read_bytes()
