@@ -296,6 +296,13 @@ class _MinerFailure(Exception):
         self.retry_after = retry_after  # seconds until it said it would answer again
 
 
+def _account(miner: MinerConfig) -> tuple[str, int]:
+    """Whom a miner's rate limit is for: its endpoint and the key it is called with (sessions
+    with keys of their own to one endpoint are limited each on its own)."""
+    secret = miner.resolved_api_key() or miner.basic_auth
+    return miner.base_url, hash(secret.get_secret_value()) if secret is not None else 0
+
+
 class _Traffic:
     """What a pool shares with its siblings besides the HTTP client: each user's turns at
     calling miners, and the miners that asked (Retry-After) not to be called for a while."""
@@ -306,7 +313,7 @@ class _Traffic:
         self.calls_per_user = calls_per_user
         self.queue_seconds = queue_seconds
         self._turns: dict[str, anyio.Semaphore] = {}  # only users with calls running or waiting
-        self._resting: dict[str, float] = {}  # base_url -> until when (anyio's clock)
+        self._resting: dict[tuple[str, int], float] = {}  # _account -> until (anyio's clock)
 
     @asynccontextmanager
     async def turn(self, user: str | None) -> AsyncIterator[None]:
@@ -326,7 +333,7 @@ class _Traffic:
         if not acquired:
             raise ApexError(
                 Code.RESOURCE_EXHAUSTED,
-                f"this user already has {self.calls_per_user} chats with the miners running, "
+                f"this user already has {self.calls_per_user} calls to the miners running, "
                 f"and this one waited {self.queue_seconds:g}s for one of them to end",
                 hint="wait for your running chats or research jobs to finish, or cancel "
                 "some, then try again (APEX_MINER_CALLS_PER_USER sets how many run at once)",
@@ -346,14 +353,14 @@ class _Traffic:
     def rest(self, miner: MinerConfig, seconds: float) -> None:
         """``miner`` asked not to be called for ``seconds``."""
         now = anyio.current_time()
-        for url, until in list(self._resting.items()):  # forget the rests that are over
+        for account, until in list(self._resting.items()):  # forget the rests that are over
             if until <= now:
-                del self._resting[url]
-        self._resting[miner.base_url] = now + seconds
+                del self._resting[account]
+        self._resting[_account(miner)] = now + seconds
 
     def resting(self, miner: MinerConfig) -> float | None:
         """How many seconds ``miner`` still asked not to be called for; None: it may be."""
-        until = self._resting.get(miner.base_url)
+        until = self._resting.get(_account(miner))
         left = until - anyio.current_time() if until is not None else 0.0
         return left if left > 0 else None
 
@@ -550,7 +557,7 @@ class MinerPool:
         the first of them to be ready if that fits the caller's deadline (and the miner's
         timeout), and return it to try again; else nothing more to try."""
         resting = [
-            (failures[miner.name].retry_after or 0.0, (miner, model))
+            (self._traffic.resting(miner) or 0.0, (miner, model))  # what is left of the rest
             for miner, model in candidates
             if failures[miner.name].retry_after is not None
         ]
@@ -626,8 +633,7 @@ class MinerPool:
     # --- one miner ------------------------------------------------------------------------
 
     def _headers(self, miner: MinerConfig) -> dict[str, str]:
-        # identity: a compressed body would be inflated before its size could be checked.
-        headers = {"accept-encoding": "identity"}
+        headers: dict[str, str] = {}
         key = miner.resolved_api_key()
         if key is not None:
             headers["authorization"] = f"Bearer {key.get_secret_value()}"
@@ -728,11 +734,11 @@ class MinerPool:
                     while True:
                         # Only data counts as answering: keep-alives do not hold the wait open.
                         data: str | None = None
-                        with anyio.move_on_after(miner.timeout):
-                            data = await anext(events, "")
-                        if data is None:
+                        with anyio.move_on_after(miner.timeout) as idle:
+                            data = await anext(events, None)
+                        if idle.cancelled_caught:
                             raise httpx2.ReadTimeout("no data")
-                        if not data:
+                        if data is None:
                             break
                         if data.strip() == "[DONE]":
                             done = True

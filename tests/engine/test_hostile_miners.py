@@ -320,7 +320,7 @@ async def test_a_call_waiting_too_long_for_its_turn_is_resource_exhausted(
     error = caught.value
     assert error.code == Code.RESOURCE_EXHAUSTED
     assert error.message == (
-        "this user already has 2 chats with the miners running, "
+        "this user already has 2 calls to the miners running, "
         "and this one waited 0.2s for one of them to end"
     )
     assert error.hint is not None and "APEX_MINER_CALLS_PER_USER" in error.hint
