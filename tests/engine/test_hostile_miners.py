@@ -27,10 +27,11 @@ from apex_mcp.apex.models import ChatCompletionChunkResponse, ChatCompletionRequ
 from apex_mcp.config import Settings
 from apex_mcp.engine.local import LocalApex
 from apex_mcp.engine.miners import MinerConfig, MinerPool
+from tests.fakes import answer_lifespan
 from tests.fakes.hostile_miner import MIB, PIECE, HostileMiner, serve_hostile
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.server.harness import connect, stdio_params, text_of
-from tests.servers import free_port, run_process, waiting_for
+from tests.servers import free_port, run_process, serve_asgi, waiting_for
 
 pytestmark = pytest.mark.anyio
 
@@ -411,3 +412,67 @@ async def test_url_credentials_never_reach_the_store_logs_or_tool_errors(
         written = path.read_bytes()
         assert PASSWORD.encode() not in written and b"alice:" not in written, path
     assert f"HTTP Request: POST {answering}/chat/completions".encode() in stderr.read_bytes()
+
+
+async def test_a_rate_limit_holds_only_the_key_it_was_given_to(stack: ExitStack) -> None:
+    limited = HostileMiner("rate_limited", retry_after="600", times=1)
+    url = stack.enter_context(serve_hostile(limited))
+    async with MinerPool() as root:
+        # Two sessions with keys of their own to one endpoint.
+        first = root.sibling([MinerConfig(name="x", base_url=url, api_key="key-a")])
+        second = root.sibling([MinerConfig(name="x", base_url=url, api_key="key-b")])
+        with pytest.raises(ApexError) as limited_error:
+            await first.complete(ask())
+        answer = await second.complete(ask())
+        with pytest.raises(ApexError) as still_limited:
+            await first.complete(ask())
+    assert limited_error.value.code == still_limited.value.code == Code.RESOURCE_EXHAUSTED
+    assert answer.choices[0].message is not None
+    assert answer.choices[0].message.content == "hostile ok"
+    assert limited.calls == 2  # the first key's second call never left
+
+
+# --- what the SSE reader replaced: line ends of every kind, split anywhere --------------------
+
+
+def sse_app(pieces: list[bytes]) -> Any:
+    """An ASGI miner that streams ``pieces`` as they are, for any chat request."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await answer_lifespan(receive, send)
+            return
+        while (await receive()).get("more_body"):
+            pass
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for piece in pieces:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await anyio.sleep(0.01)  # each piece its own read
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    return app
+
+
+async def test_sse_lines_end_in_lf_crlf_or_cr_split_anywhere(stack: ExitStack) -> None:
+    def event(text: str, end: str) -> str:
+        delta = {"content": text}
+        choices = {"choices": [{"index": 0, "delta": delta}]}
+        return f"data: {json.dumps(choices, ensure_ascii=False)}{end}{end}"
+
+    stream = (
+        ": a keep-alive\r\n\r\n"
+        + event("one ", "\r\n")
+        + event("two ", "\r")
+        + event("thr\u00e9e ", "\n")
+        + event("four", "\r\n")
+        + 'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\r\r'
+        + "data: [DONE]\r\n\r\n"
+    ).encode()
+    # Split everywhere a reader could trip: between CR and LF, inside a UTF-8 character.
+    cuts = sorted({stream.index(b"\r\n") + 1, stream.index("\u00e9".encode()) + 1, 7, 100})
+    pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    url = stack.enter_context(serve_asgi(sse_app(pieces)))
+    async with MinerPool([MinerConfig(name="odd", base_url=url)]) as pool:
+        text = await collect(pool, ask())
+    assert text == "one two thr\u00e9e four"
