@@ -98,7 +98,7 @@ MIB = 1024 * 1024
 MAX_MESSAGE_BYTES = 8 * MIB
 MAX_ANSWER_CHARS = 1_000_000  # of a completion's text: the contract's limit
 MAX_ERROR_BYTES = 64 * 1024  # of an error's body: only its message is used
-MAX_HELD_CHUNKS = 16  # chunks without text held back before the first text; more are dropped
+MAX_HELD_CHUNKS = 16  # chunks without text held back before the first text, at most
 MAX_RETRY_AFTER = 24 * 3600.0  # a miner's Retry-After beyond a day is taken as a day
 DEFAULT_CALLS_PER_USER = 8
 DEFAULT_QUEUE_SECONDS = 60.0
@@ -751,7 +751,13 @@ class MinerPool:
                         if _has_text(chunk):
                             speaking = True
                         elif not speaking and len(held) >= MAX_HELD_CHUNKS:
-                            continue  # nothing the answer needs: endless empty chunks
+                            # Bounded, whatever a miner sends before its text: empty chunks
+                            # go; others push out one from the middle, so that the first ones
+                            # (the role) and the last (finish, usage) stay.
+                            if not _carries_nothing(chunk):
+                                del held[MAX_HELD_CHUNKS // 2]
+                                held.append(chunk)
+                            continue
                         held.append(chunk)
                         if speaking:
                             for ready in held:
@@ -1164,6 +1170,18 @@ def _text_length(chunk: ChatCompletionChunkResponse) -> int:
     return sum(
         len(c.delta.content) + len(c.delta.refusal) for c in chunk.choices if c.delta is not None
     )
+
+
+def _carries_nothing(chunk: ChatCompletionChunkResponse) -> bool:
+    """No text, role, finish reason or usage: a chunk the answer loses nothing without."""
+    return chunk.usage is None and not any(
+        c.finish_reason or (c.delta is not None and (c.delta.role or _has_text_delta(c.delta)))
+        for c in chunk.choices
+    )
+
+
+def _has_text_delta(delta: ChoiceDelta) -> bool:
+    return bool(delta.content or delta.refusal)
 
 
 def _has_text(chunk: ChatCompletionChunkResponse) -> bool:

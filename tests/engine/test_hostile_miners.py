@@ -476,3 +476,24 @@ async def test_sse_lines_end_in_lf_crlf_or_cr_split_anywhere(stack: ExitStack) -
     async with MinerPool([MinerConfig(name="odd", base_url=url)]) as pool:
         text = await collect(pool, ask())
     assert text == "one two thr\u00e9e four"
+
+
+async def test_chunks_before_any_text_are_held_within_bounds(stack: ExitStack) -> None:
+    role = {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}
+    empty = {"choices": [{"index": 0, "delta": {}}]}
+    finish = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    usage = {
+        "choices": [],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 0, "total_tokens": 3},
+    }
+    events = [role, *[empty] * 5000, finish, usage]
+    stream = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+    url = stack.enter_context(serve_asgi(sse_app([stream.encode()])))
+    async with MinerPool([MinerConfig(name="quiet", base_url=url)]) as pool:
+        chunks = [chunk async for chunk in pool.stream(ask())]
+    # An empty answer, whole: its role, its finish and its usage, without the 5,000 empty ones.
+    assert len(chunks) <= 16
+    assert chunks[0].choices[0].delta is not None
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens == 3
