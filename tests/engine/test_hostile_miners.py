@@ -13,7 +13,6 @@ import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +164,29 @@ async def test_a_long_streamed_answer_under_the_limit_passes(stack: ExitStack) -
     assert len(text) == size
 
 
+@pytest.mark.parametrize(
+    ("size", "reason"),
+    [
+        (200 * MIB, "answered with over 8 MiB"),
+        (2 * MIB, f"its answer went over {MAX_ANSWER_CHARS:,} characters"),
+    ],
+)
+async def test_a_too_big_answer_falls_over_to_the_next_miner(
+    stack: ExitStack, caplog: pytest.LogCaptureFixture, size: int, reason: str
+) -> None:
+    hostile = HostileMiner("huge_body", size=size)
+    bad_url = stack.enter_context(serve_hostile(hostile))
+    good_url = stack.enter_context(serve_openai(FakeOpenAI()))
+    miners = [
+        MinerConfig(name="big", base_url=bad_url),
+        MinerConfig(name="good", base_url=good_url),
+    ]
+    async with MinerPool(miners) as pool:
+        response = await pool.complete(ask())
+    assert response.system_fingerprint == "miner:good"
+    assert f"miner big failed: {reason}" in caplog.text
+
+
 # --- item 7: keep-alives only, Retry-After ----------------------------------------------------
 
 
@@ -298,17 +320,18 @@ async def test_one_users_flood_at_a_dead_miner_does_not_delay_another_user(
 
 
 async def test_a_call_waiting_too_long_for_its_turn_is_resource_exhausted(
-    stack: ExitStack,
+    tmp_path: Path, stack: ExitStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dead = FakeOpenAI(stall_after=0)
     dead_url = stack.enter_context(serve_openai(dead))
-    miners = [MinerConfig(name="dead", base_url=dead_url)]
-    async with (
-        MinerPool(miners, calls_per_user=2, queue_seconds=0.2) as pool,
-        anyio.create_task_group() as tg,
-    ):
+    monkeypatch.setenv("APEX_MINER", dead_url)
+    monkeypatch.setenv("APEX_MINER_CALLS_PER_USER", "2")
+    monkeypatch.setenv("APEX_MINER_QUEUE_SECONDS", "0.2")
+    settings = Settings(db=tmp_path / "apex.db", discover_local_miners=False)
+    async with LocalApex.open(settings) as engine, anyio.create_task_group() as tg:
+        alice, bob = engine.for_user("alice"), engine.for_user("bob")
         for _ in range(2):
-            tg.start_soon(partial(pool.complete, ask(), user="alice"))
+            tg.start_soon(alice.chat_completion, ask())
         with waiting_for("alice's two calls to reach the miner", 30):
             while len(dead.requests) < 2:
                 await anyio.sleep(0.01)
@@ -316,7 +339,12 @@ async def test_a_call_waiting_too_long_for_its_turn_is_resource_exhausted(
             waiting_for("alice's third call to give up its wait", 30),
             pytest.raises(ApexError) as caught,
         ):
-            await collect(pool, ask(), user="alice")
+            async for _ in alice.chat_completion_stream(ask()):
+                pass
+        tg.start_soon(bob.chat_completion, ask())  # bob's turns are his own
+        with waiting_for("bob's call to reach the miner", 30):
+            while len(dead.requests) < 3:
+                await anyio.sleep(0.01)
         tg.cancel_scope.cancel()
     error = caught.value
     assert error.code == Code.RESOURCE_EXHAUSTED
@@ -325,7 +353,7 @@ async def test_a_call_waiting_too_long_for_its_turn_is_resource_exhausted(
         "and this one waited 0.2s for one of them to end"
     )
     assert error.hint is not None and "APEX_MINER_CALLS_PER_USER" in error.hint
-    assert len(dead.requests) == 2  # the third never reached the miner
+    assert len(dead.requests) == 3  # alice's third never reached the miner; bob's did
 
 
 # --- item 8: credentials in a miner's URL -----------------------------------------------------
