@@ -1091,26 +1091,23 @@ async def _sse_lines(miner: MinerConfig, response: httpx2.Response) -> AsyncGene
     a line is refused while it arrives, not once it is all in memory."""
     buffer = bytearray()
     async for piece in response.aiter_bytes():
-        scanned = len(buffer)
         buffer += piece
-        start = 0
-        while True:
-            end = _line_end(buffer, max(start, scanned - 1))
-            if end < 0 or (buffer[end] == 13 and end + 1 == len(buffer)):
-                break  # no whole line yet (a CR at the end may be half a CRLF)
-            yield buffer[start:end].decode("utf-8", "replace")
-            start = end + 2 if buffer[end : end + 2] == b"\r\n" else end + 1
-        del buffer[:start]
+        if b"\n" in piece or b"\r" in piece:
+            # A CR at the very end may be half a CRLF: it waits for the next piece.
+            cut = len(buffer) - 1 if buffer.endswith(b"\r") else len(buffer)
+            text = bytes(buffer[:cut])
+            if b"\r" in text:
+                text = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            *lines, rest = text.split(b"\n")
+            del buffer[: cut - len(rest)]
+            for line in lines:
+                yield line.decode("utf-8", "replace")
         if len(buffer) > MAX_MESSAGE_BYTES:
             raise _MinerFailure(miner.name, f"sent an SSE line over {MAX_MESSAGE_BYTES // MIB} MiB")
-    if buffer:
-        yield buffer.rstrip(b"\r").decode("utf-8", "replace")
-
-
-def _line_end(buffer: bytearray, start: int) -> int:
-    """Where the first line end (LF or CR) at or after ``start`` is, or -1."""
-    ends = [i for i in (buffer.find(b"\n", start), buffer.find(b"\r", start)) if i >= 0]
-    return min(ends) if ends else -1
+    if buffer:  # the last line, unended (or a CR's, held back above)
+        text = bytes(buffer).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        for line in text.removesuffix(b"\n").split(b"\n"):
+            yield line.decode("utf-8", "replace")
 
 
 async def _sse_data(miner: MinerConfig, response: httpx2.Response) -> AsyncGenerator[str, None]:
