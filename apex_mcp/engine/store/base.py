@@ -124,6 +124,10 @@ class Store(Protocol):
         self, before: datetime, error: str, *, keep: Collection[str] = ()
     ) -> list[Job]: ...
 
+    async def fail_waiting_jobs(
+        self, before: datetime, error: str, *, held: Collection[str] = ()
+    ) -> list[Job]: ...
+
     async def sync_job_completions(
         self, user_id: str, job_id: str, status: JobStatus, *, completion_text: str | None = None
     ) -> int: ...
