@@ -7,9 +7,10 @@ from contextlib import AsyncExitStack
 
 from .apex.client import ApexClient
 from .apex.errors import ApexError, Code
-from .apex.server import ApexWireApp, create_app
+from .apex.server import ApexWireApp, Reply, create_app
 from .config import Settings
 from .engine.local import LocalApex
+from .engine.store import StoredReply
 from .serving import is_loopback, serve_until_signalled
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,21 @@ def create_gateway_app(settings: Settings) -> ApexWireApp:
             )
         return engine.for_user(user)
 
-    return create_app(resolve, on_startup=startup, on_shutdown=shutdown)
+    return create_app(resolve, on_startup=startup, on_shutdown=shutdown, replies=_StoredReplies())
+
+
+class _StoredReplies:
+    """The replies to keyed writes, in the engine's store under the caller's user."""
+
+    async def recall(self, client: ApexClient, key: str) -> Reply | None:
+        if not isinstance(client, LocalApex):
+            return None
+        kept = await client.store.recall_reply(client.user_id, key)
+        return None if kept is None else Reply(*kept)
+
+    async def remember(self, client: ApexClient, key: str, reply: Reply) -> None:
+        if isinstance(client, LocalApex):
+            await client.store.remember_reply(client.user_id, key, StoredReply(*reply))
 
 
 async def serve_gateway(settings: Settings, host: str, port: int) -> None:

@@ -19,6 +19,9 @@ async def serve_until_signalled(app: Any, host: str, port: int) -> None:
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
     config.graceful_timeout = 3
+    # hypercorn closes a connection after 1,000 requests by default, resetting the streams in
+    # flight on it: a client's writes would fail although done. Keep connections instead.
+    config.keep_alive_max_requests = sys.maxsize
     stop = anyio.Event()
 
     async def watch_signals() -> None:

@@ -32,6 +32,23 @@ _PREFIX = struct.Struct(">BI")
 
 COMPRESS_MIN_BYTES = 1024  # smaller bodies are not worth gzip's header and CPU
 
+# Writes a client may send again when the connection is lost before the answer: sent with an
+# Idempotency-Key header (one per logical call, the same on every retry), the server does one
+# and answers a retry with the reply it kept (per user, 24 h). ChatCompletion stores nothing.
+IDEMPOTENCY_KEY_HEADER = "idempotency-key"
+KEYED_RPCS = frozenset(
+    {
+        "CreateChatAndCompletion",
+        "CreateCompletion",
+        "SubmitDeepResearcherJob",
+        "UpdateChatAttributes",
+        "UpdateCompletionAttributes",
+        "DeleteChats",
+        "DeleteCompletions",
+    }
+)
+MAX_IDEMPOTENCY_KEY_CHARS = 128
+
 
 # --- messages -------------------------------------------------------------------------------
 

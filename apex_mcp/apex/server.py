@@ -10,10 +10,11 @@ client, or one engine view per user.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import anyio
 
@@ -31,6 +32,22 @@ Resolver = Callable[[str | None], Awaitable[ApexClient]]
 
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 _PREFIX = f"/{SERVICE}/"
+
+
+class Reply(NamedTuple):
+    """The reply to a write sent with an idempotency key, kept for its retries."""
+
+    method: str
+    request_digest: str  # of the request: a key reused for another request is refused
+    payload: bytes
+
+
+class Replies(Protocol):
+    """Where the replies to keyed writes are kept, per caller (the user ``client`` serves)."""
+
+    async def recall(self, client: ApexClient, key: str) -> Reply | None: ...
+
+    async def remember(self, client: ApexClient, key: str, reply: Reply) -> None: ...
 
 
 def serve_client(client: ApexClient, tokens: set[str] | None = None) -> Resolver:
@@ -54,11 +71,15 @@ class ApexWireApp:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
+        replies: Replies | None = None,
     ) -> None:
         self.resolve = resolve
         self.max_request_bytes = max_request_bytes
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
+        self.replies = replies
+        # One call per (caller, key) at a time: a retry waits for the first try's reply.
+        self._key_locks: dict[tuple[str | None, str], tuple[anyio.Lock, int]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -142,8 +163,15 @@ class ApexWireApp:
             body = await receive.read()
             body = self._inflate(body, headers.get("content-encoding"))
             request = connect.decode_message(rpc.request, body)
-            client = await self.resolve(_bearer(headers))
-            result = await _call_with_deadline(rpc, client, request, timeout)
+            token = _bearer(headers)
+            client = await self.resolve(token)
+            key = headers.get(connect.IDEMPOTENCY_KEY_HEADER)
+            if key is not None and rpc.name in connect.KEYED_RPCS and self.replies is not None:
+                payload = await self._once(rpc, client, request, timeout, (token, key))
+            else:
+                payload = connect.encode_message(
+                    await _call_with_deadline(rpc, client, request, timeout)
+                )
         except ApexError as error:
             await _send_error(send, error)
             return
@@ -151,7 +179,6 @@ class ApexWireApp:
             log.exception("wire server: %s failed", rpc.name)
             await _send_error(send, ApexError(Code.INTERNAL, f"{rpc.name} failed on the server"))
             return
-        payload = connect.encode_message(result)
         if len(payload) >= connect.COMPRESS_MIN_BYTES and "gzip" in headers.get(
             "accept-encoding", ""
         ):
@@ -164,6 +191,61 @@ class ApexWireApp:
             )
         else:
             await _send_bytes(send, 200, payload, connect.UNARY_CONTENT_TYPE)
+
+    async def _once(
+        self,
+        rpc: Rpc,
+        client: ApexClient,
+        request: Message,
+        timeout: float | None,
+        caller_key: tuple[str | None, str],
+    ) -> bytes:
+        """The reply to a keyed write: the one kept for its key, else the call's, kept."""
+        replies, key = self.replies, caller_key[1]
+        assert replies is not None
+        if not 0 < len(key) <= connect.MAX_IDEMPOTENCY_KEY_CHARS or not (
+            key.isascii() and key.isprintable()
+        ):
+            raise ApexError(
+                Code.INVALID_ARGUMENT,
+                f"the Idempotency-Key header must be 1 to {connect.MAX_IDEMPOTENCY_KEY_CHARS} "
+                "printable ASCII characters",
+            )
+        digest = hashlib.sha256(connect.encode_message(request)).hexdigest()
+        async with self._one_at_a_time(caller_key):
+            kept = await replies.recall(client, key)
+            if kept is not None:
+                if (kept.method, kept.request_digest) != (rpc.name, digest):
+                    raise ApexError(
+                        Code.INVALID_ARGUMENT,
+                        "this Idempotency-Key was sent with another request in the last 24 h: "
+                        "send a new key with each new request",
+                    )
+                return kept.payload
+            # Shielded: a client gone mid-call still gets the reply kept for its retry.
+            with anyio.CancelScope(shield=True):
+                payload = connect.encode_message(
+                    await _call_with_deadline(rpc, client, request, timeout)
+                )
+                try:
+                    await replies.remember(client, key, Reply(rpc.name, digest, payload))
+                except ApexError as error:  # the write is done: answer it all the same
+                    log.warning("cannot keep the reply to %s for retries: %s", rpc.name, error)
+            return payload
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, caller_key: tuple[str | None, str]) -> AsyncIterator[None]:
+        lock, users = self._key_locks.get(caller_key, (anyio.Lock(), 0))
+        self._key_locks[caller_key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._key_locks[caller_key]
+            if users == 1:
+                del self._key_locks[caller_key]
+            else:
+                self._key_locks[caller_key] = (lock, users - 1)
 
     # --- streaming --------------------------------------------------------------------------
 
@@ -302,12 +384,14 @@ def create_app(
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     on_startup: Callable[[], Awaitable[None]] | None = None,
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    replies: Replies | None = None,
 ) -> ApexWireApp:
     return ApexWireApp(
         resolve,
         max_request_bytes=max_request_bytes,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
+        replies=replies,
     )
 
 

@@ -19,7 +19,7 @@ import anyio.to_thread
 import pytest
 
 from apex_mcp.apex.errors import ApexError, Code
-from apex_mcp.engine.store import SqliteStore, open_store
+from apex_mcp.engine.store import SqliteStore, StoredReply, open_store
 from apex_mcp.engine.store import sqlite as sqlite_store
 from apex_mcp.engine.store.sqlite import fts_query
 from tests.servers import waiting_for
@@ -1068,3 +1068,19 @@ async def test_a_database_of_schema_version_2_gains_fair_claims(
         assert (claimed := await store.claim_next_job()) is not None and claimed.id == waiting.id
         assert await store.integrity_check() == "ok"
     assert user_version(db_path) == len(sqlite_store.MIGRATIONS)
+
+
+async def test_a_reply_is_kept_per_user_for_24_hours(store: SqliteStore, db_path: Path) -> None:
+    reply = StoredReply("CreateCompletion", "digest", b'{"id": 1}')
+    await store.remember_reply(ALICE, "k", reply)
+    await store.remember_reply(ALICE, "k", StoredReply("CreateCompletion", "other", b"{}"))
+    assert await store.recall_reply(ALICE, "k") == reply  # the first reply stays
+    assert await store.recall_reply(BOB, "k") is None
+
+    query(db_path, "UPDATE replies SET created_at = '2020-01-01T00:00:00.000000Z'")
+    assert await store.recall_reply(ALICE, "k") is None  # older than 24 h: forgotten
+    newer = StoredReply("DeleteChats", "d2", b"{}")
+    await store.remember_reply(BOB, "k2", newer)  # and removed by the next write
+    assert query(db_path, "SELECT user_id, key FROM replies") == [(BOB, "k2")]
+    await store.remember_reply(ALICE, "k", newer)
+    assert await store.recall_reply(ALICE, "k") == newer

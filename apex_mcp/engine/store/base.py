@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Literal, NamedTuple, Protocol, get_args
 
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -39,6 +39,14 @@ class Job(BaseModel):
     miners: str | None = None  # the set of miners it runs on, when not the engine's
     error: str | None = None
     chunks: list[DeepResearcherResultChunk] = Field(default_factory=list)
+
+
+class StoredReply(NamedTuple):
+    """The reply to a write sent with an idempotency key: what a retry of it gets."""
+
+    method: str  # the RPC, e.g. "CreateChatAndCompletion"
+    request_digest: str  # of the request's body: the key may not be reused for another
+    reply: bytes  # the encoded reply
 
 
 class Store(Protocol):
@@ -131,6 +139,12 @@ class Store(Protocol):
     async def sync_job_completions(
         self, user_id: str, job_id: str, status: JobStatus, *, completion_text: str | None = None
     ) -> int: ...
+
+    # --- replies to writes with an idempotency key ---
+
+    async def recall_reply(self, user_id: str, key: str) -> StoredReply | None: ...
+
+    async def remember_reply(self, user_id: str, key: str, reply: StoredReply) -> None: ...
 
     # --- maintenance ---
 

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -37,7 +37,13 @@ from apex_mcp.apex.models import (
     ParsedCompletion,
     StoredChatCompletion,
 )
-from apex_mcp.engine.store.base import FINISHED_JOB_STATUSES, JOB_STATUSES, Job, JobStatus
+from apex_mcp.engine.store.base import (
+    FINISHED_JOB_STATUSES,
+    JOB_STATUSES,
+    Job,
+    JobStatus,
+    StoredReply,
+)
 
 T = TypeVar("T")
 
@@ -138,7 +144,22 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_by_user_status ON jobs (user_id, status);
     CREATE INDEX jobs_by_user_started ON jobs (user_id, started_at);
     """,
+    # 4: the replies to writes sent with an idempotency key, so a retry gets the same reply.
+    """
+    CREATE TABLE replies (
+        user_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        method TEXT NOT NULL,
+        request_digest TEXT NOT NULL,
+        reply BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (user_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX replies_by_age ON replies (created_at);
+    """,
 ]
+
+REPLY_SECONDS = 24 * 3600  # how long the reply to a write with an idempotency key is kept
 
 
 # The full-text index drives the search: CROSS JOIN keeps SQLite's planner from starting at
@@ -775,6 +796,40 @@ class SqliteStore:
             return updated
 
         return await self._write(write)
+
+    # --- replies to writes with an idempotency key ---
+
+    async def recall_reply(self, user_id: str, key: str) -> StoredReply | None:
+        """The reply remembered for the user's ``key`` in the last 24 h, if any."""
+        cutoff = _format(datetime.now(UTC) - timedelta(seconds=REPLY_SECONDS))
+        row = await self._read(
+            lambda conn: conn.execute(
+                "SELECT method, request_digest, reply FROM replies"
+                " WHERE user_id = ? AND key = ? AND created_at >= ?",
+                (user_id, key, cutoff),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        return StoredReply(row["method"], row["request_digest"], bytes(row["reply"]))
+
+    async def remember_reply(self, user_id: str, key: str, reply: StoredReply) -> None:
+        """Keep ``reply`` for the user's ``key`` for 24 h (the first one stays); forget those
+        older than that."""
+        cutoff = _format(datetime.now(UTC) - timedelta(seconds=REPLY_SECONDS))
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM replies WHERE created_at < ?", (cutoff,))
+            conn.execute(
+                "INSERT INTO replies (user_id, key, method, request_digest, reply, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, key) DO UPDATE SET"
+                " method = excluded.method, request_digest = excluded.request_digest,"
+                " reply = excluded.reply, created_at = excluded.created_at"
+                " WHERE replies.created_at < ?",
+                (user_id, key, reply.method, reply.request_digest, reply.reply, _now(), cutoff),
+            )
+
+        await self._write(write)
 
     # --- maintenance ---
 
