@@ -1084,3 +1084,24 @@ async def test_a_stdio_server_stopped_by_a_signal_hands_its_job_back_to_the_next
             )
     assert (done.status, done.error) == ("completed", None)
     assert research.RESTART_CHUNK in [json.loads(c.chunk)[0]["content"] for c in done.chunks]
+
+
+async def test_one_users_queue_of_30_jobs_does_not_hold_back_anothers_one(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
+) -> None:
+    _, url = fake
+    script.hold = {"plan"}  # every job stalls at its plan until released
+    limits = ResearchLimits(max_concurrent_jobs=1, heartbeat_seconds=0.2)
+    async with engine(tmp_path / "apex.db", url, FakeRetriever(), limits) as apex:
+        runner = apex.research
+        assert runner is not None
+        alices = [(await runner.submit("alice", ask())).id for _ in range(30)]
+        await wait_for(lambda: _true(script.in_flight == 1), "alice's first job to plan")
+        bobs = (await runner.submit("bob", ask())).id
+        script.release()  # from here on every job runs through, one at a time
+        await status_is(apex.for_user("bob"), bobs, "completed")
+        done = [j.id for j in await apex.store.list_jobs_by_status(["completed"])]
+    # Bob's job ran next after alice's running one (one more of hers may finish meanwhile),
+    # not after her 29 others.
+    assert alices[0] in done
+    assert len([job_id for job_id in done if job_id in alices]) <= 2, done
