@@ -129,18 +129,20 @@ async def test_a_create_whose_reply_was_lost_is_retried_into_one_row(
         cutting_proxy(gateway) as (through_proxy, proxy),
         RemoteApex(through_proxy, ALICE, timeout=20, backoff_base=0.05) as alice,
     ):
-        created = await alice.create_chat_and_completion(create_request("only once"))
+        created = (await alice.create_chat_and_completion(create_request("only once"))).parsed_chat
+    assert created is not None
     assert (proxy.cut, proxy.connections) == (1, 2)  # the first reply was lost, then retried
-    assert rows(db, "SELECT id, user_id FROM chats") == [(created.parsed_chat.id, "alice")]
+    assert rows(db, "SELECT id, user_id FROM chats") == [(created.id, "alice")]
     assert len(rows(db, "SELECT id FROM completions")) == 1
     async with RemoteApex(gateway, ALICE) as alice:
         listed = await alice.get_chat_sessions(m.GetChatSessionsRequest())
-    assert [c.id for c in listed.chat_sessions] == [created.parsed_chat.id]
+    assert [c.id for c in listed.chat_sessions] == [created.id]
 
 
 async def test_each_keyed_write_is_done_once_when_its_reply_is_lost(gateway: str, db: Path) -> None:
     async with RemoteApex(gateway, ALICE) as direct:
         chat = (await direct.create_chat_and_completion(create_request())).parsed_chat
+    assert chat is not None
     async with (
         cutting_proxy(gateway, cuts=3) as (through_proxy, proxy),
         RemoteApex(through_proxy, ALICE, timeout=20, backoff_base=0.05) as alice,
@@ -148,6 +150,7 @@ async def test_each_keyed_write_is_done_once_when_its_reply_is_lost(gateway: str
         added = await alice.create_completion(
             m.CreateCompletionRequest(chat_id=chat.id, user_prompt="more", completion_type="basic")
         )
+        assert added.parsed_completion is not None
         await alice.update_chat_attributes(
             m.UpdateChatAttributesRequest(chat_id=chat.id, attributes={"title": "renamed"})
         )
