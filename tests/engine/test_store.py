@@ -1084,3 +1084,38 @@ async def test_a_reply_is_kept_per_user_for_24_hours(store: SqliteStore, db_path
     assert query(db_path, "SELECT user_id, key FROM replies") == [(BOB, "k2")]
     await store.remember_reply(ALICE, "k", newer)
     assert await store.recall_reply(ALICE, "k") == newer
+
+
+async def test_reads_waiting_for_a_connection_when_the_store_closes_are_told(
+    db_path: Path,
+) -> None:
+    store = await open_store(db_path)
+    release, started = threading.Event(), threading.Semaphore(0)
+
+    def held(conn: sqlite3.Connection) -> None:
+        started.release()
+        release.wait(30)
+
+    errors: list[ApexError] = []
+
+    async def read_held() -> None:
+        await store._read(held)
+
+    async def read_waiting() -> None:
+        try:
+            await store.list_chats(ALICE)
+        except ApexError as error:
+            errors.append(error)
+
+    with waiting_for("the reads and the close to end", 20):
+        async with anyio.create_task_group() as tg:
+            for _ in range(sqlite_store.READERS):
+                tg.start_soon(read_held)
+            for _ in range(sqlite_store.READERS):
+                await anyio.to_thread.run_sync(started.acquire)
+            tg.start_soon(read_waiting)
+            await anyio.sleep(0.1)  # it waits for a connection
+            tg.start_soon(store.close)
+            await anyio.sleep(0.1)
+            release.set()
+    assert [e.code for e in errors] == [Code.UNAVAILABLE]

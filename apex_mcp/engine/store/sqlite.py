@@ -208,12 +208,15 @@ class SqliteStore:
         self._conn = None
         # Shielded: a cancelled caller must still wait for the running calls and close the file.
         with anyio.CancelScope(shield=True):
-            for _ in range(READERS):  # every reader slot: the reads under way are over
-                await slots.acquire_on_behalf_of(object())
+            held = [object() for _ in range(READERS)]
+            for borrower in held:  # every reader slot: the reads under way are over
+                await slots.acquire_on_behalf_of(borrower)
             readers, self._readers = self._readers, []
             for reader in readers:
                 await anyio.to_thread.run_sync(reader.close)
             await anyio.to_thread.run_sync(conn.close, limiter=limiter)
+            for borrower in held:  # reads that waited for a slot now see the store closed
+                slots.release_on_behalf_of(borrower)
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -265,6 +268,8 @@ class SqliteStore:
         if self._conn is None or slots is None:
             raise RuntimeError("the store is not open: await store.open() first")
         async with slots:
+            if self._conn is None:
+                raise ApexError(Code.UNAVAILABLE, f"the database {self.path} was closed")
             reader = self._readers.pop() if self._readers else None
             try:
                 if reader is None:
