@@ -48,6 +48,9 @@ KEYED_RPCS = frozenset(
     }
 )
 MAX_IDEMPOTENCY_KEY_CHARS = 128
+# Sent by a wire server that keeps those replies: only then does a client send a write again
+# after a connection lost once the request was out (another server might do it twice).
+KEEPS_REPLIES_HEADER = "apex-keeps-replies"
 
 
 # --- messages -------------------------------------------------------------------------------

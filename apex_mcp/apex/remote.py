@@ -112,6 +112,8 @@ class RemoteApex:
         self._app_name = app_name
         self._http2 = http2
         self._verify = verify
+        # Whether the server said it keeps the replies to keyed writes (a gateway does).
+        self._server_keeps_replies = False
 
     @cached_property
     def _http(self) -> httpx2.AsyncClient:
@@ -322,8 +324,12 @@ class RemoteApex:
         """Seconds to wait before retrying, or None when the call must not be retried: reads;
         writes with an idempotency key when the connection was lost (the server may have done
         the write and only its reply was lost: it answers the retry with that reply)."""
-        lost = isinstance(error, _ConnectionLost)
-        safe = rpc.read_only or (rpc.name in connect.KEYED_RPCS and lost)
+        # A write whose request may have reached the server goes again only to a server that
+        # answers the retry with the first reply (not just a second write).
+        resend = isinstance(error, _ConnectionLost) and (
+            not error.maybe_sent or self._server_keeps_replies
+        )
+        safe = rpc.read_only or (rpc.name in connect.KEYED_RPCS and resend)
         if not safe or error.code not in RETRYABLE or attempt >= self.max_retries:
             return None
         if error.retry_after is not None:
@@ -358,6 +364,8 @@ class RemoteApex:
                 raise self._broken(exc) from None
         if scope.cancelled_caught:
             raise _deadline_error(rpc)
+        if connect.KEEPS_REPLIES_HEADER in response.headers:
+            self._server_keeps_replies = True
         if response.status_code != 200:
             raise connect.error_from_http(response.status_code, response.content, response.headers)
         try:
@@ -379,6 +387,8 @@ class RemoteApex:
             async with self._http.stream(
                 "POST", rpc.path, content=envelope, headers=headers, timeout=_remaining(deadline)
             ) as response:
+                if connect.KEEPS_REPLIES_HEADER in response.headers:
+                    self._server_keeps_replies = True
                 if response.status_code != 200:
                     await response.aread()
                     raise connect.error_from_http(
@@ -418,11 +428,13 @@ class RemoteApex:
 
     def _broken(self, exc: Exception, *, mid_stream: bool = False) -> ApexError:
         where = "mid-stream" if mid_stream else f"reaching {self.base_url}"
-        return _ConnectionLost(
+        lost = _ConnectionLost(
             Code.UNAVAILABLE,
             f"the connection failed {where} ({type(exc).__name__})",
             hint=UNREACHABLE_HINT,
         )
+        lost.maybe_sent = not isinstance(exc, httpx2.ConnectError)  # no connection: not sent
+        return lost
 
     def _redacted(self, error: ApexError) -> ApexError:
         # A server may echo what it was sent; the key must not travel on in our errors.
@@ -432,7 +444,10 @@ class RemoteApex:
 
 
 class _ConnectionLost(ApexError):
-    """``unavailable`` because the connection failed: the request may have been served."""
+    """``unavailable`` because the connection failed: if ``maybe_sent``, the request may have
+    been served and only its reply lost."""
+
+    maybe_sent = True
 
 
 def _remaining(deadline: float | None) -> float | None:

@@ -112,6 +112,14 @@ class ApexWireApp:
             # drop the connection when the rest of it comes: read what is left first.
             if message["type"] == "http.response.start":
                 await body.drain()
+                if self.replies is not None:  # tell clients that keyed writes are kept
+                    message = {
+                        **message,
+                        "headers": [
+                            *message.get("headers", []),
+                            (connect.KEEPS_REPLIES_HEADER.encode(), b"24h"),
+                        ],
+                    }
             await send(message)
 
         await self._route(scope, body, send_after_body)

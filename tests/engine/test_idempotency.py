@@ -60,18 +60,30 @@ def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
 
 
 class CuttingProxy:
-    """Forwards TCP to ``upstream``; on its first ``cuts`` connections, closes both sides the
-    moment the server starts a reply (an HTTP/2 HEADERS frame on a stream), unsent."""
+    """Forwards TCP to ``upstream``; closes both sides of a connection the moment the server
+    starts the n-th reply (an HTTP/2 HEADERS frame on a new stream) for n in ``cut_at``,
+    counting over every connection, that reply unsent."""
 
-    def __init__(self, upstream: int, cuts: int = 1) -> None:
+    def __init__(self, upstream: int, cut_at: set[int]) -> None:
         self.upstream = upstream
-        self.cuts = cuts
+        self.cut_at = cut_at
         self.connections = 0
+        self.replies = 0
         self.cut = 0
+
+    def cuts_here(self, frames: bytearray, streams: set[int]) -> bool:
+        """Whether a reply to cut starts in ``frames`` (from the start of the connection);
+        ``streams``: the streams whose replies were counted already."""
+        for stream in _reply_streams(frames):
+            if stream not in streams:
+                streams.add(stream)
+                self.replies += 1
+                if self.replies in self.cut_at:
+                    return True
+        return False
 
     async def handle(self, client: SocketStream) -> None:
         self.connections += 1
-        cutting = self.connections <= self.cuts
         connected = await anyio.connect_tcp("127.0.0.1", self.upstream)
         async with client, connected as server, anyio.create_task_group() as tg:
 
@@ -82,11 +94,11 @@ class CuttingProxy:
                 tg.cancel_scope.cancel()
 
             async def down() -> None:
-                frames = bytearray()
+                frames, streams = bytearray(), set[int]()
                 with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
                     async for data in server:
                         frames += data
-                        if cutting and _reply_started(frames):
+                        if self.cuts_here(frames, streams):
                             self.cut += 1
                             break
                         await client.send(data)
@@ -96,24 +108,26 @@ class CuttingProxy:
             tg.start_soon(down)
 
 
-def _reply_started(frames: bytearray) -> bool:
-    """Whether the HTTP/2 frames (from the start of the connection) hold a HEADERS frame of a
-    stream: the server has begun to answer a request."""
-    at = 0
+def _reply_streams(frames: bytearray) -> list[int]:
+    """The streams of the HEADERS frames among the whole HTTP/2 frames in ``frames``: the
+    requests the server has begun to answer."""
+    at, streams = 0, []
     while at + 9 <= len(frames):
         length = int.from_bytes(frames[at : at + 3], "big")
         kind, stream = frames[at + 3], int.from_bytes(frames[at + 5 : at + 9], "big") & 0x7FFFFFFF
+        if at + 9 + length > len(frames):
+            break
         if kind == 0x1 and stream != 0:
-            return True
+            streams.append(stream)
         at += 9 + length
-    return False
+    return streams
 
 
 @asynccontextmanager
 async def cutting_proxy(
-    upstream_url: str, cuts: int = 1
+    upstream_url: str, cut_at: set[int]
 ) -> AsyncIterator[tuple[str, CuttingProxy]]:
-    proxy = CuttingProxy(int(upstream_url.rsplit(":", 1)[1]), cuts)
+    proxy = CuttingProxy(int(upstream_url.rsplit(":", 1)[1]), cut_at)
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     port = listener.extra(SocketAttribute.local_port)
     async with listener, anyio.create_task_group() as tg:
@@ -126,12 +140,13 @@ async def test_a_create_whose_reply_was_lost_is_retried_into_one_row(
     gateway: str, db: Path
 ) -> None:
     async with (
-        cutting_proxy(gateway) as (through_proxy, proxy),
+        cutting_proxy(gateway, cut_at={2}) as (through_proxy, proxy),
         RemoteApex(through_proxy, ALICE, timeout=20, backoff_base=0.05) as alice,
     ):
+        await alice.get_chat_sessions(m.GetChatSessionsRequest())  # it learns the server
         created = (await alice.create_chat_and_completion(create_request("only once"))).parsed_chat
     assert created is not None
-    assert (proxy.cut, proxy.connections) == (1, 2)  # the first reply was lost, then retried
+    assert (proxy.cut, proxy.connections) == (1, 2)  # the create's reply was lost, then retried
     assert rows(db, "SELECT id, user_id FROM chats") == [(created.id, "alice")]
     assert len(rows(db, "SELECT id FROM completions")) == 1
     async with RemoteApex(gateway, ALICE) as alice:
@@ -144,9 +159,10 @@ async def test_each_keyed_write_is_done_once_when_its_reply_is_lost(gateway: str
         chat = (await direct.create_chat_and_completion(create_request())).parsed_chat
     assert chat is not None
     async with (
-        cutting_proxy(gateway, cuts=3) as (through_proxy, proxy),
+        cutting_proxy(gateway, cut_at={2, 4, 6}) as (through_proxy, proxy),
         RemoteApex(through_proxy, ALICE, timeout=20, backoff_base=0.05) as alice,
     ):
+        await alice.get_chat_sessions(m.GetChatSessionsRequest())
         added = await alice.create_completion(
             m.CreateCompletionRequest(chat_id=chat.id, user_prompt="more", completion_type="basic")
         )
@@ -161,6 +177,22 @@ async def test_each_keyed_write_is_done_once_when_its_reply_is_lost(gateway: str
     assert deleted.success  # the retry got the first reply, not "nothing left to delete"
     assert rows(db, "SELECT title FROM chats") == [("renamed",)]
     assert len(rows(db, "SELECT id FROM completions")) == 1
+
+
+async def test_a_write_is_not_sent_again_to_a_server_not_known_to_keep_replies(
+    gateway: str, db: Path
+) -> None:
+    # The first call is the write: the client has not yet heard that this server keeps
+    # replies (another server might do the write twice), so it reports the loss.
+    async with (
+        cutting_proxy(gateway, cut_at={1}) as (through_proxy, proxy),
+        RemoteApex(through_proxy, ALICE, timeout=20, backoff_base=0.05) as alice,
+    ):
+        with pytest.raises(ApexError) as info:
+            await alice.create_chat_and_completion(create_request())
+    assert info.value.code is Code.UNAVAILABLE
+    assert (proxy.cut, proxy.connections) == (1, 1)
+    assert len(rows(db, "SELECT id FROM chats")) == 1
 
 
 async def test_a_key_is_one_request_of_one_user(gateway: str, db: Path) -> None:
