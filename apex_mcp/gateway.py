@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 
 from .apex.client import ApexClient
 from .apex.errors import ApexError, Code
 from .apex.server import ApexWireApp, Reply, create_app
 from .config import Settings
 from .engine.local import LocalApex
-from .engine.store import StoredReply
+from .engine.store import Store
 from .serving import is_loopback, serve_until_signalled
 
 log = logging.getLogger(__name__)
@@ -50,15 +51,28 @@ def create_gateway_app(settings: Settings) -> ApexWireApp:
 class _StoredReplies:
     """The replies to keyed writes, in the engine's store under the caller's user."""
 
-    async def recall(self, client: ApexClient, key: str) -> Reply | None:
-        if not isinstance(client, LocalApex):
+    async def claim(
+        self, client: ApexClient, key: str, method: str, request_digest: str
+    ) -> Reply | None:
+        store, user = _engine_user(client)
+        kept = await store.claim_reply(user, key, method, request_digest)
+        if kept is None:
             return None
-        kept = await client.store.recall_reply(client.user_id, key)
-        return None if kept is None else Reply(*kept)
+        age = (datetime.now(UTC) - kept.created_at).total_seconds()
+        return Reply(kept.method, kept.request_digest, kept.reply, age)
 
-    async def remember(self, client: ApexClient, key: str, reply: Reply) -> None:
-        if isinstance(client, LocalApex):
-            await client.store.remember_reply(client.user_id, key, StoredReply(*reply))
+    async def remember(self, client: ApexClient, key: str, payload: bytes) -> None:
+        store, user = _engine_user(client)
+        await store.remember_reply(user, key, payload)
+
+    async def forget(self, client: ApexClient, key: str) -> None:
+        store, user = _engine_user(client)
+        await store.forget_reply(user, key)
+
+
+def _engine_user(client: ApexClient) -> tuple[Store, str]:
+    assert isinstance(client, LocalApex)  # what the gateway's resolver gives
+    return client.store, client.user_id
 
 
 async def serve_gateway(settings: Settings, host: str, port: int) -> None:

@@ -34,20 +34,34 @@ DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 _PREFIX = f"/{SERVICE}/"
 
 
+# A first try still unanswered after this long was cut short (its server stopped): a retry
+# cannot know whether the write was done.
+ABANDONED_AFTER = 120.0
+_RECHECK_SECONDS = 0.05  # how often a retry looks for the first try's reply
+
+
 class Reply(NamedTuple):
-    """The reply to a write sent with an idempotency key, kept for its retries."""
+    """What is kept for an idempotency key: the first try's request and its reply."""
 
     method: str
     request_digest: str  # of the request: a key reused for another request is refused
-    payload: bytes
+    payload: bytes | None  # None while the first try is being answered
+    age: float  # seconds since the first try came
 
 
 class Replies(Protocol):
     """Where the replies to keyed writes are kept, per caller (the user ``client`` serves)."""
 
-    async def recall(self, client: ApexClient, key: str) -> Reply | None: ...
+    async def claim(
+        self, client: ApexClient, key: str, method: str, request_digest: str
+    ) -> Reply | None:
+        """What is kept for ``key``; None if nothing was: then the key is claimed for this
+        request, and the caller ``remember``s its reply (or ``forget``s the key)."""
+        ...
 
-    async def remember(self, client: ApexClient, key: str, reply: Reply) -> None: ...
+    async def remember(self, client: ApexClient, key: str, payload: bytes) -> None: ...
+
+    async def forget(self, client: ApexClient, key: str) -> None: ...
 
 
 def serve_client(client: ApexClient, tokens: set[str] | None = None) -> Resolver:
@@ -78,8 +92,6 @@ class ApexWireApp:
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
         self.replies = replies
-        # One call per (caller, key) at a time: a retry waits for the first try's reply.
-        self._key_locks: dict[tuple[str | None, str], tuple[anyio.Lock, int]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -171,11 +183,10 @@ class ApexWireApp:
             body = await receive.read()
             body = self._inflate(body, headers.get("content-encoding"))
             request = connect.decode_message(rpc.request, body)
-            token = _bearer(headers)
-            client = await self.resolve(token)
+            client = await self.resolve(_bearer(headers))
             key = headers.get(connect.IDEMPOTENCY_KEY_HEADER)
             if key is not None and rpc.name in connect.KEYED_RPCS and self.replies is not None:
-                payload = await self._once(rpc, client, request, timeout, (token, key))
+                payload = await self._once(rpc, client, request, timeout, key)
             else:
                 payload = connect.encode_message(
                     await _call_with_deadline(rpc, client, request, timeout)
@@ -206,10 +217,10 @@ class ApexWireApp:
         client: ApexClient,
         request: Message,
         timeout: float | None,
-        caller_key: tuple[str | None, str],
+        key: str,
     ) -> bytes:
         """The reply to a keyed write: the one kept for its key, else the call's, kept."""
-        replies, key = self.replies, caller_key[1]
+        replies = self.replies
         assert replies is not None
         if not 0 < len(key) <= connect.MAX_IDEMPOTENCY_KEY_CHARS or not (
             key.isascii() and key.isprintable()
@@ -220,40 +231,58 @@ class ApexWireApp:
                 "printable ASCII characters",
             )
         digest = hashlib.sha256(connect.encode_message(request)).hexdigest()
-        async with self._one_at_a_time(caller_key):
-            kept = await replies.recall(client, key)
-            if kept is not None:
-                if (kept.method, kept.request_digest) != (rpc.name, digest):
-                    raise ApexError(
-                        Code.INVALID_ARGUMENT,
-                        "this Idempotency-Key was sent with another request in the last 24 h: "
-                        "send a new key with each new request",
-                    )
-                return kept.payload
-            # Shielded: a client gone mid-call still gets the reply kept for its retry.
-            with anyio.CancelScope(shield=True):
+        if (kept := await self._kept(rpc, client, key, digest, timeout)) is not None:
+            return kept
+        # Shielded: a client gone mid-call still gets the reply kept for its retry.
+        with anyio.CancelScope(shield=True):
+            try:
                 payload = connect.encode_message(
                     await _call_with_deadline(rpc, client, request, timeout)
                 )
-                try:
-                    await replies.remember(client, key, Reply(rpc.name, digest, payload))
-                except ApexError as error:  # the write is done: answer it all the same
-                    log.warning("cannot keep the reply to %s for retries: %s", rpc.name, error)
-            return payload
+            except BaseException:
+                with contextlib.suppress(ApexError):
+                    await replies.forget(client, key)  # nothing done: a retry tries again
+                raise
+            try:
+                await replies.remember(client, key, payload)
+            except ApexError as error:  # the write is done: answer it all the same
+                log.warning("cannot keep the reply to %s for retries: %s", rpc.name, error)
+        return payload
 
-    @contextlib.asynccontextmanager
-    async def _one_at_a_time(self, caller_key: tuple[str | None, str]) -> AsyncIterator[None]:
-        lock, users = self._key_locks.get(caller_key, (anyio.Lock(), 0))
-        self._key_locks[caller_key] = (lock, users + 1)
+    async def _kept(
+        self, rpc: Rpc, client: ApexClient, key: str, digest: str, timeout: float | None
+    ) -> bytes | None:
+        """The reply kept for ``key`` (waiting for a first try being answered); None when
+        there was none: the key is now this call's."""
+        replies = self.replies
+        assert replies is not None
         try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._key_locks[caller_key]
-            if users == 1:
-                del self._key_locks[caller_key]
-            else:
-                self._key_locks[caller_key] = (lock, users - 1)
+            with anyio.fail_after(math.inf if timeout is None else timeout):
+                return await self._wait_for_kept(replies, rpc, client, key, digest)
+        except TimeoutError:
+            raise _deadline_error(rpc) from None
+
+    async def _wait_for_kept(
+        self, replies: Replies, rpc: Rpc, client: ApexClient, key: str, digest: str
+    ) -> bytes | None:
+        while (kept := await replies.claim(client, key, rpc.name, digest)) is not None:
+            if (kept.method, kept.request_digest) != (rpc.name, digest):
+                raise ApexError(
+                    Code.INVALID_ARGUMENT,
+                    "this Idempotency-Key was sent with another request in the last 24 h: "
+                    "send a new key with each new request",
+                )
+            if kept.payload is not None:
+                return kept.payload
+            if kept.age > ABANDONED_AFTER:
+                raise ApexError(
+                    Code.ABORTED,
+                    f"the first try of this {rpc.name} was cut short before its reply "
+                    "(its server stopped): check whether it was done before sending it "
+                    "again with a new Idempotency-Key",
+                )
+            await anyio.sleep(_RECHECK_SECONDS)  # the first try is being answered
+        return None
 
     # --- streaming --------------------------------------------------------------------------
 

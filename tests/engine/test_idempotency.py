@@ -256,3 +256,65 @@ async def test_1200_creates_on_one_connection_all_succeed(tmp_path: Path) -> Non
                         tg.start_soon(worker, 50)
     assert failures == [] and done == 1200
     assert len(rows(tmp_path / "apex.db", "SELECT id FROM chats")) == 1200
+
+
+def keyed_create(url: str, key: str, prompt: str = "one") -> httpx2.Response:
+    return httpx2.post(
+        url + CREATE,
+        json={"userPrompt": prompt, "chatType": "apex", "completionType": "basic"},
+        headers={"authorization": f"Bearer {ALICE}", connect.IDEMPOTENCY_KEY_HEADER: key},
+        timeout=30,
+    )
+
+
+async def test_tries_at_once_on_two_gateways_sharing_a_database_write_once(
+    gateway: str, db: Path
+) -> None:
+    settings = Settings(
+        db=db, discover_local_miners=False, gateway_keys={"alice": SecretStr(ALICE)}
+    )
+    answers: list[httpx2.Response] = []
+
+    async def send(url: str) -> None:
+        answers.append(await anyio.to_thread.run_sync(keyed_create, url, "same-key"))
+
+    with serve_asgi(create_gateway_app(settings)) as other:
+        async with anyio.create_task_group() as tg:
+            for url in (gateway, other) * 4:
+                tg.start_soon(send, url)
+    assert [a.status_code for a in answers] == [200] * 8
+    assert len({a.text for a in answers}) == 1  # every try got the first reply
+    assert len(rows(db, "SELECT id FROM chats")) == 1
+
+
+async def test_a_first_try_cut_short_by_a_stopped_server_is_reported_not_redone(
+    gateway: str, db: Path
+) -> None:
+    first = await anyio.to_thread.run_sync(keyed_create, gateway, "k-cut")
+    assert first.status_code == 200
+    # What a server killed mid-write leaves: the key claimed, no reply, minutes ago.
+    with closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute(
+            "UPDATE replies SET reply = NULL,"
+            " created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-10 minutes')"
+        )
+    retry = await anyio.to_thread.run_sync(keyed_create, gateway, "k-cut")
+    assert retry.status_code == 409 and retry.json()["code"] == "aborted"
+    assert "check whether it was done" in retry.json()["message"]
+    assert len(rows(db, "SELECT id FROM chats")) == 1
+
+
+async def test_a_failed_write_with_a_key_can_be_tried_again(gateway: str, db: Path) -> None:
+    def add(key: str, chat_id: str) -> httpx2.Response:
+        return httpx2.post(
+            gateway + "/apex.v1.ApexService/CreateCompletion",
+            json={"chatId": chat_id, "userPrompt": "x", "completionType": "basic"},
+            headers={"authorization": f"Bearer {ALICE}", connect.IDEMPOTENCY_KEY_HEADER: key},
+        )
+
+    missing = "00000000-0000-4000-8000-000000000000"
+    failed = await anyio.to_thread.run_sync(add, "k-fail", missing)
+    assert failed.status_code == 404
+    assert rows(db, "SELECT key FROM replies") == []  # nothing kept: the key is free again
+    again = await anyio.to_thread.run_sync(add, "k-fail", missing)
+    assert again.status_code == 404 and again.json()["code"] == "not_found"

@@ -19,7 +19,7 @@ import anyio.to_thread
 import pytest
 
 from apex_mcp.apex.errors import ApexError, Code
-from apex_mcp.engine.store import SqliteStore, StoredReply, open_store
+from apex_mcp.engine.store import SqliteStore, open_store
 from apex_mcp.engine.store import sqlite as sqlite_store
 from apex_mcp.engine.store.sqlite import fts_query
 from tests.servers import waiting_for
@@ -1070,20 +1070,40 @@ async def test_a_database_of_schema_version_2_gains_fair_claims(
     assert user_version(db_path) == len(sqlite_store.MIGRATIONS)
 
 
-async def test_a_reply_is_kept_per_user_for_24_hours(store: SqliteStore, db_path: Path) -> None:
-    reply = StoredReply("CreateCompletion", "digest", b'{"id": 1}')
-    await store.remember_reply(ALICE, "k", reply)
-    await store.remember_reply(ALICE, "k", StoredReply("CreateCompletion", "other", b"{}"))
-    assert await store.recall_reply(ALICE, "k") == reply  # the first reply stays
-    assert await store.recall_reply(BOB, "k") is None
+async def test_a_key_is_claimed_once_then_answers_its_reply_per_user_for_24_hours(
+    store: SqliteStore, db_path: Path
+) -> None:
+    assert await store.claim_reply(ALICE, "k", "CreateCompletion", "digest") is None  # ours
+    pending = await store.claim_reply(ALICE, "k", "CreateCompletion", "digest")
+    assert pending is not None and pending.reply is None  # the first try is being answered
+    assert await store.claim_reply(BOB, "k", "CreateCompletion", "digest") is None  # his own
+    await store.remember_reply(ALICE, "k", b'{"id": 1}')
+    kept = await store.claim_reply(ALICE, "k", "DeleteChats", "other")
+    assert kept is not None
+    assert (kept.method, kept.request_digest, kept.reply) == (
+        "CreateCompletion",
+        "digest",
+        b'{"id": 1}',
+    )
+    await store.remember_reply(ALICE, "k", b"{}")  # the first reply stays
+    assert (again := await store.claim_reply(ALICE, "k", "x", "y")) is not None
+    assert again.reply == b'{"id": 1}'
 
     query(db_path, "UPDATE replies SET created_at = '2020-01-01T00:00:00.000000Z'")
-    assert await store.recall_reply(ALICE, "k") is None  # older than 24 h: forgotten
-    newer = StoredReply("DeleteChats", "d2", b"{}")
-    await store.remember_reply(BOB, "k2", newer)  # and removed by the next write
-    assert query(db_path, "SELECT user_id, key FROM replies") == [(BOB, "k2")]
-    await store.remember_reply(ALICE, "k", newer)
-    assert await store.recall_reply(ALICE, "k") == newer
+    assert await store.claim_reply(ALICE, "k", "DeleteChats", "d2") is None  # forgotten
+    assert query(db_path, "SELECT user_id, key, method FROM replies") == [
+        (ALICE, "k", "DeleteChats")
+    ]
+
+
+async def test_a_key_whose_write_failed_is_let_go(store: SqliteStore) -> None:
+    assert await store.claim_reply(ALICE, "k", "CreateCompletion", "digest") is None
+    await store.forget_reply(ALICE, "k")
+    assert await store.claim_reply(ALICE, "k", "CreateCompletion", "digest") is None
+    await store.remember_reply(ALICE, "k", b"{}")
+    await store.forget_reply(ALICE, "k")  # a kept reply is never let go
+    assert (kept := await store.claim_reply(ALICE, "k", "CreateCompletion", "digest"))
+    assert kept.reply == b"{}"
 
 
 async def test_reads_waiting_for_a_connection_when_the_store_closes_are_told(

@@ -46,7 +46,8 @@ class StoredReply(NamedTuple):
 
     method: str  # the RPC, e.g. "CreateChatAndCompletion"
     request_digest: str  # of the request's body: the key may not be reused for another
-    reply: bytes  # the encoded reply
+    reply: bytes | None  # the encoded reply; None while the first try is being answered
+    created_at: datetime  # when the first try came
 
 
 class Store(Protocol):
@@ -142,9 +143,13 @@ class Store(Protocol):
 
     # --- replies to writes with an idempotency key ---
 
-    async def recall_reply(self, user_id: str, key: str) -> StoredReply | None: ...
+    async def claim_reply(
+        self, user_id: str, key: str, method: str, request_digest: str
+    ) -> StoredReply | None: ...
 
-    async def remember_reply(self, user_id: str, key: str, reply: StoredReply) -> None: ...
+    async def remember_reply(self, user_id: str, key: str, reply: bytes) -> None: ...
+
+    async def forget_reply(self, user_id: str, key: str) -> None: ...
 
     # --- maintenance ---
 

@@ -144,14 +144,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_by_user_status ON jobs (user_id, status);
     CREATE INDEX jobs_by_user_started ON jobs (user_id, started_at);
     """,
-    # 4: the replies to writes sent with an idempotency key, so a retry gets the same reply.
+    # 4: the replies to writes sent with an idempotency key, so a retry gets the same reply
+    # (reply NULL: the first try is being answered).
     """
     CREATE TABLE replies (
         user_id TEXT NOT NULL,
         key TEXT NOT NULL,
         method TEXT NOT NULL,
         request_digest TEXT NOT NULL,
-        reply BLOB NOT NULL,
+        reply BLOB,
         created_at TEXT NOT NULL,
         PRIMARY KEY (user_id, key)
     ) WITHOUT ROWID;
@@ -804,37 +805,54 @@ class SqliteStore:
 
     # --- replies to writes with an idempotency key ---
 
-    async def recall_reply(self, user_id: str, key: str) -> StoredReply | None:
-        """The reply remembered for the user's ``key`` in the last 24 h, if any."""
-        cutoff = _format(datetime.now(UTC) - timedelta(seconds=REPLY_SECONDS))
-        row = await self._read(
-            lambda conn: conn.execute(
-                "SELECT method, request_digest, reply FROM replies"
-                " WHERE user_id = ? AND key = ? AND created_at >= ?",
-                (user_id, key, cutoff),
-            ).fetchone()
-        )
-        if row is None:
-            return None
-        return StoredReply(row["method"], row["request_digest"], bytes(row["reply"]))
-
-    async def remember_reply(self, user_id: str, key: str, reply: StoredReply) -> None:
-        """Keep ``reply`` for the user's ``key`` for 24 h (the first one stays); forget those
-        older than that."""
+    async def claim_reply(
+        self, user_id: str, key: str, method: str, request_digest: str
+    ) -> StoredReply | None:
+        """What is kept for the user's ``key`` (the last 24 h): its reply, or a first try
+        still being answered (``reply`` None). None when there is nothing: the key is now
+        claimed for this request, whose caller does the write and then ``remember_reply``
+        (or ``forget_reply`` if it failed). One transaction: of two tries at once, in one
+        process or several, one claims and the other sees the claim."""
         cutoff = _format(datetime.now(UTC) - timedelta(seconds=REPLY_SECONDS))
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: sqlite3.Connection) -> StoredReply | None:
             conn.execute("DELETE FROM replies WHERE created_at < ?", (cutoff,))
+            row = conn.execute(
+                "SELECT method, request_digest, reply, created_at FROM replies"
+                " WHERE user_id = ? AND key = ?",
+                (user_id, key),
+            ).fetchone()
+            if row is not None:
+                reply = None if row["reply"] is None else bytes(row["reply"])
+                return StoredReply(
+                    row["method"], row["request_digest"], reply, _time(row["created_at"])
+                )
             conn.execute(
-                "INSERT INTO replies (user_id, key, method, request_digest, reply, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, key) DO UPDATE SET"
-                " method = excluded.method, request_digest = excluded.request_digest,"
-                " reply = excluded.reply, created_at = excluded.created_at"
-                " WHERE replies.created_at < ?",
-                (user_id, key, reply.method, reply.request_digest, reply.reply, _now(), cutoff),
+                "INSERT INTO replies (user_id, key, method, request_digest, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (user_id, key, method, request_digest, _now()),
             )
+            return None
 
-        await self._write(write)
+        return await self._write(write)
+
+    async def remember_reply(self, user_id: str, key: str, reply: bytes) -> None:
+        """Keep ``reply`` for the user's claimed ``key`` (24 h from the claim)."""
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE replies SET reply = ? WHERE user_id = ? AND key = ? AND reply IS NULL",
+                (reply, user_id, key),
+            )
+        )
+
+    async def forget_reply(self, user_id: str, key: str) -> None:
+        """Let go of the user's claimed ``key`` whose write failed: a retry does it anew."""
+        await self._write(
+            lambda conn: conn.execute(
+                "DELETE FROM replies WHERE user_id = ? AND key = ? AND reply IS NULL",
+                (user_id, key),
+            )
+        )
 
     # --- maintenance ---
 
