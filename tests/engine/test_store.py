@@ -980,10 +980,14 @@ async def test_a_write_completes_while_a_slow_read_holds_a_connection(store: Sql
     await new_chat(store, "before the read")
     reading, release = anyio.Event(), threading.Event()
 
+    def held() -> bool:
+        # Called as the statement reads its rows (its snapshot taken): it says so, then waits.
+        anyio.from_thread.run_sync(reading.set)
+        return release.wait(30)
+
     def slow_read(conn: sqlite3.Connection) -> int:
         # A slow SQL function: the read stays inside its statement until released.
-        conn.create_function("held", 0, lambda: release.wait(30))
-        anyio.from_thread.run_sync(reading.set)
+        conn.create_function("held", 0, held)
         return int(conn.execute("SELECT count(*) FROM chats WHERE held()").fetchone()[0])
 
     counted: list[int] = []
