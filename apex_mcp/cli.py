@@ -200,7 +200,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         anyio.run(serve_http, mcp, settings, args.host, args.port)
     else:
-        mcp.run()  # stdout carries the protocol alone from here on
+        from .serving import serve_stdio_until_signalled
+
+        serve_stdio_until_signalled(mcp)  # stdout carries the protocol alone from here on
     return 0
 
 

@@ -8,14 +8,16 @@ directory), then the defaults. Secrets are ``SecretStr`` from the moment they ar
 from __future__ import annotations
 
 import hmac
+import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -25,6 +27,7 @@ from .engine.miners import MinerConfig, split_credentials
 
 APP_NAME = "apex-mcp"
 DEFAULT_USER = "local"  # the one user of a single-user (stdio) install
+GATEWAY_KEYS_FORMAT = 'a JSON object of user to API key, e.g. {"alice": "key-1", "bob": "key-2"}'
 
 
 def user_data_dir() -> Path:
@@ -83,9 +86,13 @@ class Settings(BaseSettings):
     research_max_seconds: float = Field(1800.0, gt=0, description="time limit of a job")
     # How often a runner proves its running jobs alive; silent for 6 beats means orphaned.
     research_heartbeat_seconds: float = Field(10.0, gt=0)
+    # How long a job on a session's miners waits, pending, for a runner that holds them (its
+    # session may not come back after a restart) before it fails saying so.
+    research_session_job_wait_seconds: float = Field(600.0, gt=0)
 
     # The gateway: user id -> API key. Each key sees only its user's chats.
-    gateway_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    # NoDecode: read as text by our validator, which says what is wrong (never the keys).
+    gateway_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
 
     # The MCP server over HTTP: a bearer token, required when listening beyond loopback, and
     # the Host / Origin values to accept besides the address it listens on (behind a proxy).
@@ -126,6 +133,24 @@ class Settings(BaseSettings):
         # pass), nor an empty key mean a key: unset is unset.
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
         return None if isinstance(text, str) and not text.strip() else value
+
+    @field_validator("gateway_keys", mode="before")
+    @classmethod
+    def _read_gateway_keys(cls, value: Any) -> Any:
+        # Never put the text in an error: it holds the keys.
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise ValueError(f"not valid JSON: expected {GATEWAY_KEYS_FORMAT}") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"expected {GATEWAY_KEYS_FORMAT}")
+        keys = [k.get_secret_value() if isinstance(k, SecretStr) else k for k in value.values()]
+        if any(isinstance(key, str) and not key.strip() for key in keys):
+            raise ValueError(f"a user has an empty API key: expected {GATEWAY_KEYS_FORMAT}")
+        if len(set(map(str, keys))) < len(keys):
+            raise ValueError("two users have the same API key: give each user a key of their own")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

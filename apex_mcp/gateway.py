@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 
 from .apex.client import ApexClient
 from .apex.errors import ApexError, Code
-from .apex.server import ApexWireApp, create_app
+from .apex.server import ApexWireApp, Reply, create_app
 from .config import Settings
 from .engine.local import LocalApex
+from .engine.store import Store
 from .serving import is_loopback, serve_until_signalled
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,34 @@ def create_gateway_app(settings: Settings) -> ApexWireApp:
             )
         return engine.for_user(user)
 
-    return create_app(resolve, on_startup=startup, on_shutdown=shutdown)
+    return create_app(resolve, on_startup=startup, on_shutdown=shutdown, replies=_StoredReplies())
+
+
+class _StoredReplies:
+    """The replies to keyed writes, in the engine's store under the caller's user."""
+
+    async def claim(
+        self, client: ApexClient, key: str, method: str, request_digest: str
+    ) -> Reply | None:
+        store, user = _engine_user(client)
+        kept = await store.claim_reply(user, key, method, request_digest)
+        if kept is None:
+            return None
+        age = (datetime.now(UTC) - kept.created_at).total_seconds()
+        return Reply(kept.method, kept.request_digest, kept.reply, age)
+
+    async def remember(self, client: ApexClient, key: str, payload: bytes) -> None:
+        store, user = _engine_user(client)
+        await store.remember_reply(user, key, payload)
+
+    async def forget(self, client: ApexClient, key: str) -> None:
+        store, user = _engine_user(client)
+        await store.forget_reply(user, key)
+
+
+def _engine_user(client: ApexClient) -> tuple[Store, str]:
+    assert isinstance(client, LocalApex)  # what the gateway's resolver gives
+    return client.store, client.user_id
 
 
 async def serve_gateway(settings: Settings, host: str, port: int) -> None:

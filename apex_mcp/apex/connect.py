@@ -32,6 +32,26 @@ _PREFIX = struct.Struct(">BI")
 
 COMPRESS_MIN_BYTES = 1024  # smaller bodies are not worth gzip's header and CPU
 
+# Writes a client may send again when the connection is lost before the answer: sent with an
+# Idempotency-Key header (one per logical call, the same on every retry), the server does one
+# and answers a retry with the reply it kept (per user, 24 h). ChatCompletion stores nothing.
+IDEMPOTENCY_KEY_HEADER = "idempotency-key"
+KEYED_RPCS = frozenset(
+    {
+        "CreateChatAndCompletion",
+        "CreateCompletion",
+        "SubmitDeepResearcherJob",
+        "UpdateChatAttributes",
+        "UpdateCompletionAttributes",
+        "DeleteChats",
+        "DeleteCompletions",
+    }
+)
+MAX_IDEMPOTENCY_KEY_CHARS = 128
+# Sent by a wire server that keeps those replies: only then does a client send a write again
+# after a connection lost once the request was out (another server might do it twice).
+KEEPS_REPLIES_HEADER = "apex-keeps-replies"
+
 
 # --- messages -------------------------------------------------------------------------------
 
@@ -126,6 +146,10 @@ def decode_message(cls: type[M], data: bytes) -> M:
         raw = json.loads(data) if data.strip() else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApexError(Code.INVALID_ARGUMENT, f"the body is not valid JSON ({exc})") from None
+    except RecursionError:  # nested deeper than Python's parser goes
+        raise _too_deep() from None
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise _too_deep()
     if not isinstance(raw, dict):
         raise ApexError(
             Code.INVALID_ARGUMENT, f"expected a JSON object for {cls.__name__}"
@@ -137,6 +161,27 @@ def decode_message(cls: type[M], data: bytes) -> M:
             Code.INVALID_ARGUMENT,
             f"invalid {cls.__name__}: {describe_validation_error(exc)}",
         ) from None
+
+
+MAX_JSON_DEPTH = 100  # nesting of objects and lists in a message; Apex's go 4 deep
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value``'s lists and objects nest (a scalar is 0), without recursion."""
+    deepest, todo = 0, [(value, 1)] if isinstance(value, dict | list) else []
+    while todo:
+        item, depth = todo.pop()
+        deepest = max(deepest, depth)
+        children = item.values() if isinstance(item, dict) else item
+        todo.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _too_deep() -> ApexError:
+    return ApexError(
+        Code.INVALID_ARGUMENT,
+        f"the body nests lists or objects more than {MAX_JSON_DEPTH} deep: send a flatter message",
+    )
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -180,7 +225,7 @@ def error_from_http(status: int, body: bytes, headers: Mapping[str, str]) -> Ape
     if "json" in headers.get("content-type", ""):
         try:
             error = error_from_json(json.loads(body))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             error = None
     if error is None:  # not an Apex server's answer: a proxy's, or no Apex server there
         code = Code.from_http_status(status)
@@ -234,7 +279,7 @@ def parse_end_stream(data: bytes) -> ApexError | None:
     """The error an end-of-stream envelope carries, if any."""
     try:
         body = json.loads(data) if data.strip() else {}
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return ApexError(Code.INTERNAL, "the stream ended with an unreadable trailer")
     if not isinstance(body, dict) or body.get("error") is None:
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import uuid
 from collections.abc import AsyncIterator
 from functools import cached_property
 from typing import TypeVar
@@ -111,6 +112,8 @@ class RemoteApex:
         self._app_name = app_name
         self._http2 = http2
         self._verify = verify
+        # Whether the server said it keeps the replies to keyed writes (a gateway does).
+        self._server_keeps_replies = False
 
     @cached_property
     def _http(self) -> httpx2.AsyncClient:
@@ -273,10 +276,14 @@ class RemoteApex:
         timeout = self.timeout if timeout is None else timeout
         return None if timeout is None else anyio.current_time() + timeout
 
-    def _headers(self, deadline: float | None, body: bytes, *, streaming: bool) -> dict[str, str]:
+    def _headers(
+        self, deadline: float | None, body: bytes, *, streaming: bool, key: str | None = None
+    ) -> dict[str, str]:
         headers = {
             "content-type": connect.STREAM_CONTENT_TYPE if streaming else connect.UNARY_CONTENT_TYPE
         }
+        if key is not None:
+            headers[connect.IDEMPOTENCY_KEY_HEADER] = key
         if streaming:
             headers["connect-accept-encoding"] = "gzip"
             if len(body) >= connect.COMPRESS_MIN_BYTES:
@@ -297,10 +304,12 @@ class RemoteApex:
         rpc = RPCS[name]
         body = connect.encode_message(request)
         deadline = self._deadline(timeout)
+        # One key for the logical call, on every try: the server does the write once.
+        key = uuid.uuid4().hex if rpc.name in connect.KEYED_RPCS else None
         attempt = 0
         while True:
             try:
-                return await self._unary_once(rpc, body, response_type, deadline)
+                return await self._unary_once(rpc, body, response_type, deadline, key)
             except ApexError as error:
                 delay = self._retry_delay(rpc, error, attempt, deadline)
                 if delay is None:
@@ -312,8 +321,16 @@ class RemoteApex:
     def _retry_delay(
         self, rpc: Rpc, error: ApexError, attempt: int, deadline: float | None
     ) -> float | None:
-        """Seconds to wait before retrying, or None when the call must not be retried."""
-        if not rpc.read_only or error.code not in RETRYABLE or attempt >= self.max_retries:
+        """Seconds to wait before retrying, or None when the call must not be retried: reads;
+        writes with an idempotency key when the connection was lost (the server may have done
+        the write and only its reply was lost: it answers the retry with that reply)."""
+        # A write whose request may have reached the server goes again only to a server that
+        # answers the retry with the first reply (not just a second write).
+        resend = isinstance(error, _ConnectionLost) and (
+            not error.maybe_sent or self._server_keeps_replies
+        )
+        safe = rpc.read_only or (rpc.name in connect.KEYED_RPCS and resend)
+        if not safe or error.code not in RETRYABLE or attempt >= self.max_retries:
             return None
         if error.retry_after is not None:
             delay = error.retry_after
@@ -324,9 +341,14 @@ class RemoteApex:
         return delay
 
     async def _unary_once(
-        self, rpc: Rpc, body: bytes, response_type: type[M], deadline: float | None
+        self,
+        rpc: Rpc,
+        body: bytes,
+        response_type: type[M],
+        deadline: float | None,
+        key: str | None = None,
     ) -> M:
-        headers = self._headers(deadline, body, streaming=False)
+        headers = self._headers(deadline, body, streaming=False, key=key)
         content = connect.gzip_compress(body) if "content-encoding" in headers else body
         remaining = None if deadline is None else deadline - anyio.current_time()
         if remaining is not None and remaining <= 0:
@@ -342,6 +364,8 @@ class RemoteApex:
                 raise self._broken(exc) from None
         if scope.cancelled_caught:
             raise _deadline_error(rpc)
+        if connect.KEEPS_REPLIES_HEADER in response.headers:
+            self._server_keeps_replies = True
         if response.status_code != 200:
             raise connect.error_from_http(response.status_code, response.content, response.headers)
         try:
@@ -363,6 +387,8 @@ class RemoteApex:
             async with self._http.stream(
                 "POST", rpc.path, content=envelope, headers=headers, timeout=_remaining(deadline)
             ) as response:
+                if connect.KEEPS_REPLIES_HEADER in response.headers:
+                    self._server_keeps_replies = True
                 if response.status_code != 200:
                     await response.aread()
                     raise connect.error_from_http(
@@ -402,17 +428,26 @@ class RemoteApex:
 
     def _broken(self, exc: Exception, *, mid_stream: bool = False) -> ApexError:
         where = "mid-stream" if mid_stream else f"reaching {self.base_url}"
-        return ApexError(
+        lost = _ConnectionLost(
             Code.UNAVAILABLE,
             f"the connection failed {where} ({type(exc).__name__})",
             hint=UNREACHABLE_HINT,
         )
+        lost.maybe_sent = not isinstance(exc, httpx2.ConnectError)  # no connection: not sent
+        return lost
 
     def _redacted(self, error: ApexError) -> ApexError:
         # A server may echo what it was sent; the key must not travel on in our errors.
         if self._api_key is None:
             return error
         return error.redacted(self._api_key.get_secret_value())
+
+
+class _ConnectionLost(ApexError):
+    """``unavailable`` because the connection failed: if ``maybe_sent``, the request may have
+    been served and only its reply lost."""
+
+    maybe_sent = True
 
 
 def _remaining(deadline: float | None) -> float | None:

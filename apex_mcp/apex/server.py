@@ -10,10 +10,11 @@ client, or one engine view per user.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import anyio
 
@@ -31,6 +32,36 @@ Resolver = Callable[[str | None], Awaitable[ApexClient]]
 
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 _PREFIX = f"/{SERVICE}/"
+
+
+# A first try still unanswered after this long was cut short (its server stopped): a retry
+# cannot know whether the write was done.
+ABANDONED_AFTER = 120.0
+_RECHECK_SECONDS = 0.05  # how often a retry looks for the first try's reply
+
+
+class Reply(NamedTuple):
+    """What is kept for an idempotency key: the first try's request and its reply."""
+
+    method: str
+    request_digest: str  # of the request: a key reused for another request is refused
+    payload: bytes | None  # None while the first try is being answered
+    age: float  # seconds since the first try came
+
+
+class Replies(Protocol):
+    """Where the replies to keyed writes are kept, per caller (the user ``client`` serves)."""
+
+    async def claim(
+        self, client: ApexClient, key: str, method: str, request_digest: str
+    ) -> Reply | None:
+        """What is kept for ``key``; None if nothing was: then the key is claimed for this
+        request, and the caller ``remember``s its reply (or ``forget``s the key)."""
+        ...
+
+    async def remember(self, client: ApexClient, key: str, payload: bytes) -> None: ...
+
+    async def forget(self, client: ApexClient, key: str) -> None: ...
 
 
 def serve_client(client: ApexClient, tokens: set[str] | None = None) -> Resolver:
@@ -54,11 +85,13 @@ class ApexWireApp:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
+        replies: Replies | None = None,
     ) -> None:
         self.resolve = resolve
         self.max_request_bytes = max_request_bytes
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
+        self.replies = replies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -91,6 +124,14 @@ class ApexWireApp:
             # drop the connection when the rest of it comes: read what is left first.
             if message["type"] == "http.response.start":
                 await body.drain()
+                if self.replies is not None:  # tell clients that keyed writes are kept
+                    message = {
+                        **message,
+                        "headers": [
+                            *message.get("headers", []),
+                            (connect.KEEPS_REPLIES_HEADER.encode(), b"24h"),
+                        ],
+                    }
             await send(message)
 
         await self._route(scope, body, send_after_body)
@@ -143,7 +184,13 @@ class ApexWireApp:
             body = self._inflate(body, headers.get("content-encoding"))
             request = connect.decode_message(rpc.request, body)
             client = await self.resolve(_bearer(headers))
-            result = await _call_with_deadline(rpc, client, request, timeout)
+            key = headers.get(connect.IDEMPOTENCY_KEY_HEADER)
+            if key is not None and rpc.name in connect.KEYED_RPCS and self.replies is not None:
+                payload = await self._once(rpc, client, request, timeout, key)
+            else:
+                payload = connect.encode_message(
+                    await _call_with_deadline(rpc, client, request, timeout)
+                )
         except ApexError as error:
             await _send_error(send, error)
             return
@@ -151,7 +198,6 @@ class ApexWireApp:
             log.exception("wire server: %s failed", rpc.name)
             await _send_error(send, ApexError(Code.INTERNAL, f"{rpc.name} failed on the server"))
             return
-        payload = connect.encode_message(result)
         if len(payload) >= connect.COMPRESS_MIN_BYTES and "gzip" in headers.get(
             "accept-encoding", ""
         ):
@@ -164,6 +210,79 @@ class ApexWireApp:
             )
         else:
             await _send_bytes(send, 200, payload, connect.UNARY_CONTENT_TYPE)
+
+    async def _once(
+        self,
+        rpc: Rpc,
+        client: ApexClient,
+        request: Message,
+        timeout: float | None,
+        key: str,
+    ) -> bytes:
+        """The reply to a keyed write: the one kept for its key, else the call's, kept."""
+        replies = self.replies
+        assert replies is not None
+        if not 0 < len(key) <= connect.MAX_IDEMPOTENCY_KEY_CHARS or not (
+            key.isascii() and key.isprintable()
+        ):
+            raise ApexError(
+                Code.INVALID_ARGUMENT,
+                f"the Idempotency-Key header must be 1 to {connect.MAX_IDEMPOTENCY_KEY_CHARS} "
+                "printable ASCII characters",
+            )
+        digest = hashlib.sha256(connect.encode_message(request)).hexdigest()
+        if (kept := await self._kept(rpc, client, key, digest, timeout)) is not None:
+            return kept
+        # Shielded: a client gone mid-call still gets the reply kept for its retry.
+        with anyio.CancelScope(shield=True):
+            try:
+                payload = connect.encode_message(
+                    await _call_with_deadline(rpc, client, request, timeout)
+                )
+            except BaseException:
+                with contextlib.suppress(ApexError):
+                    await replies.forget(client, key)  # nothing done: a retry tries again
+                raise
+            try:
+                await replies.remember(client, key, payload)
+            except ApexError as error:  # the write is done: answer it all the same
+                log.warning("cannot keep the reply to %s for retries: %s", rpc.name, error)
+        return payload
+
+    async def _kept(
+        self, rpc: Rpc, client: ApexClient, key: str, digest: str, timeout: float | None
+    ) -> bytes | None:
+        """The reply kept for ``key`` (waiting for a first try being answered); None when
+        there was none: the key is now this call's."""
+        replies = self.replies
+        assert replies is not None
+        try:
+            with anyio.fail_after(math.inf if timeout is None else timeout):
+                return await self._wait_for_kept(replies, rpc, client, key, digest)
+        except TimeoutError:
+            raise _deadline_error(rpc) from None
+
+    async def _wait_for_kept(
+        self, replies: Replies, rpc: Rpc, client: ApexClient, key: str, digest: str
+    ) -> bytes | None:
+        while (kept := await replies.claim(client, key, rpc.name, digest)) is not None:
+            if (kept.method, kept.request_digest) != (rpc.name, digest):
+                raise ApexError(
+                    Code.INVALID_ARGUMENT,
+                    "this Idempotency-Key was sent with another request in the last 24 h: "
+                    "send a new key with each new request",
+                )
+            if kept.payload is not None:
+                return kept.payload
+            if kept.age > ABANDONED_AFTER:
+                raise ApexError(
+                    Code.ABORTED,
+                    f"the first try of this {rpc.name} was cut short before its reply "
+                    "(its server stopped): check whether it was done before sending it "
+                    "again with a new Idempotency-Key",
+                )
+            await anyio.sleep(_RECHECK_SECONDS)  # the first try is being answered
+        return None
 
     # --- streaming --------------------------------------------------------------------------
 
@@ -302,12 +421,14 @@ def create_app(
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     on_startup: Callable[[], Awaitable[None]] | None = None,
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    replies: Replies | None = None,
 ) -> ApexWireApp:
     return ApexWireApp(
         resolve,
         max_request_bytes=max_request_bytes,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
+        replies=replies,
     )
 
 

@@ -18,9 +18,9 @@ Plan``, the plan, ``## Searching: <query>``, ``### Reading: <title> (<url>)``, t
 group of its own (``async with``), and keeps them durable and bounded:
 
 - ``submit`` creates the job, pending, in the store and returns. A dispatcher claims pending
-  jobs, oldest first, while fewer than ``max_concurrent_jobs`` run here; the store's claim is
-  atomic, so runners of several processes on one database share the queue and never run a
-  job twice.
+  jobs, fairly across users (see ``Store.claim_next_job``), while fewer than
+  ``max_concurrent_jobs`` run here; the store's claim is atomic, so runners of several
+  processes on one database share the queue and never run a job twice.
 - a job reads at most ``max_sources`` sources and runs at most ``max_seconds`` from its start
   (then it fails, saying so). ``cancel`` marks it cancelled and stops its task at once (in
   another process: at its next chunk or heartbeat); a finished job takes no more chunks.
@@ -33,7 +33,8 @@ group of its own (``async with``), and keeps them durable and bounded:
   crash"). It is not re-run: a job that crashed its process must not crash the next one.
 - a job runs on the engine's miners, or on a set named at submit (a hosted session's own,
   see ``use_miners``): only the name is stored, so such a job waits, pending, for a runner
-  that holds the set, and after a restart, for its session to come back;
+  that holds the set, and after a restart, for its session to come back, at most
+  ``session_job_wait_seconds`` (then it fails, saying so);
 - the completions linked to a job (``metadata."deep-researcher".jobId``) follow its status,
   and on completion get the report as their text; ``get`` also brings them up to date, for
   a link made after the job had moved on.
@@ -142,6 +143,7 @@ class ResearchLimits:
     max_searches: int = 5
     results_per_search: int = 3
     heartbeat_seconds: float = 10.0
+    session_job_wait_seconds: float = 600.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ResearchLimits:
@@ -150,6 +152,7 @@ class ResearchLimits:
             max_sources=settings.research_max_sources,
             max_seconds=settings.research_max_seconds,
             heartbeat_seconds=settings.research_heartbeat_seconds,
+            session_job_wait_seconds=settings.research_session_job_wait_seconds,
         )
 
 
@@ -480,6 +483,8 @@ class ResearchRunner:
         """Each beat: the heartbeat of our running jobs, stop those finished elsewhere, fail
         the orphans of runners that are gone, and look for pending jobs of other processes."""
         stale_after = timedelta(seconds=self.limits.heartbeat_seconds * STALE_HEARTBEATS)
+        waited = self.limits.session_job_wait_seconds
+        wait_for_session = timedelta(seconds=waited)
         while True:
             try:
                 ours = list(self._running)
@@ -494,6 +499,15 @@ class ResearchRunner:
                 )
                 for job in orphans:
                     log.warning("deep-research job %s was orphaned: marked failed", job.id)
+                    await self._sync_completions(job)
+                abandoned = await self.store.fail_waiting_jobs(
+                    datetime.now(UTC) - wait_for_session,
+                    f"its session's miners were not back within {waited:g} s "
+                    "(the server restarted, or the session ended): submit the job again",
+                    held=list(self._miner_sets),
+                )
+                for job in abandoned:
+                    log.warning("deep-research job %s waited for its session: failed", job.id)
                     await self._sync_completions(job)
             except Exception:  # try again at the next beat
                 log.exception("deep-research upkeep failed")

@@ -203,3 +203,37 @@ async def test_auth_is_delegated_to_the_resolver() -> None:
 async def test_health_endpoint(http: httpx2.AsyncClient) -> None:
     answer = await http.get("/healthz")
     assert answer.status_code == 200 and answer.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("depth", [101, 5_000, 30_000])
+async def test_deeply_nested_json_is_invalid_argument_not_a_crash(
+    http: httpx2.AsyncClient, depth: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    nested = b"[" * depth + b"]" * depth
+    unary = await http.post(
+        "/apex.v1.ApexService/UpdateCompletionAttributes",
+        content=b'{"completionId": "c1", "metadata": {"x": ' + nested + b"}}",
+        headers=JSON,
+    )
+    assert unary.status_code == 400, unary.text
+    assert connect_error(unary) == "invalid_argument"
+    assert "more than 100 deep" in unary.json()["message"]
+    assert "\n" not in unary.json()["message"]
+
+    stream = await http.post(
+        STREAM, content=connect.pack_envelope(b'{"seed": ' + nested + b"}"), headers=CONNECT_JSON
+    )
+    error = end_stream_error(stream.content)
+    assert error is not None and error["code"] == "invalid_argument"
+    assert "more than 100 deep" in error["message"]
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+async def test_json_as_deep_as_the_limit_is_read(http: httpx2.AsyncClient) -> None:
+    nested = b"[" * 96 + b"]" * 96  # with the body and metadata objects, 98 deep: allowed
+    answer = await http.post(
+        "/apex.v1.ApexService/UpdateCompletionAttributes",
+        content=b'{"completionId": "c1", "metadata": {"x": ' + nested + b"}}",
+        headers=JSON,
+    )
+    assert "deep" not in answer.text

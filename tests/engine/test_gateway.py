@@ -5,6 +5,8 @@ The miners are fake OpenAI-compatible servers on 127.0.0.1 (real HTTP, real SSE)
 
 from __future__ import annotations
 
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
@@ -21,7 +23,7 @@ from apex_mcp.config import Settings
 from apex_mcp.engine.miners import MinerConfig
 from apex_mcp.gateway import create_gateway_app
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
-from tests.servers import serve_asgi
+from tests.servers import run_process, serve_asgi
 
 pytestmark = pytest.mark.anyio
 
@@ -448,3 +450,29 @@ async def test_search_terms_with_sql_and_fts_syntax_are_plain_text(
             m.SearchChatIdsByPromptAndCompletionTextRequest(search_term="literally")
         )
     ).chat_ids == [created.parsed_chat.id]
+
+
+@pytest.mark.parametrize(
+    "keys,fragment",
+    [
+        ('{"alice": "gw-secret-1"', "not valid JSON"),
+        ("alice:gw-secret-1", "not valid JSON"),
+        ('["gw-secret-1"]', "expected a JSON object"),
+        ('{"alice": "gw-secret-1", "bob": "gw-secret-1"}', "the same API key"),
+        ('{"alice": "  "}', "empty API key"),
+    ],
+)
+def test_bad_gateway_keys_are_one_line_naming_the_format_never_the_keys(
+    tmp_path: Path, keys: str, fragment: str
+) -> None:
+    done = run_process(
+        [sys.executable, "-m", "apex_mcp", "gateway", "--port", "1", "--db", str(tmp_path / "db")],
+        what="the gateway to refuse its keys",
+        timeout=60,
+        env={**os.environ, "APEX_GATEWAY_KEYS": keys},
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "gateway_keys" in lines[0] and fragment in lines[0]
+    assert "gw-secret" not in done.stderr + done.stdout

@@ -13,10 +13,12 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,16 +29,16 @@ import pytest
 from apex_mcp.apex import models as m
 from apex_mcp.apex.errors import ApexError, Code
 from apex_mcp.apex.remote import RemoteApex
-from apex_mcp.config import Settings
+from apex_mcp.config import DEFAULT_USER, Settings
 from apex_mcp.engine import research
 from apex_mcp.engine.local import LocalApex
 from apex_mcp.engine.miners import MinerConfig, MinerPool
 from apex_mcp.engine.research import ResearchLimits, ResearchRunner, parse_plan
-from apex_mcp.engine.store import JobStatus, SqliteStore
+from apex_mcp.engine.store import Job, JobStatus, SqliteStore
 from apex_mcp.gateway import create_gateway_app
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.fakes.web import FakeSearxng, FakeWeb, hit, serve_searxng, serve_web
-from tests.servers import free_port, gateway_process, serve_asgi
+from tests.servers import free_port, gateway_process, serve_asgi, wait_exit
 
 pytestmark = pytest.mark.anyio
 
@@ -962,3 +964,144 @@ async def test_closing_a_sessions_pool_leaves_the_engines_miners_working(
     assert answer.choices[0].message is not None
     assert answer.choices[0].message.content == '["swarm scouts", "waggle dance"]'
     assert len(engine_miner.requests) == served + 1
+
+
+async def test_a_session_job_nobody_holds_fails_saying_why_after_the_wait(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], alice_fake: tuple[FakeOpenAI, str]
+) -> None:
+    _, url = fake
+    _, her_url = alice_fake
+    db = tmp_path / "apex.db"
+    async with SqliteStore(db) as store:  # what a restart leaves: her session is gone
+        gone = await store.create_job("alice", request=ask().to_wire(), miners="alice-old")
+    limits = ResearchLimits(heartbeat_seconds=0.2, session_job_wait_seconds=0.5)
+    async with engine(db, url, FakeRetriever(), limits) as apex:
+        runner = apex.research
+        assert runner is not None
+        miners = alice_miners(apex, her_url)
+        runner.use_miners("alice", miners)
+        held = await runner.submit("alice", ask(), miners="alice")
+        failed = await status_is(apex, gone.id, "failed")
+        assert (await status_is(apex, held.id, "completed")).status == "completed"
+    assert failed.error is not None
+    assert failed.error.startswith("its session's miners were not back within 0.5 s")
+    assert failed.result == []
+
+
+async def test_a_session_job_left_by_a_restart_fails_in_the_next_process(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str]
+) -> None:
+    _, url = fake
+    db, port = tmp_path / "apex.db", free_port()
+    async with SqliteStore(db) as store:  # what the last process left, its session gone
+        job_id = (await store.create_job("alice", request=ask().to_wire(), miners="s:1")).id
+    env = {
+        "APEX_MINER": url,
+        "APEX_RESEARCH_HEARTBEAT_SECONDS": "0.2",
+        "APEX_RESEARCH_SESSION_JOB_WAIT_SECONDS": "1",
+    }
+
+    async def failed(store: SqliteStore) -> Job | None:
+        job = await store.get_job("alice", job_id)
+        assert job.status in ("pending", "failed"), job
+        return job if job.status == "failed" else None
+
+    with gateway_process(db, port, env):
+        async with SqliteStore(db) as store:
+            job = await wait_for(lambda: failed(store), "the session job to fail")
+    assert job.error is not None
+    assert job.error.startswith("its session's miners were not back within 1 s")
+
+
+# --- a stdio server stopped by a signal ---------------------------------------------------------
+
+
+@contextmanager
+def stdio_server_process(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """``apex-mcp`` over stdio as a host spawns it (stdin held open), killed at the end."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "apex_mcp"],
+        env={**os.environ, **env},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        assert process.stdin is not None
+        process.stdin.close()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+async def test_a_stdio_server_stopped_by_a_signal_hands_its_job_back_to_the_next_one(
+    tmp_path: Path,
+    fake: tuple[FakeOpenAI, str],
+    script: Script,
+    web: tuple[FakeWeb, FakeSearxng, str],
+    stop: signal.Signals,
+) -> None:
+    _, url = fake
+    _, _, searxng = web
+    db = tmp_path / "apex.db"
+    env = {
+        "APEX_DB": str(db),
+        "APEX_BACKEND": "local",
+        "APEX_MINER": url,
+        "APEX_DISCOVER_LOCAL_MINERS": "false",
+        "APEX_SEARCH_PROVIDER": "searxng",
+        "APEX_SEARXNG_URL": searxng,
+        "APEX_ALLOW_PRIVATE_ADDRESSES": "true",
+        "APEX_RESEARCH_HEARTBEAT_SECONDS": "0.2",
+    }
+    async with SqliteStore(db) as store:
+        job_id = (await store.create_job(DEFAULT_USER, request=ask().to_wire())).id
+
+    async def status(store: SqliteStore, *wanted: str) -> Job | None:
+        job = await store.get_job(DEFAULT_USER, job_id)
+        return job if job.status in wanted else None
+
+    script.hold = {"plan"}  # the miner stalls: the job is running when the signal comes
+    with stdio_server_process(env) as process:
+        async with SqliteStore(db) as store:
+            await wait_for(lambda: status(store, "running"), "the stdio server to run the job")
+        await wait_for(lambda: _true(script.in_flight == 1), "the job to plan")
+        process.send_signal(stop)
+        code = wait_exit(process, what="the stdio server to stop on the signal", timeout=30)
+    assert code == 0
+    async with SqliteStore(db) as store:
+        handed_back = await store.get_job(DEFAULT_USER, job_id)
+    assert (handed_back.status, handed_back.error) == ("pending", None)
+
+    script.release()
+    with stdio_server_process(env):
+        async with SqliteStore(db) as store:
+            done = await wait_for(
+                lambda: status(store, "completed", "failed"), "the next server to finish the job"
+            )
+    assert (done.status, done.error) == ("completed", None)
+    assert research.RESTART_CHUNK in [json.loads(c.chunk)[0]["content"] for c in done.chunks]
+
+
+async def test_one_users_queue_of_30_jobs_does_not_hold_back_anothers_one(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
+) -> None:
+    _, url = fake
+    script.hold = {"plan"}  # every job stalls at its plan until released
+    limits = ResearchLimits(max_concurrent_jobs=1, heartbeat_seconds=0.2)
+    async with engine(tmp_path / "apex.db", url, FakeRetriever(), limits) as apex:
+        runner = apex.research
+        assert runner is not None
+        alices = [(await runner.submit("alice", ask())).id for _ in range(30)]
+        await wait_for(lambda: _true(script.in_flight == 1), "alice's first job to plan")
+        bobs = (await runner.submit("bob", ask())).id
+        script.release()  # from here on every job runs through, one at a time
+        await status_is(apex.for_user("bob"), bobs, "completed")
+        done = [j.id for j in await apex.store.list_jobs_by_status(["completed"])]
+    # Bob's job ran next after alice's running one (one more of hers may finish meanwhile),
+    # not after her 29 others.
+    assert alices[0] in done
+    assert len([job_id for job_id in done if job_id in alices]) <= 2, done

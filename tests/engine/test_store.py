@@ -6,6 +6,7 @@ import math
 import sqlite3
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import closing
@@ -957,3 +958,188 @@ async def test_a_database_of_schema_version_1_gains_the_miners_of_jobs(
         assert (await store.get_job(ALICE, new_job.id)).miners == "s1"
         assert await store.integrity_check() == "ok"
     assert user_version(db_path) == len(sqlite_store.MIGRATIONS)
+
+
+# --- searches and writes side by side, fair claims, session jobs nobody runs ------------------
+
+
+async def test_the_search_plan_starts_from_the_full_text_index(store: SqliteStore) -> None:
+    # Starting from the user's completions and probing the index per row was quadratic:
+    # 83 s for one search at 50k chats (bench.store_search measures it).
+    plan = await store._read(
+        lambda conn: conn.execute(
+            "EXPLAIN QUERY PLAN " + sqlite_store.SEARCH_SQL, (fts_query("word"), ALICE, ALICE)
+        ).fetchall()
+    )
+    scans = [row["detail"] for row in plan if row["detail"].startswith(("SCAN", "SEARCH"))]
+    assert scans[0].startswith("SCAN completions_fts VIRTUAL TABLE"), scans
+    assert not any(d.startswith("SCAN") for d in scans[1:] if "found" not in d), scans
+
+
+async def test_a_write_completes_while_a_slow_read_holds_a_connection(store: SqliteStore) -> None:
+    await new_chat(store, "before the read")
+    reading, release = anyio.Event(), threading.Event()
+
+    def held() -> bool:
+        # Called as the statement reads its rows (its snapshot taken): it says so, then waits.
+        anyio.from_thread.run_sync(reading.set)
+        return release.wait(30)
+
+    def slow_read(conn: sqlite3.Connection) -> int:
+        # A slow SQL function: the read stays inside its statement until released.
+        conn.create_function("held", 0, held)
+        return int(conn.execute("SELECT count(*) FROM chats WHERE held()").fetchone()[0])
+
+    counted: list[int] = []
+
+    async def read() -> None:
+        counted.append(await store._read(slow_read))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        with waiting_for("the slow read to start", 10):
+            await reading.wait()
+        try:
+            with waiting_for("bob's write while alice's read is in progress", 10):
+                chat_id, _ = await new_chat(store, "during the read", user=BOB)
+                assert (await store.get_chat(BOB, chat_id)).id == chat_id
+            assert not release.is_set() and not counted  # the read was still going
+        finally:
+            release.set()
+    assert counted == [1]  # the read saw its snapshot: the chat written during it came later
+
+
+async def test_claims_go_round_the_users_not_first_come(store: SqliteStore) -> None:
+    alice_jobs = [await store.create_job(ALICE, request={"n": n}) for n in range(30)]
+    bobs = await store.create_job(BOB, request={"n": 0})
+    carols = await store.create_job("carol", request={"n": 0})
+
+    first = await store.claim_next_job()
+    second = await store.claim_next_job()
+    third = await store.claim_next_job()
+    assert [j.user_id for j in (first, second, third) if j] == [ALICE, BOB, "carol"]
+    assert (second and second.id, third and third.id) == (bobs.id, carols.id)
+
+    # With nobody else waiting, alice's jobs go on in their order.
+    for job in (first, second, third):
+        assert job is not None
+        await store.set_job_status(job.id, "completed")
+    rest = [await store.claim_next_job() for _ in range(3)]
+    assert [j.id for j in rest if j] == [j.id for j in alice_jobs[1:4]]
+
+
+async def test_the_user_whose_last_job_started_longest_ago_goes_first(
+    store: SqliteStore,
+) -> None:
+    # Both have nothing running: bob's turn came before alice's, so he is next.
+    for user in (BOB, ALICE):
+        job = await store.create_job(user, request={})
+        assert (claimed := await store.claim_next_job()) is not None and claimed.id == job.id
+        await store.set_job_status(job.id, "completed")
+    alices = await store.create_job(ALICE, request={})
+    bobs = await store.create_job(BOB, request={})
+    assert (claimed := await store.claim_next_job()) is not None and claimed.id == bobs.id
+    assert (claimed := await store.claim_next_job()) is not None and claimed.id == alices.id
+
+
+async def test_session_jobs_nobody_holds_fail_after_waiting(store: SqliteStore) -> None:
+    orphan = await store.create_job(ALICE, request={}, miners="session:gone")
+    held = await store.create_job(ALICE, request={}, miners="session:here")
+    engines = await store.create_job(BOB, request={})
+    error = "its session did not come back"
+
+    now = orphan.updated_at
+    assert await store.fail_waiting_jobs(now - timedelta(seconds=1), error) == []
+    failed = await store.fail_waiting_jobs(now + timedelta(minutes=1), error, held=["session:here"])
+    assert [(j.id, j.status, j.error) for j in failed] == [(orphan.id, "failed", error)]
+    assert (await store.get_job(ALICE, held.id)).status == "pending"
+    assert (await store.get_job(BOB, engines.id)).status == "pending"
+
+
+async def test_a_database_of_schema_version_2_gains_fair_claims(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as old:
+        old.setattr(sqlite_store, "MIGRATIONS", sqlite_store.MIGRATIONS[:2])
+        async with SqliteStore(db_path) as store:
+            running = await store.create_job(ALICE, request={})
+            await store.set_job_status(running.id, "running")
+            waiting = await store.create_job(ALICE, request={})
+    assert user_version(db_path) == 2
+    async with SqliteStore(db_path) as store:
+        bobs = await store.create_job(BOB, request={})
+        assert (claimed := await store.claim_next_job()) is not None and claimed.id == bobs.id
+        assert (claimed := await store.claim_next_job()) is not None and claimed.id == waiting.id
+        assert await store.integrity_check() == "ok"
+    assert user_version(db_path) == len(sqlite_store.MIGRATIONS)
+
+
+async def test_a_key_is_claimed_once_then_answers_its_reply_per_user_for_24_hours(
+    store: SqliteStore, db_path: Path
+) -> None:
+    assert await store.claim_reply(ALICE, "k", "CreateCompletion", "digest") is None  # ours
+    pending = await store.claim_reply(ALICE, "k", "CreateCompletion", "digest")
+    assert pending is not None and pending.reply is None  # the first try is being answered
+    assert await store.claim_reply(BOB, "k", "CreateCompletion", "digest") is None  # his own
+    await store.remember_reply(ALICE, "k", b'{"id": 1}')
+    kept = await store.claim_reply(ALICE, "k", "DeleteChats", "other")
+    assert kept is not None
+    assert (kept.method, kept.request_digest, kept.reply) == (
+        "CreateCompletion",
+        "digest",
+        b'{"id": 1}',
+    )
+    await store.remember_reply(ALICE, "k", b"{}")  # the first reply stays
+    assert (again := await store.claim_reply(ALICE, "k", "x", "y")) is not None
+    assert again.reply == b'{"id": 1}'
+
+    query(db_path, "UPDATE replies SET created_at = '2020-01-01T00:00:00.000000Z'")
+    assert await store.claim_reply(ALICE, "k", "DeleteChats", "d2") is None  # forgotten
+    assert query(db_path, "SELECT user_id, key, method FROM replies") == [
+        (ALICE, "k", "DeleteChats")
+    ]
+
+
+async def test_a_key_whose_write_failed_is_let_go(store: SqliteStore) -> None:
+    assert await store.claim_reply(ALICE, "k", "CreateCompletion", "digest") is None
+    await store.forget_reply(ALICE, "k")
+    assert await store.claim_reply(ALICE, "k", "CreateCompletion", "digest") is None
+    await store.remember_reply(ALICE, "k", b"{}")
+    await store.forget_reply(ALICE, "k")  # a kept reply is never let go
+    assert (kept := await store.claim_reply(ALICE, "k", "CreateCompletion", "digest"))
+    assert kept.reply == b"{}"
+
+
+async def test_reads_waiting_for_a_connection_when_the_store_closes_are_told(
+    db_path: Path,
+) -> None:
+    store = await open_store(db_path)
+    release, started = threading.Event(), threading.Semaphore(0)
+
+    def held(conn: sqlite3.Connection) -> None:
+        started.release()
+        release.wait(30)
+
+    errors: list[ApexError] = []
+
+    async def read_held() -> None:
+        await store._read(held)
+
+    async def read_waiting() -> None:
+        try:
+            await store.list_chats(ALICE)
+        except ApexError as error:
+            errors.append(error)
+
+    with waiting_for("the reads and the close to end", 20):
+        async with anyio.create_task_group() as tg:
+            for _ in range(sqlite_store.READERS):
+                tg.start_soon(read_held)
+            for _ in range(sqlite_store.READERS):
+                await anyio.to_thread.run_sync(started.acquire)
+            tg.start_soon(read_waiting)
+            await anyio.sleep(0.1)  # it waits for a connection
+            tg.start_soon(store.close)
+            await anyio.sleep(0.1)
+            release.set()
+    assert [e.code for e in errors] == [Code.UNAVAILABLE]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from apex_mcp.engine.store.base import JOB_STATUSES, Job, JobStatus, Store
+from apex_mcp.engine.store.base import JOB_STATUSES, Job, JobStatus, Store, StoredReply
 from apex_mcp.engine.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
@@ -22,4 +22,12 @@ async def open_store(path: str | Path) -> SqliteStore:
     return store
 
 
-__all__ = ["JOB_STATUSES", "Job", "JobStatus", "SqliteStore", "Store", "open_store"]
+__all__ = [
+    "JOB_STATUSES",
+    "Job",
+    "JobStatus",
+    "SqliteStore",
+    "Store",
+    "StoredReply",
+    "open_store",
+]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Literal, NamedTuple, Protocol, get_args
 
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -39,6 +39,15 @@ class Job(BaseModel):
     miners: str | None = None  # the set of miners it runs on, when not the engine's
     error: str | None = None
     chunks: list[DeepResearcherResultChunk] = Field(default_factory=list)
+
+
+class StoredReply(NamedTuple):
+    """The reply to a write sent with an idempotency key: what a retry of it gets."""
+
+    method: str  # the RPC, e.g. "CreateChatAndCompletion"
+    request_digest: str  # of the request's body: the key may not be reused for another
+    reply: bytes | None  # the encoded reply; None while the first try is being answered
+    created_at: datetime  # when the first try came
 
 
 class Store(Protocol):
@@ -124,9 +133,23 @@ class Store(Protocol):
         self, before: datetime, error: str, *, keep: Collection[str] = ()
     ) -> list[Job]: ...
 
+    async def fail_waiting_jobs(
+        self, before: datetime, error: str, *, held: Collection[str] = ()
+    ) -> list[Job]: ...
+
     async def sync_job_completions(
         self, user_id: str, job_id: str, status: JobStatus, *, completion_text: str | None = None
     ) -> int: ...
+
+    # --- replies to writes with an idempotency key ---
+
+    async def claim_reply(
+        self, user_id: str, key: str, method: str, request_digest: str
+    ) -> StoredReply | None: ...
+
+    async def remember_reply(self, user_id: str, key: str, reply: bytes) -> None: ...
+
+    async def forget_reply(self, user_id: str, key: str) -> None: ...
 
     # --- maintenance ---
 
