@@ -124,7 +124,9 @@ is not backed by web sources."""
 class Completer(Protocol):
     """Answers a chat completion (``MinerPool``)."""
 
-    async def complete(self, request: ChatCompletionRequest) -> ChatCompletionResponse: ...
+    async def complete(
+        self, request: ChatCompletionRequest, *, user: str | None = None
+    ) -> ChatCompletionResponse: ...
 
 
 class Retriever(Protocol):
@@ -182,6 +184,7 @@ class Researcher:
     request: ChatCompletionRequest
     emit: Emit
     miners_hint: str = ENGINE_MINERS_HINT  # what to check when the miners fail
+    user: str | None = None  # whose turns at the miners this research takes
     sources: list[Source] = field(default_factory=list)
 
     async def run(self) -> str:
@@ -265,7 +268,7 @@ class Researcher:
             sampling_parameters=self.request.sampling_parameters or DEFAULT_SAMPLING,
         )
         try:
-            response = await self.miners.complete(request)
+            response = await self.miners.complete(request, user=self.user)
         except ApexError as e:
             # Unless the error says already what to set (no miner at all), name the miners.
             raise e if "APEX_MINER" in e.message else e.with_hint(self.miners_hint) from None
@@ -541,7 +544,9 @@ class ResearchRunner:
                 await emit(RESTART_CHUNK)
             request = ChatCompletionRequest.from_wire(job.request)
             hint = ENGINE_MINERS_HINT if job.miners is None else SESSION_MINERS_HINT
-            researcher = Researcher(miners, self.retriever, self.limits, request, emit, hint)
+            researcher = Researcher(
+                miners, self.retriever, self.limits, request, emit, hint, user=job.user_id
+            )
             report = ""
             with anyio.move_on_after(self.limits.max_seconds) as deadline:
                 report = await researcher.run()

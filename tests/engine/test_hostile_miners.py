@@ -356,6 +356,33 @@ async def test_a_call_waiting_too_long_for_its_turn_is_resource_exhausted(
     assert len(dead.requests) == 3  # alice's third never reached the miner; bob's did
 
 
+async def test_a_users_research_takes_that_users_turns_at_the_miners(
+    tmp_path: Path, stack: ExitStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = FakeOpenAI(stall_after=0)
+    monkeypatch.setenv("APEX_MINER", stack.enter_context(serve_openai(dead)))
+    monkeypatch.setenv("APEX_MINER_CALLS_PER_USER", "1")
+    monkeypatch.setenv("APEX_MINER_QUEUE_SECONDS", "0.2")
+    settings = Settings(db=tmp_path / "apex.db", discover_local_miners=False)
+    async with LocalApex.open(settings) as engine, anyio.create_task_group() as tg:
+        alice, bob = engine.for_user("alice"), engine.for_user("bob")
+        await alice.submit_deep_researcher_job(ask("why?"))
+        with waiting_for("alice's research to ask the miner for its plan", 30):
+            while len(dead.requests) < 1:
+                await anyio.sleep(0.01)
+        with (
+            waiting_for("alice's chat to give up its wait", 30),
+            pytest.raises(ApexError) as caught,
+        ):
+            await alice.chat_completion(ask())
+        tg.start_soon(bob.chat_completion, ask())  # bob's turn is his own
+        with waiting_for("bob's call to reach the miner", 30):
+            while len(dead.requests) < 2:
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    assert caught.value.code == Code.RESOURCE_EXHAUSTED  # her one turn was her research's
+
+
 # --- item 8: credentials in a miner's URL -----------------------------------------------------
 
 
