@@ -1,11 +1,87 @@
-"""Serving an ASGI app with hypercorn (HTTP/2 with prior knowledge or TLS, and HTTP/1.1)
-until SIGINT or SIGTERM: shared by the gateway and the MCP server over HTTP."""
+"""Serving the MCP server over stdio, and an ASGI app with hypercorn (HTTP/2 with prior
+knowledge or TLS, and HTTP/1.1) until SIGINT or SIGTERM: shared by the gateway and the MCP
+server over HTTP."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import logging
+import os
 import signal
+import socket
+import stat
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
+
+
+async def serve_stdio(mcp: Any) -> None:
+    """Serve MCP over stdin and stdout until the host closes stdin or Ctrl+C.
+
+    The SDK reads stdin in a worker thread, which Ctrl+C cannot stop until the next line
+    comes: a pipe or a terminal is read here instead, waiting for it in the event loop, so
+    that cancelling (SIGINT cancels the main task) ends the server at once, cleanly."""
+    from mcp.server.stdio import stdio_server
+
+    if not _waitable(0):  # a file, /dev/null, Windows: reads do not block (or cannot wait)
+        await mcp.run_stdio_async()
+        return
+    server = mcp._lowlevel_server  # no public way to serve other streams on mcp 2.3
+    async with _stdin_lines() as lines, stdio_server(stdin=lines) as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+
+def _waitable(fd: int) -> bool:
+    if sys.platform == "win32":
+        return False
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
+
+
+class _Lines:
+    """The lines of a pipe or terminal, as the SDK's stdio transport reads them."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
+
+    def __aiter__(self) -> _Lines:
+        return self
+
+    async def __anext__(self) -> str:
+        import anyio
+
+        while b"\n" not in self.buffer:
+            await anyio.wait_readable(self.fd)
+            data = os.read(self.fd, 65536)  # readable: returns what is there without blocking
+            if not data:
+                if not self.buffer:
+                    raise StopAsyncIteration
+                line, self.buffer = self.buffer, b""
+                return line.decode("utf-8", errors="replace")
+            self.buffer += data
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode("utf-8", errors="replace") + "\n"
+
+
+@asynccontextmanager
+async def _stdin_lines() -> AsyncIterator[_Lines]:
+    """stdin's lines, read from a private copy of fd 0 while fd 0 points at the null device
+    (as the SDK does: what a tool runs reads nothing of the protocol)."""
+    private = os.dup(0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    try:
+        yield _Lines(private)
+    finally:
+        os.dup2(private, 0)
+        os.close(private)
 
 
 async def serve_until_signalled(app: Any, host: str, port: int) -> None:
@@ -13,7 +89,9 @@ async def serve_until_signalled(app: Any, host: str, port: int) -> None:
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
+    _check_port_free(host, port)
     config = Config()
+    config.errorlog = logging.getLogger("hypercorn.error")  # our log's format, once
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
     config.graceful_timeout = 3
@@ -29,6 +107,27 @@ async def serve_until_signalled(app: Any, host: str, port: int) -> None:
         tg.start_soon(watch_signals)
         await serve(app, config, shutdown_trigger=stop.wait)
         tg.cancel_scope.cancel()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """One line, not hypercorn's traceback, when the address cannot be listened on."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        raise SystemExit(f"apex-mcp: cannot listen on {host}: no such address (--host)") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as hypercorn binds
+        try:
+            sock.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise SystemExit(
+                    f"apex-mcp: port {port} is in use: choose another with --port"
+                ) from None
+            raise SystemExit(
+                f"apex-mcp: cannot listen on {host}:{port}: {error.strerror} (--host, --port)"
+            ) from None
 
 
 def is_loopback(host: str) -> bool:
