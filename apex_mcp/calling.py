@@ -86,7 +86,7 @@ def _first_text_parameter(schema: dict[str, Any]) -> str | None:
     required = [p for p in schema.get("required", []) if p in properties]
     for name in [*required, *properties]:
         if "string" in _types(properties[name]):
-            return name
+            return str(name)
     return None
 
 

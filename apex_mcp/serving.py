@@ -70,7 +70,7 @@ class _Lines:
 
 
 @asynccontextmanager
-async def _stdin_lines() -> AsyncIterator[_Lines]:
+async def _stdin_lines() -> AsyncIterator[Any]:  # the SDK reads it with async for alone
     """stdin's lines, read from a private copy of fd 0 while fd 0 points at the null device
     (as the SDK does: what a tool runs reads nothing of the protocol)."""
     private = os.dup(0)
