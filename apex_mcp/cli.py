@@ -234,12 +234,25 @@ def stdio_hint(at_terminal: bool) -> str:
     """What a person who ran ``apex-mcp`` by hand sees, so that waiting is not a hang."""
     if not at_terminal:  # a host spawned it: one line in its log
         return "apex-mcp: waiting for an MCP host on stdin (Ctrl+C or Ctrl+D stops it)"
+    command = typed_command()
     return (
         "apex-mcp is an MCP server: it waits for a host (Claude Desktop, an IDE, an agent) "
         "to talk to it on stdin.\n"
-        "Stop it with Ctrl+C or Ctrl+D. To try the tools from a shell: apex-mcp call --list,"
-        " then e.g. apex-mcp call chat user_prompt=hello; apex-mcp doctor checks the setup."
+        f"Stop it with Ctrl+C or Ctrl+D. To try the tools from a shell: {command} call --list,"
+        f" then e.g. {command} call chat user_prompt=hello; {command} doctor checks the setup."
     )
+
+
+def typed_command() -> str:
+    """``apex-mcp`` when that name runs this very script, else its path (a venv's command
+    before the venv is active: ``apex-mcp`` alone would be "command not found")."""
+    import shutil
+
+    script = Path(sys.argv[0])
+    if not script.name.startswith("apex-mcp"):  # python -m apex_mcp
+        return "apex-mcp"
+    found = shutil.which("apex-mcp")
+    return "apex-mcp" if found and Path(found).resolve() == script.resolve() else str(script)
 
 
 def cmd_call(args: argparse.Namespace) -> int:

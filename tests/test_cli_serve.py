@@ -49,9 +49,12 @@ def test_ctrl_c_stops_the_stdio_server_without_a_traceback(
     host_end, server_end = os.openpty() if stdin == "terminal" else os.pipe()
     if stdin == "pipe":
         server_end, host_end = host_end, server_end  # the server reads the pipe's read end
+    # As right after the quick start: the venv is not active, its bin is not on PATH.
+    bin_dir = str(Path(APEX_MCP).parent)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != bin_dir)
     process = subprocess.Popen(
         [APEX_MCP],
-        env={**os.environ, **engine_env},
+        env={**os.environ, **engine_env, "PATH": path},
         stdin=server_end,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -71,11 +74,12 @@ def test_ctrl_c_stops_the_stdio_server_without_a_traceback(
     assert code == 130
     assert "Traceback" not in rest and "KeyboardInterrupt" not in rest
     if stdin == "terminal":  # a person: what it is, how to stop it, how to try it
+        command = APEX_MCP  # as typed, since apex-mcp alone is not found until the venv is on
         assert said[-2:] == [
             "apex-mcp is an MCP server: it waits for a host (Claude Desktop, an IDE, an agent) "
             "to talk to it on stdin.\n",
-            "Stop it with Ctrl+C or Ctrl+D. To try the tools from a shell: apex-mcp call "
-            "--list, then e.g. apex-mcp call chat user_prompt=hello; apex-mcp doctor checks "
+            f"Stop it with Ctrl+C or Ctrl+D. To try the tools from a shell: {command} call "
+            f"--list, then e.g. {command} call chat user_prompt=hello; {command} doctor checks "
             "the setup.\n",
         ]
     else:
