@@ -258,7 +258,7 @@ def typed_command() -> str:
 def cmd_call(args: argparse.Namespace) -> int:
     import anyio
 
-    from .calling import Followed, UsageError, call_tool, stopped_waiting
+    from .calling import Followed, call_tool, stopped_waiting
 
     if args.help and not args.tool:
         args.print_help()
@@ -268,9 +268,6 @@ def cmd_call(args: argparse.Namespace) -> int:
     followed = Followed()
     try:
         return anyio.run(call_tool, settings, args, _toolsets(args), followed)
-    except UsageError as error:
-        print(f"apex-mcp: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         if followed.job_id:
             print(stopped_waiting(followed), file=sys.stderr)
