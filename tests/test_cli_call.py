@@ -11,14 +11,16 @@ import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
 from tests.engine.test_research import Script
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.fakes.web import FakeSearxng, FakeWeb, hit, serve_searxng, serve_web
-from tests.server.harness import user_miner_env
-from tests.servers import wait_exit
+from tests.server.harness import connect, user_miner_env
+from tests.servers import wait_exit, waiting_for
 from tests.test_cli import APEX_MCP, run
 
 SECRET = "sk-miner-secret-42"
@@ -147,6 +149,22 @@ def test_no_wait_queues_the_job_and_says_where_it_will_run(research_env: dict[st
         "follow it with apex-mcp call deep_research_status job_id=..."
     )
     assert job_status(research_env["APEX_DB"], job["job_id"]) == "pending"
+    # As said: the next server process on the same APEX_DB runs it to its report.
+    report = anyio.run(report_of, research_env, job["job_id"])
+    assert "Sources" in report and "/bees" in report
+
+
+async def report_of(env: dict[str, str], job_id: str) -> str:
+    """The job's report, as an ``apex-mcp`` server process over stdio runs it."""
+    async with connect("stdio", env) as client:
+        with waiting_for(f"the next server process to run job {job_id} to its end", 60):
+            while True:
+                result = await client.call_tool(
+                    "deep_research_status", {"job_id": job_id, "wait_seconds": 10}
+                )
+                status: dict[str, Any] = result.structured_content or {}
+                if status.get("status") in ("completed", "failed", "cancelled"):
+                    return str(status.get("report") or status)
 
 
 def test_ctrl_c_while_waiting_leaves_the_job_queued(
@@ -182,3 +200,5 @@ def test_ctrl_c_while_waiting_leaves_the_job_queued(
         f"follow it with apex-mcp call deep_research_status job_id={job_id}"
     ]
     assert job_status(research_env["APEX_DB"], job_id) == "pending"
+    report = anyio.run(report_of, research_env, job_id)  # nothing lost: the next process runs it
+    assert "Sources" in report and "/bees" in report
