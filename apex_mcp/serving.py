@@ -49,6 +49,7 @@ class _Lines:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.buffer = b""
+        self.waitable = True
 
     def __aiter__(self) -> _Lines:
         return self
@@ -57,8 +58,15 @@ class _Lines:
         import anyio
 
         while b"\n" not in self.buffer:
-            await anyio.wait_readable(self.fd)
-            data = os.read(self.fd, 65536)  # readable: returns what is there without blocking
+            if self.waitable:
+                try:
+                    await anyio.wait_readable(self.fd)
+                except OSError:  # a poller that cannot watch it (kqueue and a terminal)
+                    self.waitable = False
+            if self.waitable:
+                data = os.read(self.fd, 65536)  # readable: returns what is there at once
+            else:
+                data = await anyio.to_thread.run_sync(os.read, self.fd, 65536)
             if not data:
                 if not self.buffer:
                     raise StopAsyncIteration
