@@ -39,6 +39,21 @@ def tool_names_hint(wanted: str, names: list[str]) -> str:
     return f"no tool named {wanted!r}{maybe} (apex-mcp call --list lists them)"
 
 
+def not_served(name: str, settings: Settings, args: argparse.Namespace) -> str | None:
+    """Why a tool that exists is not served here, if it is one."""
+    from .server.app import selected_tools
+    from .server.tools import TOOLS
+
+    spec = next((spec for spec in TOOLS if spec.name == name), None)
+    if spec is None:
+        return None
+    if spec not in selected_tools(settings):
+        return f"{name} needs the embedded engine (--backend local); this backend is remote"
+    if args.read_only and not spec.read_only:
+        return f"{name} changes data, and --read-only leaves such tools out"
+    return f"{name} is in the {spec.toolset} toolset, which --toolsets {args.toolsets} leaves out"
+
+
 def parse_arguments(tool: str, words: list[str], schema: dict[str, Any]) -> dict[str, Any]:
     """``key=value`` words to the tool's arguments: checked against its parameters, and read
     as JSON where the value parses, unless the parameter takes text."""
@@ -187,7 +202,8 @@ async def _call(
         return 0
     tool = tools.get(args.tool)
     if tool is None:
-        raise UsageError(tool_names_hint(args.tool, list(tools)))
+        why = not_served(args.tool, settings, args)
+        raise UsageError(why or tool_names_hint(args.tool, list(tools)))
     if args.help:
         print(tool_help(tool))
         return 0

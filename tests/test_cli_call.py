@@ -60,6 +60,18 @@ def test_an_unknown_tool_or_parameter_is_one_line_with_close_matches(
     )
 
 
+def test_a_tool_left_out_says_what_left_it_out(engine_env: dict[str, str]) -> None:
+    toolsets = run("call", "web_search", "--toolsets", "chat", env=engine_env)
+    assert toolsets.returncode == 2
+    assert toolsets.stderr == (
+        "apex-mcp: web_search is in the search toolset, which --toolsets chat leaves out\n"
+    )
+    read_only = run("call", "delete_chats", "--read-only", env=engine_env)
+    assert read_only.stderr == (
+        "apex-mcp: delete_chats changes data, and --read-only leaves such tools out\n"
+    )
+
+
 def test_bad_arguments_read_one_line_per_field(engine_env: dict[str, str]) -> None:
     done = run("call", "chat", "user_prompt=hi", "max_new_tokens=999999", env=engine_env)
     assert done.returncode == 1 and done.stdout == ""
