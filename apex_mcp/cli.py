@@ -22,8 +22,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if not words or words[0] not in (*COMMANDS, "-h", "--help", "--version"):
         words = ["serve", *words]  # what hosts spawn: `apex-mcp [options]` serves over stdio
-    args = build_parser().parse_args(words)
     try:
+        args = build_parser().parse_args(words)  # in here: Ctrl+C while it imports is quiet too
         return int(COMMANDS[args.command](args) or 0)
     except KeyboardInterrupt:
         return 130
