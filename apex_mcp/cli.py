@@ -7,6 +7,7 @@ import gc
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -21,8 +22,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if not words or words[0] not in (*COMMANDS, "-h", "--help", "--version"):
         words = ["serve", *words]  # what hosts spawn: `apex-mcp [options]` serves over stdio
-    args = build_parser().parse_args(words)
     try:
+        args = build_parser().parse_args(words)  # in here: Ctrl+C while it imports is quiet too
         return int(COMMANDS[args.command](args) or 0)
     except KeyboardInterrupt:
         return 130
@@ -76,15 +77,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     call = commands.add_parser(
         "call",
+        add_help=False,  # --help after a tool's name shows that tool's parameters
         help="call one tool without a host and print its result",
         description="Call a tool in-process, e.g. apex-mcp call web_search "
         'search_query="what is bittensor" n_results=3. Values are read as JSON when they '
-        "parse (numbers, true/false, lists), else as text.",
+        "parse (numbers, true/false, lists), else as text. apex-mcp call TOOL --help lists "
+        "a tool's parameters.",
     )
     call.add_argument("tool", help="the tool's name (see apex-mcp call --list)", nargs="?")
     call.add_argument("arguments", nargs="*", metavar="key=value")
+    call.add_argument(
+        "-h", "--help", action="store_true", help="show this help, or the tool's parameters"
+    )
     call.add_argument("--list", action="store_true", help="list the tools and exit")
     call.add_argument("--json", action="store_true", help="print the structured output as JSON")
+    call.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="deep_research_start: return the job id at once instead of waiting for the report"
+        " (the job then runs in the next apex-mcp server process on the same APEX_DB)",
+    )
+    call.set_defaults(print_help=call.print_help)
     _server_options(call)
 
     doctor = commands.add_parser(
@@ -95,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="print host configuration for this install")
     config.add_argument("host", choices=["claude"], help="claude: the Claude Desktop entry")
+    config.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="copy this variable from the current environment into the entry (repeatable), "
+        "e.g. --env APEX_MINER --env APEX_MINER_API_KEY",
+    )
 
     gateway = commands.add_parser(
         "gateway",
@@ -200,20 +221,57 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         anyio.run(serve_http, mcp, settings, args.host, args.port)
     else:
-        from .serving import serve_stdio_until_signalled
+        import anyio
 
-        serve_stdio_until_signalled(mcp)  # stdout carries the protocol alone from here on
+        from .serving import serve_stdio
+
+        print(stdio_hint(sys.stdin.isatty()), file=sys.stderr)
+        anyio.run(serve_stdio, mcp)  # stdout carries the protocol alone from here on
     return 0
+
+
+def stdio_hint(at_terminal: bool) -> str:
+    """What a person who ran ``apex-mcp`` by hand sees, so that waiting is not a hang."""
+    if not at_terminal:  # a host spawned it: one line in its log
+        return "apex-mcp: waiting for an MCP host on stdin (Ctrl+C or Ctrl+D stops it)"
+    command = typed_command()
+    return (
+        "apex-mcp is an MCP server: it waits for a host (Claude Desktop, an IDE, an agent) "
+        "to talk to it on stdin.\n"
+        f"Stop it with Ctrl+C or Ctrl+D. To try the tools from a shell: {command} call --list,"
+        f" then e.g. {command} call chat user_prompt=hello; {command} doctor checks the setup."
+    )
+
+
+def typed_command() -> str:
+    """``apex-mcp`` when that name runs this very script, else its path (a venv's command
+    before the venv is active: ``apex-mcp`` alone would be "command not found")."""
+    import shutil
+
+    script = Path(sys.argv[0])
+    if not script.name.startswith("apex-mcp"):  # python -m apex_mcp
+        return "apex-mcp"
+    found = shutil.which("apex-mcp")
+    return "apex-mcp" if found and Path(found).resolve() == script.resolve() else str(script)
 
 
 def cmd_call(args: argparse.Namespace) -> int:
     import anyio
 
-    from .calling import call_tool
+    from .calling import Followed, call_tool, stopped_waiting
 
+    if args.help and not args.tool:
+        args.print_help()
+        return 0
     settings = _settings(args)
     set_up()
-    return anyio.run(call_tool, settings, args, _toolsets(args))
+    followed = Followed()
+    try:
+        return anyio.run(call_tool, settings, args, _toolsets(args), followed)
+    except KeyboardInterrupt:
+        if followed.job_id:
+            print(stopped_waiting(followed), file=sys.stderr)
+        return 130
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -228,14 +286,23 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     import json
-    import shutil
+    import os
 
-    command = shutil.which("apex-mcp")
+    # This install's own command, not whichever apex-mcp comes first on PATH.
+    script = Path(sys.executable).with_name("apex-mcp.exe" if os.name == "nt" else "apex-mcp")
     entry: dict[str, Any] = (
-        {"command": command, "args": []}
-        if command
+        {"command": str(script), "args": []}
+        if script.is_file()
         else {"command": sys.executable, "args": ["-m", "apex_mcp"]}
     )
+    missing = [name for name in args.env if name not in os.environ]
+    if missing:
+        raise SystemExit(
+            f"apex-mcp: --env {', '.join(missing)}: not set in this environment; "
+            "set it first or leave it out"
+        )
+    if args.env:
+        entry["env"] = {name: os.environ[name] for name in args.env}
     print(json.dumps({"mcpServers": {"apex": entry}}, indent=2))
     return 0
 

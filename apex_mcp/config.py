@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -124,6 +125,8 @@ class Settings(BaseSettings):
     @field_validator("db", mode="before")
     @classmethod
     def _expand_db(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = _sqlite_path(value)
         return Path(value).expanduser() if isinstance(value, str | Path) else value
 
     @field_validator("api_key", "miner_api_key", "http_token", mode="before")
@@ -209,6 +212,26 @@ class Settings(BaseSettings):
             if hmac.compare_digest(secret, given):
                 found = user
         return found
+
+
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+)://")
+
+
+def _sqlite_path(value: str) -> str:
+    """A file path, or ``sqlite:///path`` (as SQLAlchemy writes it); another URL is refused,
+    not taken for a folder named ``postgresql:``. The value is never echoed: it may hold a
+    password."""
+    scheme = _URL_SCHEME.match(value)
+    if scheme is None:
+        return value
+    if scheme.group(1).lower() == "sqlite":
+        path = value[scheme.end() :].partition("?")[0]
+        if path.startswith("/") and path != "/":
+            return path[1:]  # sqlite:///apex.db is relative, sqlite:////data/apex.db absolute
+    raise ValueError(
+        f"a {scheme.group(1)}:// URL is not a store apex-mcp can use yet: give a SQLite file "
+        "path, or sqlite:///relative/path.db or sqlite:////absolute/path.db"
+    )
 
 
 def config_file_path() -> Path | None:

@@ -82,5 +82,5 @@ async def serve_gateway(settings: Settings, host: str, port: int) -> None:
             f"refusing to serve the gateway on {host} without API keys: set APEX_GATEWAY_KEYS "
             '(e.g. \'{"alice": "key-1"}\') or listen on 127.0.0.1'
         )
-    log.warning("apex-mcp gateway listening on http://%s:%d (HTTP/2 and HTTP/1.1)", host, port)
+    log.info("apex-mcp gateway listening on http://%s:%d (HTTP/2 and HTTP/1.1)", host, port)
     await serve_until_signalled(create_gateway_app(settings), host, port)

@@ -1,13 +1,117 @@
-"""Serving an ASGI app with hypercorn (HTTP/2 with prior knowledge or TLS, and HTTP/1.1)
-until SIGINT or SIGTERM: shared by the gateway and the MCP server over HTTP."""
+"""Serving the MCP server over stdio, and an ASGI app with hypercorn (HTTP/2 with prior
+knowledge or TLS, and HTTP/1.1) until SIGINT or SIGTERM: shared by the gateway and the MCP
+server over HTTP."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import logging
 import os
 import signal
+import socket
+import stat
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
+
+
+async def serve_stdio(mcp: Any) -> None:
+    """Serve MCP over stdin and stdout until the host closes stdin, Ctrl+C or SIGTERM.
+
+    Either signal ends the server as the end of stdin does: its lifespan closes, so the
+    research runner hands a running job back to the queue for the next process. (Ctrl+C
+    cancels the main task, then raises KeyboardInterrupt; SIGTERM is a clean stop.)"""
+    import anyio
+
+    async with anyio.create_task_group() as tg:
+        if sys.platform != "win32":
+            tg.start_soon(_stop_at_sigterm, tg.cancel_scope)
+        await _serve_stdio(mcp)
+        tg.cancel_scope.cancel()
+
+
+async def _stop_at_sigterm(server: Any) -> None:
+    import anyio
+
+    with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            server.cancel()
+            return
+
+
+async def _serve_stdio(mcp: Any) -> None:
+    """The SDK reads stdin in a worker thread, which nothing stops until the next line comes:
+    a pipe or a terminal is read here instead, waiting for it in the event loop, so that
+    cancelling ends the server at once, cleanly."""
+    from mcp.server.stdio import stdio_server
+
+    if not _waitable(0):  # a file, /dev/null, Windows: reads do not block (or cannot wait)
+        await mcp.run_stdio_async()
+        return
+    server = mcp._lowlevel_server  # no public way to serve other streams on mcp 2.3
+    async with _stdin_lines() as lines, stdio_server(stdin=lines) as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+
+def _waitable(fd: int) -> bool:
+    if sys.platform == "win32":
+        return False
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
+
+
+class _Lines:
+    """The lines of a pipe or terminal, as the SDK's stdio transport reads them."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
+        self.waitable = True
+
+    def __aiter__(self) -> _Lines:
+        return self
+
+    async def __anext__(self) -> str:
+        import anyio
+
+        while b"\n" not in self.buffer:
+            if self.waitable:
+                try:
+                    await anyio.wait_readable(self.fd)
+                except OSError:  # a poller that cannot watch it (kqueue and a terminal)
+                    self.waitable = False
+            if self.waitable:
+                data = os.read(self.fd, 65536)  # readable: returns what is there at once
+            else:
+                data = await anyio.to_thread.run_sync(os.read, self.fd, 65536)
+            if not data:
+                if not self.buffer:
+                    raise StopAsyncIteration
+                line, self.buffer = self.buffer, b""
+                return line.decode("utf-8", errors="replace")
+            self.buffer += data
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode("utf-8", errors="replace") + "\n"
+
+
+@asynccontextmanager
+async def _stdin_lines() -> AsyncIterator[Any]:  # the SDK reads it with async for alone
+    """stdin's lines, read from a private copy of fd 0 while fd 0 points at the null device
+    (as the SDK does: what a tool runs reads nothing of the protocol)."""
+    private = os.dup(0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    try:
+        yield _Lines(private)
+    finally:
+        os.dup2(private, 0)
+        os.close(private)
 
 
 async def serve_until_signalled(app: Any, host: str, port: int) -> None:
@@ -15,7 +119,9 @@ async def serve_until_signalled(app: Any, host: str, port: int) -> None:
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
+    _check_port_free(host, port)
     config = Config()
+    config.errorlog = logging.getLogger("hypercorn.error")  # our log's format, once
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
     config.graceful_timeout = 3
@@ -36,39 +142,25 @@ async def serve_until_signalled(app: Any, host: str, port: int) -> None:
         tg.cancel_scope.cancel()
 
 
-def serve_stdio_until_signalled(mcp: Any) -> None:
-    """Serve an MCPServer over stdio until stdin ends or SIGINT / SIGTERM comes. On a signal
-    the server's lifespan closes as at the end of stdin, so the research runner hands its
-    running jobs back to the queue (the next process resumes them) instead of dying with
-    them, and the process exits."""
-    import anyio
-    from mcp.server.stdio import stdio_server
-
-    async def main() -> None:
-        server = mcp._lowlevel_server
-        signalled = False
-        async with stdio_server() as (read_stream, write_stream):
-            async with anyio.create_task_group() as tg:
-
-                async def watch_signals() -> None:
-                    nonlocal signalled
-                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                        async for _ in signals:
-                            signalled = True
-                            tg.cancel_scope.cancel()
-                            return
-
-                tg.start_soon(watch_signals)
-                options = server.create_initialization_options()
-                await server.run(read_stream, write_stream, options)
-                tg.cancel_scope.cancel()
-            if signalled:
-                # The server is closed. stdin's reader is a thread blocked in read(), which
-                # nothing can interrupt, so waiting for it could last forever: leave now.
-                sys.stderr.flush()
-                os._exit(0)
-
-    anyio.run(main)
+def _check_port_free(host: str, port: int) -> None:
+    """One line, not hypercorn's traceback, when the address cannot be listened on."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        raise SystemExit(f"apex-mcp: cannot listen on {host}: no such address (--host)") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as hypercorn binds
+        try:
+            sock.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise SystemExit(
+                    f"apex-mcp: port {port} is in use: choose another with --port"
+                ) from None
+            raise SystemExit(
+                f"apex-mcp: cannot listen on {host}:{port}: {error.strerror} (--host, --port)"
+            ) from None
 
 
 def is_loopback(host: str) -> bool:

@@ -16,20 +16,23 @@ from apex_mcp.config import Settings
 from apex_mcp.gateway import create_gateway_app
 from tests.jsonrpc import INITIALIZE, INITIALIZED, TOOLS_LIST
 from tests.server.harness import user_miner_env
-from tests.servers import serve_asgi
+from tests.servers import run_process, serve_asgi, wait_exit
 
 SECRET = "sk-miner-secret-42"
+APEX_MCP = str(Path(sys.executable).with_name("apex-mcp"))  # the console script of this install
 
 
-def run(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "apex_mcp", *args],
+def run(
+    *args: str, env: dict[str, str], stdin: str = "", cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real ``apex-mcp`` command, as a user types it."""
+    return run_process(
+        [APEX_MCP, *args],
+        what=f"apex-mcp {' '.join(args)}",
+        timeout=120,
         env={**os.environ, **env},
         input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        cwd=cwd,
     )
 
 
@@ -61,7 +64,10 @@ def test_stdio_serves_the_protocol_alone_on_stdout(engine_env: dict[str, str]) -
     try:
         assert ask(INITIALIZE)["id"] == 1
         listed = ask(INITIALIZED, TOOLS_LIST)
-        rest, stderr = process.communicate(timeout=60)  # closes stdin: the server ends
+        process.stdin.close()  # end of input: the server ends
+        assert wait_exit(process, what="the stdio server to end at end of input", timeout=60) == 0
+        assert process.stderr is not None
+        rest, stderr = process.stdout.read(), process.stderr.read()
     finally:
         process.kill()
         process.wait()
@@ -70,6 +76,9 @@ def test_stdio_serves_the_protocol_alone_on_stdout(engine_env: dict[str, str]) -
     banner = stderr.splitlines()[0]
     assert banner.startswith("apex-mcp ") and "embedded engine" in banner
     assert engine_env["APEX_DB"] in banner
+    # Spawned by a host (stdin not a terminal): one line says what it waits for.
+    hint = "apex-mcp: waiting for an MCP host on stdin (Ctrl+C or Ctrl+D stops it)"
+    assert hint in stderr.splitlines() and stderr.count("waiting for an MCP host") == 1
     assert SECRET not in stderr
 
 
@@ -80,7 +89,8 @@ def test_call_runs_a_tool_and_prints_its_result(engine_env: dict[str, str]) -> N
     listed = run("call", "list_chats", "limit=5", "--json", env=engine_env)
     assert json.loads(listed.stdout)["chats"][0]["title"] == "hello from the shell"
     bad = run("call", "get_chat", "chat_id=nope", env=engine_env)
-    assert bad.returncode == 1 and "invalid_argument" in bad.stdout
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr == "apex-mcp: get_chat: invalid_argument: chat id 'nope' is not a UUID\n"
     tools = run("call", "--list", env=engine_env)
     assert tools.stdout.splitlines()[0].startswith("chat ")
 
@@ -117,11 +127,28 @@ def test_doctor_on_a_remote_backend_checks_the_key(tmp_path: Path) -> None:
     assert "wrong-key-123" not in bad.stdout + bad.stderr and "right-key" not in good.stdout
 
 
-def test_config_claude_prints_a_desktop_entry() -> None:
-    done = run("config", "claude", env={})
+def test_config_claude_names_this_installs_own_command(tmp_path: Path) -> None:
+    # Another apex-mcp first on PATH (an older install, say) is not the one to name.
+    decoy = tmp_path / "apex-mcp"
+    decoy.write_text("#!/bin/sh\nexit 1\n")
+    decoy.chmod(0o755)
+    done = run("config", "claude", env={"PATH": f"{tmp_path}:{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr
     entry = json.loads(done.stdout)["mcpServers"]["apex"]
-    assert entry["command"]
-    assert Path(entry["command"]).name in ("apex-mcp", Path(sys.executable).name)
+    assert entry == {"command": APEX_MCP, "args": []}
+
+
+def test_config_claude_copies_the_settings_named_with_env() -> None:
+    env = {"APEX_MINER": "ollama", "APEX_MINER_MODEL": "llama3.2"}
+    done = run("config", "claude", "--env", "APEX_MINER", "--env", "APEX_MINER_MODEL", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["mcpServers"]["apex"]["env"] == env
+    missing = run("config", "claude", "--env", "APEX_NOT_SET_ANYWHERE", env={})
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr == (
+        "apex-mcp: --env APEX_NOT_SET_ANYWHERE: not set in this environment; "
+        "set it first or leave it out\n"
+    )
 
 
 def test_unknown_toolset_is_refused() -> None:

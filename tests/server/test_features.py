@@ -19,7 +19,7 @@ from apex_mcp.server.app import build_server
 from apex_mcp.server.http import create_http_app
 from tests.jsonrpc import INITIALIZE
 from tests.server.harness import Backend, backend, connect, settings_from, text_of
-from tests.servers import free_port, serve_asgi
+from tests.servers import free_port, serve_asgi, waiting_for
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +37,7 @@ async def test_cancelling_a_chat_cancels_its_upstream_request(local: Backend) ->
     async with connect("stdio", local.env) as client:
         with anyio.move_on_after(2):
             await client.call_tool("chat", {"user_prompt": "a long story", "save": False})
-        with anyio.fail_after(10):
+        with waiting_for("the miner to see the cancelled chat's request closed", 10):
             while local.fake.disconnects == 0:
                 await anyio.sleep(0.05)
         # The server is still there for the next call.

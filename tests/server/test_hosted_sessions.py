@@ -32,7 +32,7 @@ from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.fakes.web import FakeSearxng, FakeWeb, hit, serve_searxng, serve_web
 from tests.jsonrpc import INITIALIZE
 from tests.server.harness import settings_from, text_of
-from tests.servers import free_port, serve_asgi, wait_listening
+from tests.servers import free_port, serve_asgi, wait_exit, wait_listening
 
 pytestmark = pytest.mark.anyio
 
@@ -277,12 +277,11 @@ def test_the_server_process_starts_beyond_loopback_and_logs_no_key(tmp_path: Pat
             "APEX_LOG_LEVEL": "DEBUG",
         }
         command = [sys.executable, "-m", "apex_mcp", "serve", "--http", "--host", "0.0.0.0"]
-        server = subprocess.Popen(
-            [*command, "--port", str(port)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        log_file = tmp_path / "server.log"  # a file, not a pipe: DEBUG logs never block it
+        with log_file.open("wb") as log:
+            server = subprocess.Popen(
+                [*command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         try:
             wait_listening(port, server)
             query = urlencode({"miner": alice_url, "minerApiKey": ALICE_KEY})
@@ -295,8 +294,8 @@ def test_the_server_process_starts_beyond_loopback_and_logs_no_key(tmp_path: Pat
             said = anyio.run(use)
         finally:
             server.terminate()
-            out, err = server.communicate(timeout=30)
-    logs = (out + err).decode()
+            wait_exit(server, what="the hosted HTTP server to stop at SIGTERM", timeout=30)
+    logs = log_file.read_text()
     assert said == "hi alice"
     assert "without a token" in logs  # it says what it trusts
     assert "DEBUG" in logs  # the logs were on, and still:

@@ -15,6 +15,7 @@ from tests.engine.test_research import Script
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.fakes.web import FakeSearxng, FakeWeb, hit, serve_searxng, serve_web
 from tests.server.harness import connect, text_of
+from tests.servers import waiting_for
 
 pytestmark = pytest.mark.anyio
 
@@ -118,7 +119,7 @@ async def test_cancel_stops_a_running_job(
         )
         assert started.structured_content is not None
         job_id = started.structured_content["job_id"]
-        with anyio.fail_after(20):
+        with waiting_for("the job to be running", 20):
             while True:
                 out: Any = (
                     await client.call_tool("deep_research_status", {"job_id": job_id})

@@ -16,7 +16,7 @@ from apex_mcp.apex.errors import ApexError, Code
 from apex_mcp.apex.server import create_app, serve_client
 from tests.doubles import ScriptedApex
 from tests.server.harness import connect, text_of
-from tests.servers import serve_asgi
+from tests.servers import serve_asgi, waiting_for
 
 pytestmark = pytest.mark.anyio
 
@@ -216,7 +216,7 @@ async def test_a_subscribed_research_resource_notifies_as_it_changes(
         job.started = anyio.current_time()
         with pytest.warns(Warning):  # the SDK marks the handshake-era subscribe as deprecated
             await client.subscribe_resource(f"apex://research/{JOB}")
-        with anyio.fail_after(20):
+        with waiting_for("3 updates of the subscribed job's resource", 20):
             while len(updates) < 3:
                 await anyio.sleep(0.05)
         report = await client.read_resource(f"apex://research/{JOB}")
@@ -236,16 +236,18 @@ async def test_an_unsubscribed_client_hears_no_more(
         job.started = anyio.current_time()
         with pytest.warns(Warning):  # deprecated in the SDK, as above
             await client.subscribe_resource(uri)
-        while not updates:
-            await anyio.sleep(0.05)
+        with waiting_for("the first update of the subscribed resource", 20):
+            while not updates:
+                await anyio.sleep(0.05)
         with pytest.warns(Warning):
             await client.unsubscribe_resource(uri)
         heard = len(updates)
         report = ""
-        while "# Report" not in report:  # the job goes on to its end...
-            await anyio.sleep(0.1)
-            read = await client.read_resource(uri)
-            report = read.contents[0].text  # type: ignore[union-attr]
+        with waiting_for("the job's report in its resource", 30):
+            while "# Report" not in report:  # the job goes on to its end...
+                await anyio.sleep(0.1)
+                read = await client.read_resource(uri)
+                report = read.contents[0].text  # type: ignore[union-attr]
         await anyio.sleep(0.5)  # ...and past the watcher's next look
     assert heard == 1 and len(updates) == heard  # nothing after the unsubscribe
 
@@ -329,7 +331,7 @@ async def test_a_2026_client_hears_of_a_job_it_started(
     ):
         job.started = anyio.current_time()
         await client.call_tool("deep_research_start", {"user_prompt": "q", "save": False})
-        with anyio.fail_after(20):
+        with waiting_for("3 resource updates of a job started by this client", 20):
             async for event in events:
                 assert isinstance(event, ResourceUpdated)
                 heard.append(event.uri)
