@@ -1,0 +1,18 @@
+"""Every tool, fuzzed from its inputSchema and beyond it, against a real server process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.faults.fuzz import fuzz_every_tool
+from tests.faults.processes import fake_world, mcp_http_process, tracebacks
+
+
+def test_every_tool_answers_any_input_with_a_result_or_a_clean_error(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with fake_world(tmp_path / "apex.db") as world, mcp_http_process(world.env, log) as (url, _):
+        report = fuzz_every_tool(url, in_schema=15, out_of_schema=10, derandomize=True)
+    print(f"{sum(report.calls.values())} calls, {sum(report.tool_errors.values())} tool errors")
+    assert len(report.calls) == 16  # every tool was called
+    assert report.summary() == [], "\n".join(report.summary())
+    assert tracebacks(log) == []
