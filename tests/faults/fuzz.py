@@ -10,23 +10,23 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx2
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp_types import Tool
 
-from tests.faults.processes import HTTP_TOKEN, SECRETS
+from tests.faults.processes import HTTP_TOKEN, SECRETS, mcp_client, text_of
+from tests.jsonrpc import INITIALIZE, INITIALIZED, TOOLS_LIST
 
 # Any JSON value, the stuff of inputs outside a schema (big integers included).
 JSON_VALUES = st.recursive(
@@ -43,12 +43,14 @@ JSON_VALUES = st.recursive(
 ID_ARGUMENTS = {"chat_id": "chats", "completion_id": "completions", "job_id": "jobs"}
 ID_LIST_ARGUMENTS = {"chat_ids": "chats", "completion_ids": "completions"}
 CALL_TIMEOUT = 60.0
+FIELD_LINE = re.compile(r"^([\w.\[\]-]+: \S|and \d+ more$)")  # "chat_ids.0: must be a string"
 
 
 @dataclass
 class FuzzReport:
     calls: Counter[str] = field(default_factory=Counter)  # per tool
     tool_errors: Counter[str] = field(default_factory=Counter)
+    seconds: dict[str, float] = field(default_factory=dict)  # per tool, waiting for answers
     findings: dict[tuple[str, str], str] = field(default_factory=dict)  # (tool, kind) -> example
 
     def find(self, tool: str, kind: str, example: str) -> None:
@@ -58,23 +60,16 @@ class FuzzReport:
         return [f"{tool}: {kind}: {example}" for (tool, kind), example in self.findings.items()]
 
 
-@asynccontextmanager
-async def mcp_client(url: str) -> AsyncIterator[Client]:
-    headers = {"authorization": f"Bearer {HTTP_TOKEN}"}
-    async with httpx2.AsyncClient(timeout=CALL_TIMEOUT, headers=headers) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
-            yield client
-
-
 def fuzz_every_tool(
     url: str, *, in_schema: int, out_of_schema: int, derandomize: bool
 ) -> FuzzReport:
     """Call each tool the server lists ``in_schema`` times with inputs from its inputSchema and
     ``out_of_schema`` times with inputs outside it; then check that it still answers."""
     report = FuzzReport()
-    with start_blocking_portal() as portal, portal.wrap_async_context_manager(
-        mcp_client(url)
-    ) as client:
+    with (
+        start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(mcp_client(url)) as client,
+    ):
         tools = portal.call(client.list_tools).tools
         known = portal.call(stored_things, client)
         for tool in tools:
@@ -112,11 +107,15 @@ def fuzz_one(
     def call(arguments: dict[str, Any]) -> None:
         report.calls[tool.name] += 1
         shown = f"{json.dumps(arguments)[:500]} -> "
+        started = time.monotonic()
         try:
             result = portal.call(client.call_tool, tool.name, arguments, CALL_TIMEOUT)
         except Exception as error:  # a protocol error, a timeout, an invalid result
             report.find(tool.name, f"{kind}: no result", f"{shown}{type(error).__name__}: {error}")
             return
+        finally:
+            waited = time.monotonic() - started
+            report.seconds[tool.name] = report.seconds.get(tool.name, 0.0) + waited
         text = text_of(result)
         everything = text + json.dumps(result.structured_content)
         if any(secret in everything for secret in SECRETS):
@@ -125,7 +124,7 @@ def fuzz_one(
             report.find(tool.name, f"{kind}: a traceback in the answer", shown + text)
         if result.is_error:
             report.tool_errors[tool.name] += 1
-            check_error(tool, kind, arguments, text, shown, report)
+            check_error(tool, kind, text, shown, report)
         elif tool.output_schema is not None:
             try:
                 jsonschema.validate(result.structured_content, tool.output_schema)
@@ -135,14 +134,14 @@ def fuzz_one(
     call()
 
 
-def check_error(
-    tool: Tool, kind: str, arguments: dict[str, Any], text: str, shown: str, report: FuzzReport
-) -> None:
-    """A clean tool error: something to read, one line (one per bad argument at most)."""
+def check_error(tool: Tool, kind: str, text: str, shown: str, report: FuzzReport) -> None:
+    """A clean tool error: one line, or one ``field: problem`` line per bad argument."""
     lines = text.strip().splitlines()
     if not lines:
         report.find(tool.name, f"{kind}: an empty error", shown + repr(text))
-    elif len(lines) > max(1, len(arguments) + len(tool.input_schema.get("required", []))) or any(len(line) > 1000 for line in lines):
+    elif any(len(line) > 1000 for line in lines):
+        report.find(tool.name, f"{kind}: an error line over 1000 characters", shown + text)
+    elif len(lines) > 1 and not all(FIELD_LINE.match(line) for line in lines):
         report.find(tool.name, f"{kind}: an error of {len(lines)} lines", shown + text)
 
 
@@ -160,7 +159,7 @@ def valid_inputs(tool: Tool, known: dict[str, list[str]]) -> st.SearchStrategy[d
     for name, things in ID_LIST_ARGUMENTS.items():
         if name in properties and known[things]:
             real[name] = st.lists(st.sampled_from(known[things]), min_size=1, max_size=3)
-    drawn = from_schema(schema)
+    drawn = cast(st.SearchStrategy[dict[str, Any]], from_schema(schema))
     if not real:
         return drawn
     return st.builds(
@@ -214,5 +213,60 @@ async def stored_things(client: Client) -> dict[str, list[str]]:
     return known
 
 
-def text_of(result: Any) -> str:
-    return "\n".join(getattr(block, "text", "") for block in result.content)
+def raw_requests() -> dict[str, bytes]:
+    """JSON-RPC bodies no SDK client would send: arguments of the wrong kind, names that are
+    not tools, broken or deeply nested JSON, a very large argument."""
+
+    def call(params: Any, id_: Any = 7) -> bytes:
+        message = {"jsonrpc": "2.0", "id": id_, "method": "tools/call", "params": params}
+        return json.dumps(message).encode()
+
+    deep = b'{"user_prompt": "x", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    return {
+        "arguments a list": call({"name": "chat", "arguments": [1, 2]}),
+        "arguments a string": call({"name": "chat", "arguments": "hello"}),
+        "arguments null": call({"name": "list_chats", "arguments": None}),
+        "name a number": call({"name": 5, "arguments": {}}),
+        "no such tool": call({"name": "rm_rf", "arguments": {}}),
+        "no params": call(None),
+        "id an object": call({"name": "list_chats", "arguments": {}}, {"a": 1}),
+        "no such method": json.dumps({"jsonrpc": "2.0", "id": 8, "method": "x/y"}).encode(),
+        "a batch": b"[" + call({"name": "list_chats"}) + b"," + call({"name": "nope"}) + b"]",
+        "not JSON": b'{"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {',
+        "100,000 nested arrays": b'{"jsonrpc": "2.0", "id": 10, "method": "tools/call", '
+        b'"params": {"name": "chat", "arguments": ' + deep + b"}}",
+        "a 5 MB prompt (over the 4 MiB limit)": call(
+            {"name": "chat", "arguments": {"user_prompt": "x" * 5_000_000}}
+        ),
+    }
+
+
+async def send_raw_requests(url: str) -> list[str]:
+    """Send each of ``raw_requests`` in an initialized session; the findings: answers that are
+    a server error, show a traceback or a secret, or a server that stops answering."""
+    headers = {
+        "authorization": f"Bearer {HTTP_TOKEN}",
+        "accept": "application/json, text/event-stream",
+        "content-type": "application/json",
+    }
+    findings = []
+    async with httpx2.AsyncClient(timeout=CALL_TIMEOUT, headers=headers) as http:
+        hello = await http.post(url, json=INITIALIZE)
+        hello.raise_for_status()
+        session = {"mcp-session-id": hello.headers.get("mcp-session-id", "")}
+        await http.post(url, json=INITIALIZED, headers=session)
+        for what, body in raw_requests().items():
+            try:
+                answer = await http.post(url, content=body, headers=session)
+            except httpx2.HTTPError as error:
+                findings.append(f"{what}: no answer: {type(error).__name__}: {error}")
+                continue
+            text = answer.text
+            if answer.status_code >= 500:
+                findings.append(f"{what}: HTTP {answer.status_code}: {text[:300]}")
+            if "Traceback" in text or any(secret in text for secret in SECRETS):
+                findings.append(f"{what}: a traceback or a secret in: {text[:300]}")
+        check = await http.post(url, json=TOOLS_LIST, headers=session)
+        if check.status_code != 200 or '"tools"' not in check.text:
+            findings.append(f"tools/list afterwards: HTTP {check.status_code}: {check.text[:300]}")
+    return findings

@@ -66,35 +66,42 @@ async def kill9_rounds(
     a random number of writes (in ``acks_before_kill``) were acknowledged, plus a random
     fraction of a second."""
     for round_ in range(rounds):
-        killed = anyio.Event()
-        port = free_port()
-        with gateway_process(db, port) as process:
-            start = ledger.acknowledged
-            due = start + rng.randint(*acks_before_kill)
-            done = 0
+        due = ledger.acknowledged + rng.randint(*acks_before_kill)
+        with waiting_for(f"round {round_} of kill -9 under writes", 120):
+            await kill9_round(db, ledger, f"r{round_}", writers, due, rng)
 
-            async def writer(worker: int, prefix: str) -> None:
-                nonlocal done
-                try:
-                    await write_until_failure(
-                        f"http://127.0.0.1:{port}", ledger, prefix, killed, random.Random(rng.random())
-                    )
-                finally:
-                    done += 1
 
-            async def killer() -> None:
-                while ledger.acknowledged < due and done < writers:
-                    await anyio.sleep(0.005)
-                await anyio.sleep(rng.uniform(0, 0.2))
-                killed.set()
-                os.kill(process.pid, signal.SIGKILL)
+async def kill9_round(
+    db: Path, ledger: Ledger, name: str, writers: int, due: int, rng: random.Random
+) -> None:
+    """Start the gateway, write with ``writers`` clients, kill -9 it once ``due`` writes in
+    all were acknowledged (or every writer stopped), a random moment later."""
+    killed = anyio.Event()
+    url, port = "", free_port()
+    stopped = 0
 
-            with waiting_for(f"round {round_} of kill -9 under writes", 120):
-                async with anyio.create_task_group() as tg:
-                    for worker in range(writers):
-                        tg.start_soon(writer, worker, f"r{round_}w{worker}")
-                    tg.start_soon(killer)
-            assert process.wait() == -signal.SIGKILL
+    async def writer(prefix: str) -> None:
+        nonlocal stopped
+        try:
+            await write_until_failure(url, ledger, prefix, killed, random.Random(rng.random()))
+        finally:
+            stopped += 1
+
+    with gateway_process(db, port) as process:
+        url = f"http://127.0.0.1:{port}"
+
+        async def killer() -> None:
+            while ledger.acknowledged < due and stopped < writers:
+                await anyio.sleep(0.005)
+            await anyio.sleep(rng.uniform(0, 0.2))
+            killed.set()
+            os.kill(process.pid, signal.SIGKILL)
+
+        async with anyio.create_task_group() as tg:
+            for worker in range(writers):
+                tg.start_soon(writer, f"{name}w{worker}")
+            tg.start_soon(killer)
+        assert process.wait() == -signal.SIGKILL
 
 
 async def write_until_failure(

@@ -6,10 +6,15 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.fakes.web import FakeSearxng, FakeWeb, hit, serve_searxng, serve_web
@@ -91,3 +96,18 @@ def tracebacks(log: Path) -> list[str]:
     """The tracebacks a server printed to its log: each one an unhandled failure."""
     text = log.read_text(errors="replace")
     return [part.split("\n\n")[0][-1500:] for part in text.split("Traceback (most")[1:]]
+
+
+@asynccontextmanager
+async def mcp_client(url: str, timeout: float = 60) -> AsyncIterator[Client]:
+    """The SDK's client over streamable HTTP, with the server's token."""
+    headers = {"authorization": f"Bearer {HTTP_TOKEN}"}
+    async with (
+        httpx2.AsyncClient(timeout=timeout, headers=headers) as http,
+        Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
+    ):
+        yield client
+
+
+def text_of(result: Any) -> str:
+    return "\n".join(getattr(block, "text", "") for block in result.content)
