@@ -2,7 +2,8 @@
 measured and found instead of asserting.
 
     python -m bench.faults [--kills 30] [--writers 8] [--examples 200] [--clients 8]
-                           [--calls 500] [--phases 3] [--only kill9,fuzz,soak]
+                           [--calls 500] [--phases 3] [--session-calls 10]
+                           [--only kill9,fuzz,soak]
 
 1. kill9: ``--kills`` rounds of the gateway (a real process, one SQLite file) under
    ``--writers`` clients creating chats and completions and rewriting completion texts, each
@@ -14,9 +15,10 @@ measured and found instead of asserting.
    JSON-RPC; findings are answers that are neither a result fitting the outputSchema nor a
    clean tool error, or that show a traceback or a secret; and tracebacks in the server's log.
 3. soak: ``--clients`` concurrent clients over streamable HTTP, each making ``--calls``
-   calls per phase in sessions of 25 calls, for ``--phases`` phases after a warm-up; the
-   server's VmRSS after each phase. Memory that keeps growing phase after phase is a leak;
-   growth that stops is caches and allocator pools filling.
+   calls per phase in sessions of ``--session-calls`` calls (each session subscribes to a
+   research report and ends without unsubscribing, as hosts do), for ``--phases`` phases
+   after a warm-up; the server's VmRSS after each phase. Memory that keeps growing phase
+   after phase is a leak; growth that stops is caches and allocator pools filling.
 
 Nothing leaves the machine: the miner, SearXNG and the web pages are fakes on 127.0.0.1.
 """
@@ -88,11 +90,14 @@ async def bench_fuzz(tmp: Path, examples: int, derandomize: bool) -> None:
     print(f"  tracebacks in the server's log: {len(printed)}", *[f"\n{t}" for t in printed[:3]])
 
 
-async def bench_soak(tmp: Path, clients: int, calls: int, phases: int) -> None:
+async def bench_soak(tmp: Path, clients: int, calls: int, phases: int, session_calls: int) -> None:
     log = tmp / "soak.log"
     with fake_world(tmp / "soak.db") as world, mcp_http_process(world.env, log) as (url, pid):
         start = rss_kib(pid)
-        print(f"\nsoak: {clients} clients, {calls} calls each per phase, sessions of 25 calls")
+        print(
+            f"\nsoak: {clients} clients, {calls} calls each per phase, sessions of "
+            f"{session_calls} calls (each subscribes to a research report)"
+        )
         print(f"  server RSS at start {start / 1024:.1f} MiB")
         for phase in range(phases):
             report = await soak(
@@ -100,7 +105,7 @@ async def bench_soak(tmp: Path, clients: int, calls: int, phases: int) -> None:
                 pid,
                 clients=clients,
                 calls_per_client=calls,
-                calls_per_session=25,
+                calls_per_session=session_calls,
                 warmup_calls=10 if phase == 0 else 0,
             )
             print(f"  phase {phase + 1}: " + "\n    ".join(report.lines()))
@@ -116,6 +121,7 @@ async def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--calls", type=int, default=500, help="per client and phase")
     parser.add_argument("--phases", type=int, default=3)
+    parser.add_argument("--session-calls", type=int, default=10, help="calls per MCP session")
     parser.add_argument("--seed", type=int, default=None, help="kill9's seed (else random)")
     parser.add_argument("--only", default="kill9,fuzz,soak")
     args = parser.parse_args()
@@ -132,7 +138,7 @@ async def main() -> None:
         if "fuzz" in parts:
             await bench_fuzz(Path(tmp), args.examples, derandomize=False)
         if "soak" in parts:
-            await bench_soak(Path(tmp), args.clients, args.calls, args.phases)
+            await bench_soak(Path(tmp), args.clients, args.calls, args.phases, args.session_calls)
 
 
 if __name__ == "__main__":

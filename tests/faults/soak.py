@@ -5,10 +5,12 @@ process's resident memory is read from /proc before and after (and sampled in be
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+from mcp.shared.exceptions import MCPDeprecationWarning
 
 from tests.faults.processes import SECRETS, mcp_client, rss_kib, text_of
 
@@ -60,13 +62,25 @@ def calls_of(client_no: int, n: int, chat_id: str | None) -> tuple[str, dict[str
 
 
 async def run_client(
-    url: str, client_no: int, calls: int, calls_per_session: int, report: SoakReport
+    url: str,
+    client_no: int,
+    calls: int,
+    calls_per_session: int,
+    report: SoakReport,
+    subscribe_to: str,
 ) -> None:
     chat_id: str | None = None
     n = 0
     while n < calls:
         async with mcp_client(url) as client:
             report.sessions += 1
+            # As hosts do: follow a research report, and end the session without unsubscribing
+            # (the handshake era's resources/subscribe, which the SDK marks deprecated).
+            try:
+                with warnings.catch_warnings(category=MCPDeprecationWarning, action="ignore"):
+                    await client.subscribe_resource(subscribe_to)
+            except Exception as error:
+                report.errors.append(f"subscribe: {type(error).__name__}: {error}")
             for _ in range(min(calls_per_session, calls - n)):
                 name, arguments = calls_of(client_no, n, chat_id)
                 n += 1
@@ -96,11 +110,18 @@ async def soak(
     warmup_calls: int = 10,
 ) -> SoakReport:
     """Warm up (every client once, so that what is built once is built), then measure RSS
-    around ``clients`` x ``calls_per_client`` calls."""
+    around ``clients`` x ``calls_per_client`` calls. Every session subscribes to the report
+    of one research job."""
+    async with mcp_client(url) as client:
+        job = await client.call_tool(
+            "deep_research_start", {"user_prompt": "what do bees do", "save": False}
+        )
+    assert job.structured_content is not None, text_of(job)
+    report_uri = f"apex://research/{job.structured_content['job_id']}"
     warmup = SoakReport(clients)
     async with anyio.create_task_group() as tg:
         for c in range(clients):
-            tg.start_soon(run_client, url, c, warmup_calls, warmup_calls, warmup)
+            tg.start_soon(run_client, url, c, warmup_calls, warmup_calls, warmup, report_uri)
     report = SoakReport(clients, errors=warmup.errors)
     report.rss_before_kib = report.rss_peak_kib = rss_kib(pid)
     started = time.monotonic()
@@ -115,7 +136,7 @@ async def soak(
         async with anyio.create_task_group() as clients_group:
             for c in range(clients):
                 clients_group.start_soon(
-                    run_client, url, c, calls_per_client, calls_per_session, report
+                    run_client, url, c, calls_per_client, calls_per_session, report, report_uri
                 )
         tg.cancel_scope.cancel()
     report.seconds = time.monotonic() - started
