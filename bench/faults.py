@@ -78,9 +78,10 @@ async def bench_fuzz(tmp: Path, examples: int, derandomize: bool) -> None:
             )
         )
         raw = await send_raw_requests(url)
-    calls, errors = sum(report.calls.values()), sum(report.tool_errors.values())
+    calls = sum(report.calls.values())
     print(f"\nfuzz: {len(report.calls)} tools, {calls} calls, {time.monotonic() - started:.1f} s")
-    print(f"  tool errors {errors}, results {calls - errors}")
+    for kind, n in report.kind_calls.items():
+        print(f"  {kind}: {n} calls, {report.kind_errors[kind]} tool errors")
     slowest = sorted(report.seconds.items(), key=lambda item: -item[1])[:3]
     print("  slowest tools (s in all):", ", ".join(f"{t} {s:.1f}" for t, s in slowest))
     findings = report.summary()

@@ -50,6 +50,8 @@ FIELD_LINE = re.compile(r"^([\w.\[\]-]+: \S|and \d+ more$)")  # "chat_ids.0: mus
 class FuzzReport:
     calls: Counter[str] = field(default_factory=Counter)  # per tool
     tool_errors: Counter[str] = field(default_factory=Counter)
+    kind_calls: Counter[str] = field(default_factory=Counter)  # "in schema", "out of schema"
+    kind_errors: Counter[str] = field(default_factory=Counter)
     seconds: dict[str, float] = field(default_factory=dict)  # per tool, waiting for answers
     findings: dict[tuple[str, str], str] = field(default_factory=dict)  # (tool, kind) -> example
 
@@ -106,6 +108,7 @@ def fuzz_one(
     @given(strategy)
     def call(arguments: dict[str, Any]) -> None:
         report.calls[tool.name] += 1
+        report.kind_calls[kind] += 1
         shown = f"{json.dumps(arguments)[:500]} -> "
         started = time.monotonic()
         try:
@@ -124,6 +127,7 @@ def fuzz_one(
             report.find(tool.name, f"{kind}: a traceback in the answer", shown + text)
         if result.is_error:
             report.tool_errors[tool.name] += 1
+            report.kind_errors[kind] += 1
             check_error(tool, kind, text, shown, report)
         elif tool.output_schema is not None:
             try:

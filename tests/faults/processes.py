@@ -92,6 +92,13 @@ def rss_kib(pid: int) -> int:
     raise AssertionError(f"/proc/{pid}/status has no VmRSS line")
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process has used (user and system), from /proc/<pid>/stat: unlike wall
+    time, it does not depend on what else the machine is running."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tracebacks(log: Path) -> list[str]:
     """The tracebacks a server printed to its log: each one an unhandled failure."""
     text = log.read_text(errors="replace")

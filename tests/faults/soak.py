@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 from mcp.shared.exceptions import MCPDeprecationWarning
 
-from tests.faults.processes import SECRETS, mcp_client, rss_kib, text_of
+from tests.faults.processes import SECRETS, cpu_seconds, mcp_client, rss_kib, text_of
 
 
 @dataclass
@@ -25,6 +25,7 @@ class SoakReport:
     rss_after_kib: int = 0
     rss_peak_kib: int = 0
     seconds: float = 0.0
+    server_cpu_seconds: float = 0.0
 
     @property
     def growth_kib(self) -> int:
@@ -32,9 +33,11 @@ class SoakReport:
 
     def lines(self) -> list[str]:
         rate = self.calls / self.seconds if self.seconds else 0.0
+        per_call = 1000 * self.server_cpu_seconds / self.calls if self.calls else 0.0
         return [
             f"{self.clients} clients, {self.sessions} sessions, {self.calls} calls in "
-            f"{self.seconds:.1f} s ({rate:.0f} calls/s), {len(self.errors)} errors",
+            f"{self.seconds:.1f} s ({rate:.0f} calls/s), {len(self.errors)} errors; server "
+            f"CPU {self.server_cpu_seconds:.1f} s ({per_call:.1f} ms per call)",
             f"server RSS {self.rss_before_kib / 1024:.1f} MiB -> {self.rss_after_kib / 1024:.1f}"
             f" MiB (growth {self.growth_kib / 1024:+.1f} MiB, peak {self.rss_peak_kib / 1024:.1f}"
             " MiB)",
@@ -124,7 +127,7 @@ async def soak(
             tg.start_soon(run_client, url, c, warmup_calls, warmup_calls, warmup, report_uri)
     report = SoakReport(clients, errors=warmup.errors)
     report.rss_before_kib = report.rss_peak_kib = rss_kib(pid)
-    started = time.monotonic()
+    started, cpu = time.monotonic(), cpu_seconds(pid)
     async with anyio.create_task_group() as tg:
 
         async def sample() -> None:
@@ -140,6 +143,7 @@ async def soak(
                 )
         tg.cancel_scope.cancel()
     report.seconds = time.monotonic() - started
+    report.server_cpu_seconds = cpu_seconds(pid) - cpu
     report.rss_after_kib = rss_kib(pid)
     report.rss_peak_kib = max(report.rss_peak_kib, report.rss_after_kib)
     return report
