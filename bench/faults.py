@@ -77,7 +77,7 @@ async def bench_fuzz(tmp: Path, examples: int, derandomize: bool) -> None:
                 url, in_schema=examples, out_of_schema=examples // 2, derandomize=derandomize
             )
         )
-        raw = await send_raw_requests(url)
+        raw, _ = await send_raw_requests(url)
     calls = sum(report.calls.values())
     print(f"\nfuzz: {len(report.calls)} tools, {calls} calls, {time.monotonic() - started:.1f} s")
     for kind, n in report.kind_calls.items():

@@ -43,6 +43,7 @@ JSON_VALUES = st.recursive(
 ID_ARGUMENTS = {"chat_id": "chats", "completion_id": "completions", "job_id": "jobs"}
 ID_LIST_ARGUMENTS = {"chat_ids": "chats", "completion_ids": "completions"}
 CALL_TIMEOUT = 60.0
+TOO_LARGE = "a 5 MB prompt (over the 4 MiB limit)"
 FIELD_LINE = re.compile(r"^([\w.\[\]-]+: \S|and \d+ more$)")  # "chat_ids.0: must be a string"
 
 
@@ -239,21 +240,20 @@ def raw_requests() -> dict[str, bytes]:
         "not JSON": b'{"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {',
         "100,000 nested arrays": b'{"jsonrpc": "2.0", "id": 10, "method": "tools/call", '
         b'"params": {"name": "chat", "arguments": ' + deep + b"}}",
-        "a 5 MB prompt (over the 4 MiB limit)": call(
-            {"name": "chat", "arguments": {"user_prompt": "x" * 5_000_000}}
-        ),
+        TOO_LARGE: call({"name": "chat", "arguments": {"user_prompt": "x" * 5_000_000}}),
     }
 
 
-async def send_raw_requests(url: str) -> list[str]:
-    """Send each of ``raw_requests`` in an initialized session; the findings: answers that are
-    a server error, show a traceback or a secret, or a server that stops answering."""
+async def send_raw_requests(url: str) -> tuple[list[str], dict[str, tuple[int, str]]]:
+    """Send each of ``raw_requests`` in an initialized session. Returns the findings (answers
+    that are a server error, show a traceback or a secret, no answer, a server that stops
+    answering) and each request's answer (status and body)."""
     headers = {
         "authorization": f"Bearer {HTTP_TOKEN}",
         "accept": "application/json, text/event-stream",
         "content-type": "application/json",
     }
-    findings = []
+    findings, answers = [], {}
     async with httpx2.AsyncClient(timeout=CALL_TIMEOUT, headers=headers) as http:
         hello = await http.post(url, json=INITIALIZE)
         hello.raise_for_status()
@@ -266,6 +266,7 @@ async def send_raw_requests(url: str) -> list[str]:
                 findings.append(f"{what}: no answer: {type(error).__name__}: {error}")
                 continue
             text = answer.text
+            answers[what] = (answer.status_code, text)
             if answer.status_code >= 500:
                 findings.append(f"{what}: HTTP {answer.status_code}: {text[:300]}")
             if "Traceback" in text or any(secret in text for secret in SECRETS):
@@ -273,4 +274,4 @@ async def send_raw_requests(url: str) -> list[str]:
         check = await http.post(url, json=TOOLS_LIST, headers=session)
         if check.status_code != 200 or '"tools"' not in check.text:
             findings.append(f"tools/list afterwards: HTTP {check.status_code}: {check.text[:300]}")
-    return findings
+    return findings, answers

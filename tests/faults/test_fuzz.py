@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.fuzz import fuzz_every_tool, send_raw_requests
+from tests.faults.fuzz import TOO_LARGE, fuzz_every_tool, send_raw_requests
 from tests.faults.processes import fake_world, mcp_http_process, tracebacks
 from tests.servers import waiting_for
 
@@ -31,6 +31,9 @@ async def test_malformed_json_rpc_gets_a_clean_answer_and_the_server_stays_up(
         mcp_http_process(world.env, log) as (url, _),
         waiting_for("answers to malformed requests", 120),
     ):
-        findings = await send_raw_requests(url)
+        findings, answers = await send_raw_requests(url)
     assert findings == []
+    status, text = answers[TOO_LARGE]  # was: the connection dropped, no reason given
+    assert status == 413
+    assert "over the limit of 4,194,304: send less" in text
     assert tracebacks(log) == []
