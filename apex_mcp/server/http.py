@@ -95,7 +95,7 @@ def create_http_app(mcp: MCPServer[AppState], settings: Settings, host: str, por
     if settings.http_session_config:
         app = SessionConfigGate(app)
         refusal = SSE_WITH_SESSION_CONFIG
-    app = LegacySse(app, mcp, security, refusal=refusal)
+    app = BodyLimitGate(LegacySse(app, mcp, security, refusal=refusal))
     return BearerGate(app, token) if token is not None else app
 
 
@@ -135,6 +135,30 @@ class SessionConfigGate:
             except self._sessions.SessionConfigError as error:
                 body = {"error": "invalid_session_config", "message": str(error)}
                 await _refuse(receive, send, 400, body)
+                return
+        await self.app(scope, receive, send)
+
+
+class BodyLimitGate:
+    """ASGI middleware: a request that declares a body over the MCP SDK's limit gets 413
+    saying so. The SDK answers 413 without reading the body, and hypercorn then drops the
+    connection: the client saw a reset, not the reason."""
+
+    def __init__(self, app: Any) -> None:
+        from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
+
+        self.app = app
+        self.limit = DEFAULT_MAX_REQUEST_BODY_SIZE
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            declared = dict(scope["headers"]).get(b"content-length", b"")
+            if declared.isdigit() and int(declared) > self.limit:
+                message = (
+                    f"the request is {int(declared):,} bytes, over the limit of "
+                    f"{self.limit:,}: send less (a prompt holds at most 1,000,000 characters)"
+                )
+                await _refuse(receive, send, 413, {"error": "too_large", "message": message})
                 return
         await self.app(scope, receive, send)
 
