@@ -24,7 +24,7 @@ import hashlib
 import hmac
 import json
 import logging
-import uuid
+import secrets
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -192,6 +192,25 @@ def _base64_json(value: str) -> dict[str, Any]:
     return decoded
 
 
+def anonymous_user(request: ServerRequestContext[Any]) -> str:
+    """The user of a session without a key: a random name made here the first time its
+    connection asks, kept on that live connection and gone with it. Never from what the
+    client sends (an ``mcp-session-id`` can be replayed after its session ended, or sent by
+    someone else); a 2026-07-28 request, a connection of its own, is a user for itself."""
+    from .state import connection_of
+
+    state = getattr(connection_of(request.session), "state", None)
+    if not isinstance(state, dict):  # fail closed: a user of this request alone
+        return "session:" + secrets.token_hex(16)
+    user = state.get(_USER_STATE)
+    if not isinstance(user, str):
+        user = state[_USER_STATE] = "session:" + secrets.token_hex(16)
+    return user
+
+
+_USER_STATE = "apex-mcp:user"
+
+
 def _keyed_hash(text: str) -> str:
     return hmac.new(_HASH_KEY, text.encode(), hashlib.sha256).hexdigest()[:32]
 
@@ -229,10 +248,7 @@ class SessionClients:
             config = parse_query(http.scope.get("query_string", b""))
         except SessionConfigError as error:  # the HTTP gate refuses these first
             raise ApexError(Code.INVALID_ARGUMENT, f"session configuration: {error}") from None
-        # A session without a key is a user for as long as it lasts: its MCP session id
-        # (a random token the server gave it) names it; without one, the request alone.
-        session_id = http.headers.get("mcp-session-id") or uuid.uuid4().hex
-        return await self._client(config, engine, "session:" + _keyed_hash(session_id))
+        return await self._client(config, engine, anonymous_user(request))
 
     async def _client(self, config: SessionConfig, engine: LocalApex, anonymous: str) -> ApexClient:
         if config.is_remote:
