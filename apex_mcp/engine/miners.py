@@ -269,10 +269,12 @@ class MinerPool:
             trust_env=True,
         )
 
-    def sibling(self, miners: Sequence[MinerConfig]) -> MinerPool:
-        """A pool of just ``miners`` (no discovery) on this pool's HTTP client, which stays
-        this pool's to close: a cheap pool per session."""
-        return MinerPool(miners, discover_local=False, http=self._http)
+    def sibling(
+        self, miners: Sequence[MinerConfig], *, http: httpx2.AsyncClient | None = None
+    ) -> MinerPool:
+        """A pool of just ``miners`` (no discovery) on ``http`` or else this pool's HTTP
+        client, which stays its owner's to close: a cheap pool per session."""
+        return MinerPool(miners, discover_local=False, http=http or self._http)
 
     def __repr__(self) -> str:
         names = [m.name for m in self._configured]

@@ -30,13 +30,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import anyio
+import httpx2
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from ..apex.connect import describe_validation_error
 from ..apex.errors import ApexError, Code
 from ..engine.miners import MinerConfig, MinerPool
-from ..netguard import NotPublic, check_public_url
+from ..netguard import NotPublic, check_public_url, public_transport
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -233,6 +234,7 @@ class SessionClients:
         self._pools: OrderedDict[str, MinerPool] = OrderedDict()
         self._remotes: OrderedDict[str, RemoteApex] = OrderedDict()
         self._open: set[RemoteApex] = set()
+        self._public_http: httpx2.AsyncClient | None = None
 
     async def client_for(self, request: ServerRequestContext[Any], engine: LocalApex) -> ApexClient:
         """The client for ``request``, from the configuration it carries (the platform sends
@@ -261,7 +263,7 @@ class SessionClients:
         if pool is None:
             miner = config.miner_config()
             await self._check_reachable("miner", miner.base_url)
-            pool = self._pools[name] = engine.miners.sibling([miner])
+            pool = self._pools[name] = engine.miners.sibling([miner], http=self._miners_http())
             if len(self._pools) > MAX_MINER_SETS:
                 # The least recently used set goes, from the runner too: its running jobs
                 # keep their miners, its pending ones wait for the session, as after a restart.
@@ -284,7 +286,12 @@ class SessionClients:
             base_url = "https://" + base_url
         await self._check_reachable("apexBaseUrl", base_url)
         # Both given explicitly: RemoteApex must not fall back to the server's own key.
-        remote = RemoteApex(base_url, config.apex_api_key, timeout=self.settings.timeout)
+        remote = RemoteApex(
+            base_url,
+            config.apex_api_key,
+            timeout=self.settings.timeout,
+            public_only=not self.settings.allow_private_addresses,
+        )
         self._remotes[key] = remote
         self._open.add(remote)
         if len(self._remotes) > MAX_REMOTE_CLIENTS:
@@ -292,7 +299,25 @@ class SessionClients:
             self._tasks.start_soon(self._close_later, oldest)
         return remote
 
+    def _miners_http(self) -> httpx2.AsyncClient | None:
+        """The HTTP client of sessions' miners: one that connects only to public addresses,
+        each checked as its connection is made (None: the engine's own, when allowed)."""
+        if self.settings.allow_private_addresses:
+            return None
+        if self._public_http is None:
+            from .. import __version__
+
+            limits = httpx2.Limits(max_connections=64, max_keepalive_connections=16)
+            self._public_http = httpx2.AsyncClient(
+                headers={"user-agent": f"apex-mcp/{__version__}"},
+                limits=limits,
+                transport=public_transport(limits=limits),
+            )
+        return self._public_http
+
     async def _check_reachable(self, setting: str, url: str) -> None:
+        """Refuse a private endpoint early, with a clear message. (Not what keeps it out:
+        that is every connection's own check.)"""
         if self.settings.allow_private_addresses:
             return
         try:
@@ -316,3 +341,5 @@ class SessionClients:
     async def aclose(self) -> None:
         for remote in list(self._open):
             await self._close(remote)
+        if self._public_http is not None:
+            await self._public_http.aclose()
