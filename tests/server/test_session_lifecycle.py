@@ -252,3 +252,30 @@ async def test_a_client_that_hangs_up_stops_the_miner_call(tmp_path: Path, versi
                 while not miner.disconnects:
                     await anyio.sleep(0.02)
     assert len(miner.requests) == 1 and miner.disconnects == 1
+
+
+async def test_a_client_that_closes_its_sse_stream_stops_the_miner_call(tmp_path: Path) -> None:
+    """The 2024-11-05 transport: the answers ride the /sse stream; closing it ends the call."""
+    miner = FakeOpenAI(models=["op"], stall_after=0)
+    with served(tmp_path, miner, APEX_HTTP_SESSION_CONFIG="false") as s:
+        async with httpx2.AsyncClient(timeout=60) as http:
+            async with http.stream("GET", f"{s.url}/sse") as events:
+                lines = events.aiter_lines()  # kept: a dropped iterator would close the stream
+                async for line in lines:
+                    if line.startswith("data:"):
+                        endpoint = s.url + line[5:].strip()
+                        break
+                handshake = {**INITIALIZE["params"], "protocolVersion": "2024-11-05"}
+                await http.post(endpoint, json={**INITIALIZE, "params": handshake})
+                await http.post(endpoint, json=INITIALIZED)
+                call = {"name": "chat", "arguments": {"user_prompt": "hi"}}
+                request = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": call}
+                await http.post(endpoint, json=request)
+                with waiting_for("the miner to be asked", 30):
+                    while not miner.requests:
+                        await anyio.sleep(0.02)
+            # the stream is closed: the client went away
+            with waiting_for("the miner call to be cancelled (its client to disconnect)", 30):
+                while not miner.disconnects:
+                    await anyio.sleep(0.02)
+    assert len(miner.requests) == 1 and miner.disconnects == 1
