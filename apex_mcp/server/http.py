@@ -139,7 +139,10 @@ class HideSessionIds(logging.Filter):
     """Logging filter: session ids in a record's message read ``<session id>``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is logging's to report, not ours
+            return True
         hidden = _GIVEN_ID.sub(r"\1<session id>", _SESSION_ID.sub("<session id>", message))
         if hidden != message:
             record.msg, record.args = hidden, None
