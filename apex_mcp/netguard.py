@@ -118,9 +118,10 @@ def public_transport(
     **options: Any,
 ) -> httpx2.AsyncHTTPTransport:
     """An httpx2 transport (``options`` as ``AsyncHTTPTransport`` takes them) that connects
-    only to public addresses, each checked as it is connected to. No proxy from the
-    environment: the address checked must be the one connected to."""
-    transport = httpx2.AsyncHTTPTransport(trust_env=False, **options)
+    only to public addresses, each checked as it is connected to. A client given it uses no
+    proxy from the environment (the address checked must be the one connected to); the
+    environment's CA bundle (``SSL_CERT_FILE``) still counts."""
+    transport = httpx2.AsyncHTTPTransport(**options)
     pool = transport._pool  # no public way to give httpx2's transport a network backend
     assert isinstance(pool, httpcore2.AsyncConnectionPool)
     pool._network_backend = PublicOnly(resolver, network)

@@ -121,6 +121,8 @@ async def test_a_rebinding_name_never_leads_retrieval_to_loopback() -> None:
         again = await read_all()  # now each answers 127.0.0.1: refused, none read
 
     assert len(first) == len(pages)
+    hosts = {r.headers["host"] for r in public.requests}  # dialled by address, asked by name
+    assert hosts == {f"site{i}.example:{port}" for i in range(len(pages))}
     assert again == []
     assert loopback.requests == []  # no loopback content, ever
     assert "127.0.0.1" not in network.dialled
