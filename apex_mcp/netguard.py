@@ -27,6 +27,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
 
 REFUSED = "refused: "  # how a refused connection's error begins
+HAPPY_EYEBALLS_DELAY = 0.25  # seconds before the next address is tried (RFC 8305)
 
 # IPv6 forms that carry an IPv4 address in their last 32 bits and lead to it: IPv4-mapped,
 # IPv4-compatible (deprecated), IPv4-translated (SIIT), NAT64 (well-known and local-use).
@@ -158,20 +159,57 @@ class PublicOnly(httpcore2.AsyncNetworkBackend):
             ) from None
         except TimeoutError:
             raise httpcore2.ConnectTimeout(f"resolving {host} timed out") from None
-        failure: Exception | None = None
-        for address in addresses:
+        dial = (port, timeout, local_address, socket_options)
+        if len(addresses) == 1:
+            return await self._dial(addresses[0], *dial)
+        return await self._race(addresses, *dial)
+
+    async def _race(self, addresses: list[IPAddress], *dial: Any) -> httpcore2.AsyncNetworkStream:
+        """Dial the addresses in order, each when the one before failed or a moment after it
+        began (happy eyeballs, as a name's own connection would): the first to connect wins,
+        the others are called off. An address that drops its packets costs that moment, not
+        a whole connect timeout."""
+        won: list[httpcore2.AsyncNetworkStream] = []
+        failures: list[Exception] = []
+
+        async def attempt(address: IPAddress, failed: anyio.Event) -> None:
             try:
-                return await self._network.connect_tcp(
-                    str(address),
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
+                stream = await self._dial(address, *dial)
             except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as error:
-                failure = error
-        assert failure is not None
-        raise failure
+                failures.append(error)
+                failed.set()
+                return
+            if won:  # another connected first
+                await stream.aclose()
+                return
+            won.append(stream)
+            attempts.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as attempts:
+            for address in addresses:
+                failed = anyio.Event()
+                attempts.start_soon(attempt, address, failed)
+                with anyio.move_on_after(HAPPY_EYEBALLS_DELAY):
+                    await failed.wait()
+        if won:
+            return won[0]
+        raise failures[-1]
+
+    async def _dial(
+        self,
+        address: IPAddress,
+        port: int,
+        timeout: float | None,
+        local_address: str | None,
+        socket_options: Iterable[Any] | None,
+    ) -> httpcore2.AsyncNetworkStream:
+        return await self._network.connect_tcp(
+            str(address),
+            port,
+            timeout=timeout,
+            local_address=local_address,
+            socket_options=socket_options,
+        )
 
     async def connect_unix_socket(
         self,

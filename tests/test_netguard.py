@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import anyio
 import httpcore2
 import httpx2
 import pytest
@@ -21,7 +22,7 @@ from apex_mcp.apex.models import WebRetrievalRequest
 from apex_mcp.engine.retrieval import SearchHit, WebRetriever
 from apex_mcp.netguard import IPAddress, is_public, public_transport
 from tests.fakes.web import FakeSearch, FakeWeb, serve_web
-from tests.servers import free_port, serve_asgi
+from tests.servers import free_port, serve_asgi, waiting_for
 
 pytestmark = pytest.mark.anyio
 
@@ -142,3 +143,50 @@ async def test_each_private_ipv6_form_is_refused_before_dialling(address: str) -
     assert str(refused.value).startswith("refused: rebound.example is a private address")
     assert network.dialled == []
     assert loopback.requests == []
+
+
+BLACKHOLE = "2001:4860:4860::8888"  # public, and (in ``Blackholing``) drops every packet
+
+
+class Blackholing(Network):
+    """``Network`` where dialling ``BLACKHOLE`` never ends until it is called off."""
+
+    def __init__(self, public_port: int) -> None:
+        super().__init__(public_port)
+        self.called_off = 0
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        if host != BLACKHOLE:
+            return await super().connect_tcp(host, port, timeout, local_address, socket_options)
+        self.dialled.append(host)
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            self.called_off += 1
+            raise
+        raise AssertionError("unreachable")
+
+
+async def test_an_address_that_drops_packets_does_not_hold_the_connection() -> None:
+    """A name with a dead address first and a live one next connects to the live one (as
+    anyio's own dialling of a name would), without waiting out a connect timeout."""
+    with two_webs() as (public, _, port):
+        network = Blackholing(int(public.base.rsplit(":", 1)[1]))
+
+        async def both(host: str, port: int) -> list[IPAddress]:
+            return [ipaddress.ip_address(BLACKHOLE), ipaddress.ip_address(PUBLIC)]
+
+        transport = public_transport(resolver=both, network=network)
+        async with httpx2.AsyncClient(transport=transport, timeout=None) as http:
+            with waiting_for("the live address to answer (no connect timeout is set)", 30):
+                response = await http.get(f"http://dual.example:{port}/bees")
+    assert response.status_code == 200
+    assert network.dialled == [BLACKHOLE, PUBLIC]
+    assert network.called_off == 1  # the dead attempt was called off, not left hanging
