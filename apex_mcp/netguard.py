@@ -130,9 +130,9 @@ def public_transport(
 
 
 class PublicOnly(httpcore2.AsyncNetworkBackend):
-    """An httpcore2 network backend: resolve once, check every address, connect to a checked
-    one (the next on failure). A private address is refused with ``httpcore2.ConnectError``
-    whose text begins with ``REFUSED``."""
+    """An httpcore2 network backend: resolve once, check every address, connect to one of
+    those checked addresses (several raced as happy eyeballs). A private address is refused
+    with ``httpcore2.ConnectError`` whose text begins with ``REFUSED``."""
 
     def __init__(
         self,
