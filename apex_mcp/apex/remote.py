@@ -102,6 +102,7 @@ class RemoteApex:
         backoff_max: float = 8.0,
         http2: bool = True,
         verify: bool = True,
+        public_only: bool = False,
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         self._api_key = resolve_api_key(api_key)
@@ -114,6 +115,7 @@ class RemoteApex:
         self._verify = verify
         # Whether the server said it keeps the replies to keyed writes (a gateway does).
         self._server_keeps_replies = False
+        self._public_only = public_only  # connect only to public addresses (hosted sessions)
 
     @cached_property
     def _http(self) -> httpx2.AsyncClient:
@@ -130,6 +132,7 @@ class RemoteApex:
             headers["authorization"] = f"Bearer {self._api_key.get_secret_value()}"
         timeout = self.timeout
         cleartext = self.base_url.startswith("http://")
+        limits = httpx2.Limits(max_connections=64, max_keepalive_connections=16)
         return httpx2.AsyncClient(
             base_url=self.base_url,
             headers=headers,
@@ -137,9 +140,21 @@ class RemoteApex:
             http1=not (self._http2 and cleartext),  # h2c needs prior knowledge
             verify=self._verify,
             timeout=httpx2.Timeout(timeout, connect=min(timeout or 10.0, 10.0)),
-            limits=httpx2.Limits(max_connections=64, max_keepalive_connections=16),
+            limits=limits,
             trust_env=True,
+            transport=self._public_transport(limits, http1=not (self._http2 and cleartext)),
         )
+
+    def _public_transport(
+        self, limits: httpx2.Limits, *, http1: bool
+    ) -> httpx2.AsyncHTTPTransport | None:
+        """With ``public_only``, a transport whose every connection is checked as it is made;
+        else None (httpx2's own)."""
+        if not self._public_only:
+            return None
+        from ..netguard import public_transport
+
+        return public_transport(http2=self._http2, http1=http1, verify=self._verify, limits=limits)
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "none"

@@ -410,10 +410,15 @@ class MinerPool:
             trust_env=True,
         )
 
-    def sibling(self, miners: Sequence[MinerConfig]) -> MinerPool:
-        """A pool of just ``miners`` (no discovery) on this pool's HTTP client, which stays
-        this pool's to close: a cheap pool per session. The users' turns are shared too."""
-        return MinerPool(miners, discover_local=False, http=self._http, traffic=self._traffic)
+    def sibling(
+        self, miners: Sequence[MinerConfig], *, http: httpx2.AsyncClient | None = None
+    ) -> MinerPool:
+        """A pool of just ``miners`` (no discovery) on ``http`` or else this pool's HTTP
+        client, which stays its owner's to close: a cheap pool per session. The users' turns
+        at the miners are shared too."""
+        return MinerPool(
+            miners, discover_local=False, http=http or self._http, traffic=self._traffic
+        )
 
     def __repr__(self) -> str:
         names = [m.name for m in self._configured]

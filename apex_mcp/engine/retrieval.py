@@ -49,13 +49,14 @@ from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import anyio
+import httpcore2
 import httpx2
 from pydantic import BaseModel
 
 from .. import __version__
 from ..apex.errors import ApexError, Code
 from ..apex.models import WebRetrievalRequest, WebRetrievalResponse, WebSearchResult
-from ..netguard import NotPublic, check_public_url
+from ..netguard import Resolver, public_transport, refusal
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +305,8 @@ class WebRetriever:
         max_redirects: int = 5,
         passage_chars: int = 500,
         allow_private_addresses: bool = False,
+        resolver: Resolver | None = None,
+        network: httpcore2.AsyncNetworkBackend | None = None,
     ) -> None:
         if not providers:
             raise ValueError("a WebRetriever needs at least one search provider")
@@ -314,12 +317,22 @@ class WebRetriever:
         self.max_redirects = max_redirects
         self.passage_chars = passage_chars
         self.allow_private_addresses = allow_private_addresses
+        self._resolver, self._network = resolver, network  # how pages are reached (tests)
         self.user_agent = user_agent
         self._extract_limiter: anyio.CapacityLimiter | None = None
 
     @cached_property
     def _http(self) -> httpx2.AsyncClient:
         # Made on first use: a TLS context costs tens of milliseconds at start-up.
+        limits = httpx2.Limits(max_connections=64, max_keepalive_connections=16)
+        # The guard is in the connection: each one goes to an address checked as it is made.
+        transport = (
+            None
+            if self.allow_private_addresses
+            else public_transport(
+                resolver=self._resolver, network=self._network, http2=True, limits=limits
+            )
+        )
         return httpx2.AsyncClient(
             headers={
                 "user-agent": self.user_agent,
@@ -332,7 +345,8 @@ class WebRetriever:
             cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
             http2=True,
             timeout=httpx2.Timeout(30.0, connect=10.0),  # the call's deadline is what binds
-            limits=httpx2.Limits(max_connections=64, max_keepalive_connections=16),
+            limits=limits,
+            transport=transport,
         )
 
     def __repr__(self) -> str:
@@ -516,14 +530,10 @@ class WebRetriever:
         return bytes(body)
 
     async def _guard(self, url: str) -> None:
-        """Refuse what is not http(s) and, unless allowed, hosts with private addresses."""
+        """Refuse what is not http(s). (Private addresses are refused as each connection is
+        made: a check here, resolving the name apart from the connection, would race it.)"""
         if urlsplit(url).scheme not in ("http", "https"):
             raise _PageFailure("not an http(s) URL")
-        if not self.allow_private_addresses:
-            try:
-                await check_public_url(url)
-            except NotPublic as e:
-                raise _PageFailure(str(e)) from None
 
 
 # --- the pieces, public for reuse -------------------------------------------------------------
@@ -876,7 +886,7 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, SearchError):
         return str(exc)
     if isinstance(exc, httpx2.ConnectError):
-        return "unreachable"
+        return refusal(exc) or "unreachable"
     if isinstance(exc, httpx2.TimeoutException):
         return "timed out"
     text = _short(str(exc))

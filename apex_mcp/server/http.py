@@ -9,8 +9,10 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from typing import Any
 
+import anyio
 from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import SecretStr
@@ -87,10 +89,12 @@ def create_http_app(mcp: MCPServer[AppState], settings: Settings, host: str, por
     async def well_known(request: Request) -> Response:
         return JSONResponse({"error": "not_found", "message": NO_OAUTH}, status_code=404)
 
+    hide_session_ids()
     security = security_for(host, port, settings)
     app: Any = mcp.streamable_http_app(
         streamable_http_path="/mcp", transport_security=security, host=host
     )
+    app = CancelOnDisconnect(app)
     refusal = None
     if settings.http_session_config:
         app = SessionConfigGate(app)
@@ -116,6 +120,139 @@ async def _refuse(
         }
     )
     await send({"type": "http.response.body", "body": data})
+
+
+# The SDK's transports log session ids (at INFO, some at WARNING): a session id is what lets
+# a request into its session, so it stays out of logs.
+SESSION_ID_LOGGERS = (
+    "mcp.server.streamable_http_manager",
+    "mcp.server.streamable_http",
+    "mcp.server.sse",
+)
+_SESSION_ID = re.compile(
+    r"(?i)\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b"
+)
+_GIVEN_ID = re.compile(r"(?i)(session id: |for id: )\S.*")  # what a client sent, whatever it is
+
+
+class HideSessionIds(logging.Filter):
+    """Logging filter: session ids in a record's message read ``<session id>``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is logging's to report, not ours
+            return True
+        hidden = _GIVEN_ID.sub(r"\1<session id>", _SESSION_ID.sub("<session id>", message))
+        if hidden != message:
+            record.msg, record.args = hidden, None
+        return True
+
+
+def hide_session_ids() -> None:
+    for name in SESSION_ID_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, HideSessionIds) for f in logger.filters):
+            logger.addFilter(HideSessionIds())
+
+
+class CancelOnDisconnect:
+    """ASGI middleware: a handshake-era request whose client hangs up before its answer is
+    cancelled, as if the client had sent ``notifications/cancelled``, so that the call it
+    started (a miner's answer, a search) stops instead of running for nobody. (A session
+    without an event store cannot deliver that answer later; 2026-07-28 requests are
+    cancelled by the SDK itself when their stream closes.)"""
+
+    MAX_BODY = 1 << 20  # a request larger than this is not read for its id
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = dict(scope.get("headers", ())) if scope["type"] == "http" else {}
+        if scope["type"] != "http" or scope["method"] != "POST" or b"mcp-session-id" not in headers:
+            await self.app(scope, receive, send)
+            return
+        body = bytearray()
+        answered = hung_up = False
+
+        async def watched_receive() -> Any:
+            nonlocal hung_up
+            message = await receive()
+            if message["type"] == "http.request" and len(body) <= self.MAX_BODY:
+                body.extend(message.get("body", b""))
+            elif message["type"] == "http.disconnect" and not answered:
+                hung_up = True
+            return message
+
+        async def watched_send(message: Any) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = True
+            await send(message)
+
+        try:
+            await self.app(scope, watched_receive, watched_send)
+        finally:
+            if hung_up and not answered:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                    for request_id in _request_ids(bytes(body)):
+                        await self._cancel(scope, request_id)
+
+    async def _cancel(self, scope: Any, request_id: Any) -> None:
+        cancelled = {
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": request_id, "reason": "the client disconnected"},
+        }
+        data = json.dumps(cancelled).encode()
+        kept = [
+            (name, value)
+            for name, value in scope["headers"]
+            if name not in (b"content-length", b"content-type", b"accept")
+        ]
+        notice = {
+            **scope,
+            "headers": [
+                *kept,
+                (b"content-type", b"application/json"),
+                (b"accept", b"application/json, text/event-stream"),
+                (b"content-length", str(len(data)).encode()),
+            ],
+        }
+        sent = False
+
+        async def receive() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": data, "more_body": False}
+            await anyio.sleep_forever()
+
+        async def discard(message: Any) -> None:
+            pass
+
+        try:
+            await self.app(notice, receive, discard)
+        except Exception as error:  # the session may be gone too: nothing left to stop
+            log.debug("could not cancel a request of a client that left: %r", error)
+
+
+def _request_ids(body: bytes) -> list[Any]:
+    """The ids of the JSON-RPC requests in a POST body (none if it is not JSON-RPC)."""
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return []
+    messages = decoded if isinstance(decoded, list) else [decoded]
+    return [
+        m["id"]
+        for m in messages
+        if isinstance(m, dict)
+        and isinstance(m.get("id"), str | int)
+        and isinstance(m.get("method"), str)
+        and m["method"] != "initialize"
+    ]
 
 
 class SessionConfigGate:

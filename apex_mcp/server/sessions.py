@@ -24,19 +24,20 @@ import hashlib
 import hmac
 import json
 import logging
-import uuid
+import secrets
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import anyio
+import httpx2
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from ..apex.connect import describe_validation_error
 from ..apex.errors import ApexError, Code
 from ..engine.miners import MinerConfig, MinerPool
-from ..netguard import NotPublic, check_public_url
+from ..netguard import NotPublic, check_public_url, public_transport
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -192,6 +193,25 @@ def _base64_json(value: str) -> dict[str, Any]:
     return decoded
 
 
+def anonymous_user(request: ServerRequestContext[Any]) -> str:
+    """The user of a session without a key: a random name made here the first time its
+    connection asks, kept on that live connection and gone with it. Never from what the
+    client sends (an ``mcp-session-id`` can be replayed after its session ended, or sent by
+    someone else); a 2026-07-28 request, a connection of its own, is a user for itself."""
+    from .state import connection_of
+
+    state = getattr(connection_of(request.session), "state", None)
+    if not isinstance(state, dict):  # fail closed: a user of this request alone
+        return "session:" + secrets.token_hex(16)
+    user = state.get(_USER_STATE)
+    if not isinstance(user, str):
+        user = state[_USER_STATE] = "session:" + secrets.token_hex(16)
+    return user
+
+
+_USER_STATE = "apex-mcp:user"
+
+
 def _keyed_hash(text: str) -> str:
     return hmac.new(_HASH_KEY, text.encode(), hashlib.sha256).hexdigest()[:32]
 
@@ -214,6 +234,7 @@ class SessionClients:
         self._pools: OrderedDict[str, MinerPool] = OrderedDict()
         self._remotes: OrderedDict[str, RemoteApex] = OrderedDict()
         self._open: set[RemoteApex] = set()
+        self._public_http: httpx2.AsyncClient | None = None
 
     async def client_for(self, request: ServerRequestContext[Any], engine: LocalApex) -> ApexClient:
         """The client for ``request``, from the configuration it carries (the platform sends
@@ -229,10 +250,7 @@ class SessionClients:
             config = parse_query(http.scope.get("query_string", b""))
         except SessionConfigError as error:  # the HTTP gate refuses these first
             raise ApexError(Code.INVALID_ARGUMENT, f"session configuration: {error}") from None
-        # A session without a key is a user for as long as it lasts: its MCP session id
-        # (a random token the server gave it) names it; without one, the request alone.
-        session_id = http.headers.get("mcp-session-id") or uuid.uuid4().hex
-        return await self._client(config, engine, "session:" + _keyed_hash(session_id))
+        return await self._client(config, engine, anonymous_user(request))
 
     async def _client(self, config: SessionConfig, engine: LocalApex, anonymous: str) -> ApexClient:
         if config.is_remote:
@@ -245,7 +263,7 @@ class SessionClients:
         if pool is None:
             miner = config.miner_config()
             await self._check_reachable("miner", miner.base_url)
-            pool = self._pools[name] = engine.miners.sibling([miner])
+            pool = self._pools[name] = engine.miners.sibling([miner], http=self._miners_http())
             if len(self._pools) > MAX_MINER_SETS:
                 # The least recently used set goes, from the runner too: its running jobs
                 # keep their miners, its pending ones wait for the session, as after a restart.
@@ -268,7 +286,12 @@ class SessionClients:
             base_url = "https://" + base_url
         await self._check_reachable("apexBaseUrl", base_url)
         # Both given explicitly: RemoteApex must not fall back to the server's own key.
-        remote = RemoteApex(base_url, config.apex_api_key, timeout=self.settings.timeout)
+        remote = RemoteApex(
+            base_url,
+            config.apex_api_key,
+            timeout=self.settings.timeout,
+            public_only=not self.settings.allow_private_addresses,
+        )
         self._remotes[key] = remote
         self._open.add(remote)
         if len(self._remotes) > MAX_REMOTE_CLIENTS:
@@ -276,7 +299,25 @@ class SessionClients:
             self._tasks.start_soon(self._close_later, oldest)
         return remote
 
+    def _miners_http(self) -> httpx2.AsyncClient | None:
+        """The HTTP client of sessions' miners: one that connects only to public addresses,
+        each checked as its connection is made (None: the engine's own, when allowed)."""
+        if self.settings.allow_private_addresses:
+            return None
+        if self._public_http is None:
+            from .. import __version__
+
+            limits = httpx2.Limits(max_connections=64, max_keepalive_connections=16)
+            self._public_http = httpx2.AsyncClient(
+                headers={"user-agent": f"apex-mcp/{__version__}"},
+                limits=limits,
+                transport=public_transport(limits=limits),
+            )
+        return self._public_http
+
     async def _check_reachable(self, setting: str, url: str) -> None:
+        """Refuse a private endpoint early, with a clear message. (Not what keeps it out:
+        that is every connection's own check.)"""
         if self.settings.allow_private_addresses:
             return
         try:
@@ -300,3 +341,5 @@ class SessionClients:
     async def aclose(self) -> None:
         for remote in list(self._open):
             await self._close(remote)
+        if self._public_http is not None:
+            await self._public_http.aclose()

@@ -56,6 +56,7 @@ async def follow_listened_research(
     return await call_next(ctx)
 
 
+_FORGETS_SUBSCRIPTIONS = "apex-mcp:forgets-subscriptions"  # in a connection's state
 FINISHED = frozenset({"completed", "failed", "cancelled"})
 
 
@@ -123,13 +124,31 @@ class AppState:
                 await session.send_resource_updated(uri)
             except Exception as error:  # a client that went away: forget it, tell the rest
                 log.debug("dropped a subscriber of %s: %r", uri, error)
-                subscribed.pop(connection, None)
+                self._drop(uri, connection)
 
     def subscribe(self, uri: str, session: Any) -> None:
-        self.subscribers.setdefault(uri, {})[connection_of(session)] = session
+        connection = connection_of(session)
+        self.subscribers.setdefault(uri, {})[connection] = session
+        # Forgotten when the connection ends (the client leaves, its session is deleted or
+        # times out): an ended session must not stay here, and its connection with it.
+        scratch = getattr(connection, "state", None)
+        if isinstance(scratch, dict) and not scratch.get(_FORGETS_SUBSCRIPTIONS):
+            scratch[_FORGETS_SUBSCRIPTIONS] = True
+            connection.exit_stack.callback(self._forget, connection)
 
     def unsubscribe(self, uri: str, session: Any) -> None:
-        self.subscribers.get(uri, {}).pop(connection_of(session), None)
+        self._drop(uri, connection_of(session))
+
+    def _drop(self, uri: str, connection: object) -> None:
+        subscribed = self.subscribers.get(uri)
+        if subscribed is not None:
+            subscribed.pop(connection, None)
+            if not subscribed:
+                del self.subscribers[uri]
+
+    def _forget(self, connection: object) -> None:
+        for uri in list(self.subscribers):
+            self._drop(uri, connection)
 
     async def follow(self, uri: str) -> None:
         """Start following ``uri`` for the client of the request being handled, if it is a
