@@ -31,12 +31,12 @@ from urllib.parse import parse_qsl
 
 import anyio
 import httpx2
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from ..apex.connect import describe_validation_error
 from ..apex.errors import ApexError, Code
-from ..engine.miners import MinerConfig, MinerPool
+from ..engine.miners import MinerConfig, MinerPool, split_credentials
 from ..netguard import NotPublic, check_public_url, public_transport
 
 if TYPE_CHECKING:
@@ -70,17 +70,30 @@ class SessionConfig(BaseModel):
         extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
     )
 
-    miner: str | None = None
+    miner: str | None = None  # never with credentials: those are taken out into miner_auth
     miner_api_key: SecretStr | None = None
     miner_model: str | None = None
     apex_base_url: str | None = None
     apex_api_key: SecretStr | None = None
+    # The "user:password" a miner URL held, sent as basic auth: out of the URL so that no
+    # repr, dump or log of the configuration shows it.
+    miner_auth: SecretStr | None = Field(default=None, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
     def _blank_is_unset(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+        if not isinstance(data, dict):
+            return data
+        data = {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+        miner = data.get("miner")
+        if isinstance(miner, str) and "@" in miner:
+            data["miner"], credentials = split_credentials(miner)
+            data.pop("minerAuth", None)
+            if credentials is not None:
+                data["minerAuth"] = credentials
+        url = data.get("apexBaseUrl", data.get("apex_base_url"))
+        if isinstance(url, str) and split_credentials(url)[0] != url:
+            raise ValueError("apexBaseUrl must not hold credentials: give the key as apexApiKey")
         return data
 
     @model_validator(mode="after")
@@ -124,7 +137,11 @@ class SessionConfig(BaseModel):
         """The session's miner. A preset never falls back to a key in the server's
         environment (``OPENROUTER_API_KEY``...): that key is the operator's, not the session's."""
         assert self.miner is not None
-        fields: dict[str, Any] = {"api_key_env": None, "api_key": self.miner_api_key}
+        fields: dict[str, Any] = {
+            "api_key_env": None,
+            "api_key": self.miner_api_key,
+            "basic_auth": self.miner_auth,
+        }
         if self.miner_model:
             fields["models"] = [m.strip() for m in self.miner_model.split(",") if m.strip()]
         return MinerConfig.parse(self.miner, **fields)
@@ -143,6 +160,7 @@ class SessionConfig(BaseModel):
             json.dumps(
                 [
                     self.miner,
+                    _secret(self.miner_auth),
                     _secret(self.miner_api_key),
                     self.miner_model,
                     self.apex_base_url,
@@ -178,7 +196,8 @@ def parse_query(query: bytes | str) -> SessionConfig:
         raise SessionConfigError(describe_validation_error(error, "session settings")) from None
 
 
-FIELD_NAMES = tuple(to_camel(name) for name in SessionConfig.model_fields)
+# What a query may name (miner_auth comes only out of a miner URL).
+FIELD_NAMES = tuple(to_camel(name) for name in SessionConfig.model_fields if name != "miner_auth")
 
 
 def _base64_json(value: str) -> dict[str, Any]:

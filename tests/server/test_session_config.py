@@ -345,3 +345,23 @@ async def test_the_least_recently_used_miner_sets_are_let_go(
         with pytest.raises(ApexError):  # now the second is the one used longest ago
             await engine.research.submit("u", ask, miners=names[1])
         await clients.aclose()
+
+
+def test_credentials_in_a_miner_url_are_basic_auth_and_never_shown() -> None:
+    config = parse_query(f"miner=https://bob:{SECRET}@llm.example/v1&minerModel=m")
+    shown = [repr(config), str(config), config.model_dump_json(), str(config.model_dump())]
+    for text in shown:
+        assert SECRET not in text, text
+    miner = config.miner_config()
+    assert miner.base_url == "https://llm.example/v1" and SECRET not in repr(miner)
+    assert miner.basic_auth is not None
+    assert miner.basic_auth.get_secret_value() == f"bob:{SECRET}"
+    # Other credentials are another configuration: they never share a pool.
+    other = parse_query(f"miner=https://bob:{OTHER_SECRET}@llm.example/v1&minerModel=m")
+    assert other.fingerprint != config.fingerprint
+
+
+def test_an_apex_server_url_with_credentials_is_refused_without_repeating_them() -> None:
+    message = refused(f"apexBaseUrl=https://bob:{SECRET}@apex.example&apexApiKey=k".encode())
+    assert message.endswith("apexBaseUrl must not hold credentials: give the key as apexApiKey")
+    assert SECRET not in message
