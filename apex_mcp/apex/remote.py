@@ -442,6 +442,12 @@ class RemoteApex:
         )
 
     def _broken(self, exc: Exception, *, mid_stream: bool = False) -> ApexError:
+        if self._public_only:  # a hosted session's server: it must be a public address
+            from ..netguard import refusal
+
+            refused = refusal(exc)
+            if refused is not None:
+                return ApexError(Code.PERMISSION_DENIED, f"the Apex server's address was {refused}")
         where = "mid-stream" if mid_stream else f"reaching {self.base_url}"
         lost = _ConnectionLost(
             Code.UNAVAILABLE,

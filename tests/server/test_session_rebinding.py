@@ -60,6 +60,7 @@ async def test_a_sessions_miner_that_rebinds_to_loopback_is_never_reached(
         async with session(s.url, query) as alice:
             result = await alice.call_tool("chat", {"user_prompt": "hi"})
     assert result.is_error
+    assert f"refused: {NAME} is a private address (127.0.0.1)" in text_of(result)
     assert "from loopback" not in text_of(result) and ALICE_KEY not in text_of(result)
     assert loopback.calls == []  # never reached
     assert lookups[NAME] >= 2  # checked early, then looked up (and refused) to connect
@@ -84,6 +85,8 @@ async def test_a_sessions_apex_server_that_rebinds_to_loopback_is_never_reached(
             async with session(s.url, own) as carol:
                 result = await carol.call_tool("chat", {"user_prompt": "hi"})
     assert result.is_error
+    assert f"address was refused: {NAME} is a private address (127.0.0.1)" in text_of(result)
+    assert "APEX_BASE_URL" not in text_of(result)  # the server's setting is not the session's
     assert "from the loopback gateway" not in text_of(result)
     assert miner.calls == []  # the gateway never answered a chat
     assert lookups[NAME] >= 2
