@@ -18,6 +18,7 @@ import math
 import zlib
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import anyio
 from connectrpc.code import Code as ConnectCode
@@ -185,11 +186,32 @@ class _BoundedGzip(Compression):
 
 
 def is_binary_protocol(scope: Scope) -> bool:
-    for name, value in scope.get("headers", ()):
-        if name.lower() == b"content-type":
-            kind = value.decode("latin-1").split(";")[0].strip().lower()
-            return bool(kind.startswith(BINARY_CONTENT_TYPES))
-    return False
+    return _content_type(scope).startswith(BINARY_CONTENT_TYPES)
+
+
+def _content_type(scope: Scope) -> str:
+    return _header(scope, b"content-type").split(";")[0].strip().lower()
+
+
+def _te_trailers(scope: Scope) -> bool:
+    return "trailers" in _header(scope, b"te").lower()
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
+async def _grpc_refusal(send: Send, content_type: str, message: str) -> None:
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"grpc-status", b"3"),  # invalid_argument
+        (b"grpc-message", quote(message).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def with_binary_protocols(wire: ApexWireApp) -> Callable[[Scope, Receive, Send], Any]:
@@ -205,27 +227,76 @@ def with_binary_protocols(wire: ApexWireApp) -> Callable[[Scope, Receive, Send],
         if scope["type"] != "http" or not is_binary_protocol(scope):
             await wire(scope, receive, send)
             return
-        await proto_app(scope, _bounded(receive, limit), _keeps_replies(send, wire))
+        content_type = _content_type(scope)
+        if content_type.startswith("application/grpc") and not _te_trailers(scope):
+            # Without it hypercorn (rightly) sends no trailers, so no status: refuse up front,
+            # with the status in the headers (a trailers-only answer).
+            await _grpc_refusal(send, content_type, "gRPC requests need the te: trailers header")
+            return
+        enveloped = content_type != "application/proto"
+        await proto_app(
+            scope, _bounded(receive, limit, enveloped=enveloped), _keeps_replies(send, wire)
+        )
 
     return app
 
 
-def _bounded(receive: Receive, limit: int) -> Receive:
-    """The request body, refused once it passes the limit (plus gRPC's 5-byte frame prefix)
-    rather than read whole into memory first."""
+def _bounded(receive: Receive, limit: int, *, enveloped: bool) -> Receive:
+    """The request body, refused once it passes the limit rather than read whole first. In
+    enveloped protocols (gRPC, gRPC-Web, Connect streams), a frame declaring more than the
+    limit is refused at its prefix, and a body ending inside a frame is called truncated
+    (connect-python would drop the partial frame and see no message at all)."""
     size = 0
+    frames = _Frames(limit) if enveloped else None
 
     async def bounded() -> MutableMapping[str, Any]:
         nonlocal size
         event = await receive()
-        size += len(event.get("body", b""))
+        chunk = event.get("body", b"")
+        size += len(chunk)
         if size > limit + 5:
             raise ConnectError(
                 ConnectCode.RESOURCE_EXHAUSTED, f"the request is over the {limit}-byte limit"
             )
+        if frames is not None and event["type"] == "http.request":
+            frames.feed(chunk, last=not event.get("more_body", False))
         return event
 
     return bounded
+
+
+class _Frames:
+    """Follows the 5-byte prefixes of a stream of frames (1 flag byte, 4 length bytes)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._prefix = bytearray()
+        self._left = 0  # bytes of the current frame's message still to come
+
+    def feed(self, data: bytes, *, last: bool) -> None:
+        view = memoryview(data)
+        while view:
+            if self._left:
+                step = min(self._left, len(view))
+                self._left -= step
+                view = view[step:]
+                continue
+            take = 5 - len(self._prefix)
+            self._prefix += view[:take]
+            view = view[take:]
+            if len(self._prefix) == 5:
+                self._left = int.from_bytes(self._prefix[1:5], "big")
+                self._prefix.clear()
+                if self._left > self._limit:
+                    raise ConnectError(
+                        ConnectCode.RESOURCE_EXHAUSTED,
+                        f"a message of {self._left} bytes is over the {self._limit}-byte limit",
+                    )
+        if last and (self._left or self._prefix):
+            raise ConnectError(
+                ConnectCode.INVALID_ARGUMENT,
+                "the request ends inside a message frame: it was cut short",
+            )
 
 
 def _keeps_replies(send: Send, wire: ApexWireApp) -> Send:
