@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import os
 import socket
 import struct
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -39,7 +42,7 @@ from apex_mcp.gateway import create_gateway_app
 from tests.engine.test_research import Script, engine_settings, texts, wait_for
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.fakes.web import FakeSearxng, FakeWeb, hit, serve_searxng, serve_web
-from tests.servers import serve_asgi
+from tests.servers import free_port, gateway_process, run_process, serve_asgi
 
 pytestmark = pytest.mark.anyio
 
@@ -422,3 +425,38 @@ def test_grpc_framing_faults_get_a_status_never_a_crash(
     assert ALICE not in answer.message
     # and the gateway goes on answering
     assert h2_post(gateway, SESSIONS, frame(b""), GRPC_HEADERS).body == EMPTY_REPLY
+
+
+# --- start-up: only the gateway pays for protobuf ---------------------------------------------
+
+
+def test_stdio_never_imports_protobuf_or_connect(tmp_path: Path) -> None:
+    done = run_process(
+        [sys.executable, "-X", "importtime", "-m", "apex_mcp"],
+        what="the stdio server to end at the end of its input",
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        env={
+            **os.environ,
+            "APEX_DB": str(tmp_path / "apex.db"),
+            "APEX_DISCOVER_LOCAL_MINERS": "false",
+        },
+    )
+    lines = done.stderr.splitlines()
+    imported = {line.rsplit("|", 1)[-1].strip() for line in lines if "|" in line}
+    assert any(name.startswith("apex_mcp.server") for name in imported)  # it did serve
+    heavy = sorted(
+        n for n in imported if n.startswith(("google.protobuf", "connectrpc", "pyqwest"))
+    )
+    assert heavy == []
+
+
+async def test_the_gateway_process_speaks_grpc(tmp_path: Path) -> None:
+    port = free_port()
+    with gateway_process(tmp_path / "apex.db", port):
+        async with client_for(f"http://127.0.0.1:{port}", "grpc-proto") as apex:
+            created = await apex.create_chat_and_completion(
+                pb.CreateChatAndCompletionRequest(user_prompt="over gRPC", chat_type="apex")
+            )
+            sessions = await apex.get_chat_sessions(pb.GetChatSessionsRequest())
+    assert [s.id for s in sessions.chat_sessions] == [created.parsed_chat.id]
