@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import os
 import socket
 import struct
@@ -460,3 +461,23 @@ async def test_the_gateway_process_speaks_grpc(tmp_path: Path) -> None:
             )
             sessions = await apex.get_chat_sessions(pb.GetChatSessionsRequest())
     assert [s.id for s in sessions.chat_sessions] == [created.parsed_chat.id]
+
+
+async def test_no_key_in_the_gateways_logs_whatever_grpc_brings(tmp_path: Path) -> None:
+    port = free_port()
+    keys = json.dumps({"alice": ALICE})
+    base = f"http://127.0.0.1:{port}"
+    with gateway_process(tmp_path / "apex.db", port, {"APEX_GATEWAY_KEYS": keys}) as process:
+        async with client_for(base, "grpc-proto") as apex:
+            wrong = {"authorization": f"Bearer {ALICE}-but-wrong"}
+            assert (
+                await code_of(apex.get_chat_sessions(pb.GetChatSessionsRequest(), headers=wrong))
+                is Code.UNAUTHENTICATED
+            )
+            await apex.get_chat_sessions(pb.GetChatSessionsRequest(), headers=AS_ALICE)
+        for body in (b"\x00\x00\x00\x00\x10abc", b"\x00\x00\x00\x00\x02\xff\xff"):
+            h2_post(base, SESSIONS, body, GRPC_HEADERS)
+        process.terminate()
+        assert process.stderr is not None
+        logs = process.stderr.read().decode()
+    assert ALICE not in logs
