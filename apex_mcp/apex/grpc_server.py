@@ -139,7 +139,9 @@ class _as_connect_errors:
         if exc is None or isinstance(exc, ConnectError | anyio.get_cancelled_exc_class()):
             return
         if isinstance(exc, ApexError):
-            raise ConnectError(ConnectCode(exc.code.value), exc.message) from None
+            # Advice its raiser gave travels in the message, as in Connect JSON's errors.
+            message = exc.explain() if exc.own_hint else exc.message
+            raise ConnectError(ConnectCode(exc.code.value), message) from None
         if not isinstance(exc, Exception):
             return
         log.error("wire server: %s failed", self._rpc.name, exc_info=exc)

@@ -41,6 +41,7 @@ from apex_mcp.config import Settings
 from apex_mcp.engine.miners import MinerConfig
 from apex_mcp.gateway import create_gateway_app
 from tests.engine.test_research import Script, engine_settings, texts, wait_for
+from tests.fakes.hostile_miner import HostileMiner, serve_hostile
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.fakes.web import FakeSearxng, FakeWeb, hit, serve_searxng, serve_web
 from tests.servers import free_port, gateway_process, run_process, serve_asgi
@@ -481,3 +482,26 @@ async def test_no_key_in_the_gateways_logs_whatever_grpc_brings(tmp_path: Path) 
         assert process.stderr is not None
         logs = process.stderr.read().decode()
     assert ALICE not in logs
+
+
+@pytest.fixture
+def rate_limited_gateway(tmp_path: Path) -> Iterator[str]:
+    limited = HostileMiner("rate_limited", retry_after="600")
+    with serve_hostile(limited) as miner_url:
+        settings = Settings(
+            db=tmp_path / "apex.db",
+            miners=[MinerConfig(name="busy", base_url=miner_url, timeout=5)],
+            discover_local_miners=False,
+        )
+        with serve_asgi(create_gateway_app(settings)) as url:
+            yield url
+
+
+@pytest.mark.parametrize("protocol", ["connect-proto", "grpc-proto", "grpc-web-proto"])
+async def test_a_rate_limit_says_when_to_retry(protocol: str, rate_limited_gateway: str) -> None:
+    async with client_for(rate_limited_gateway, protocol) as apex:
+        with pytest.raises(ConnectError) as caught:
+            await apex.chat_completion(ask("hi"))
+    assert caught.value.code is Code.RESOURCE_EXHAUSTED
+    assert "every miner is rate limited" in caught.value.message
+    assert "retry after " in caught.value.message  # the engine's advice, as over JSON
