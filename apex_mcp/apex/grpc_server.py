@@ -2,10 +2,11 @@
 
 ``with_binary_protocols(wire_app)`` puts connect-python's ASGI app (generated from apex.proto,
 apex_mcp/apex/gen) in front of the hand-written Connect JSON server: requests whose
-Content-Type is ``application/grpc*``, ``application/proto`` or ``application/connect+proto``
-go to it; everything else (Connect JSON, /healthz, errors for unknown paths) stays with the
-wire app. Both serve the same ApexClient per caller (the wire app's resolver), with the same
-size limit, deadlines, error codes and Idempotency-Key replies.
+Content-Type is ``application/grpc*``, ``application/proto`` or
+``application/connect+proto``, and Connect GETs of reads, go to it; everything else (Connect
+JSON, /healthz, errors for unknown paths) stays with the wire app. Both serve the same
+ApexClient per caller (the wire app's resolver), with the same size limit, deadlines, error
+codes and Idempotency-Key replies.
 
 Imported only on the gateway path: protobuf and connect-python cost start-up time that stdio
 users never need (they come with the ``apex-mcp[gateway]`` extra).
@@ -30,7 +31,7 @@ from google.protobuf.message import Message as ProtoMessage
 from pydantic import ValidationError
 
 from . import connect
-from .client import RPCS, Rpc
+from .client import RPCS, SERVICE, Rpc
 from .errors import ApexError, Code
 from .gen.apex_connect import ApexServiceASGIApplication
 from .models import Message
@@ -191,6 +192,15 @@ def is_binary_protocol(scope: Scope) -> bool:
     return _content_type(scope).startswith(BINARY_CONTENT_TYPES)
 
 
+def _is_connect_get(scope: Scope) -> bool:
+    """A Connect GET of a read (the proto marks reads NO_SIDE_EFFECTS): ``?encoding=...``."""
+    return bool(
+        scope["method"] == "GET"
+        and scope["path"].startswith(f"/{SERVICE}/")
+        and b"encoding=" in scope.get("query_string", b"")
+    )
+
+
 def _content_type(scope: Scope) -> str:
     return _header(scope, b"content-type").split(";")[0].strip().lower()
 
@@ -226,7 +236,7 @@ def with_binary_protocols(wire: ApexWireApp) -> Callable[[Scope, Receive, Send],
     )
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_binary_protocol(scope):
+        if scope["type"] != "http" or not (is_binary_protocol(scope) or _is_connect_get(scope)):
             await wire(scope, receive, send)
             return
         content_type = _content_type(scope)

@@ -39,3 +39,8 @@ def test_the_generated_service_has_every_rpc_of_the_contract() -> None:
         assert method.server_streaming == rpc.streaming
         assert method.input_type.name == rpc.request.__name__
         assert method.output_type.name == rpc.response.__name__
+        # reads, safe to retry, are the methods Connect may send as GETs
+        no_side_effects = (
+            method.GetOptions().idempotency_level == method.GetOptions().NO_SIDE_EFFECTS
+        )
+        assert no_side_effects == rpc.read_only, method.name

@@ -26,6 +26,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import httpx2 as httpx
 import pyqwest
 import pytest
 from connectrpc.code import Code
@@ -205,6 +206,29 @@ async def test_chat_unary_and_streaming(
     assert "".join(c.choices[0].delta.content for c in chunks if c.choices) == (
         "echo: one two three four"
     )
+
+
+@pytest.mark.parametrize("protocol", ["connect-proto", "connect-json"])
+async def test_reads_over_connect_get(protocol: str, gateway: str) -> None:
+    async with client_for(gateway, protocol) as apex:
+        created = await apex.create_chat_and_completion(
+            pb.CreateChatAndCompletionRequest(user_prompt="cacheable", chat_type="apex"),
+            headers=AS_ALICE,
+        )
+        got = await apex.get_chat_completion(
+            pb.GetChatCompletionRequest(completion_id=created.parsed_completion.id),
+            headers=AS_ALICE,
+            use_get=True,
+        )
+        assert got.user_prompt_text == "cacheable"
+        sessions = apex.get_chat_sessions(pb.GetChatSessionsRequest(), use_get=True)
+        assert await code_of(sessions) is Code.UNAUTHENTICATED
+
+
+def test_a_write_over_get_is_refused(gateway: str) -> None:
+    url = f"{gateway}/apex.v1.ApexService/DeleteChats?encoding=json&message=%7B%7D"
+    response = httpx.get(url, headers=AS_ALICE)
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
 
 
 async def test_each_user_sees_only_their_own_chats(gateway: str) -> None:

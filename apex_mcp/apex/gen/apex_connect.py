@@ -98,7 +98,7 @@ class ApexServiceASGIApplication(ConnectASGIApplication[ApexService]):
                         service_name="apex.v1.ApexService",
                         input=apex__pb2.WebRetrievalRequest,
                         output=apex__pb2.WebRetrievalResponse,
-                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                     ),
                     function=svc.web_retrieval,
                 ),
@@ -118,7 +118,7 @@ class ApexServiceASGIApplication(ConnectASGIApplication[ApexService]):
                         service_name="apex.v1.ApexService",
                         input=apex__pb2.GetDeepResearcherJobRequest,
                         output=apex__pb2.GetDeepResearcherJobResponse,
-                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                     ),
                     function=svc.get_deep_researcher_job,
                 ),
@@ -128,7 +128,7 @@ class ApexServiceASGIApplication(ConnectASGIApplication[ApexService]):
                         service_name="apex.v1.ApexService",
                         input=apex__pb2.GetChatSessionsRequest,
                         output=apex__pb2.GetChatSessionsResponse,
-                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                     ),
                     function=svc.get_chat_sessions,
                 ),
@@ -138,7 +138,7 @@ class ApexServiceASGIApplication(ConnectASGIApplication[ApexService]):
                         service_name="apex.v1.ApexService",
                         input=apex__pb2.GetStoredChatCompletionsRequest,
                         output=apex__pb2.GetStoredChatCompletionsResponse,
-                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                     ),
                     function=svc.get_stored_chat_completions,
                 ),
@@ -148,7 +148,7 @@ class ApexServiceASGIApplication(ConnectASGIApplication[ApexService]):
                         service_name="apex.v1.ApexService",
                         input=apex__pb2.GetChatCompletionRequest,
                         output=apex__pb2.StoredChatCompletion,
-                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                     ),
                     function=svc.get_chat_completion,
                 ),
@@ -208,7 +208,7 @@ class ApexServiceASGIApplication(ConnectASGIApplication[ApexService]):
                         service_name="apex.v1.ApexService",
                         input=apex__pb2.SearchChatIdsByPromptAndCompletionTextRequest,
                         output=apex__pb2.SearchChatIdsByPromptAndCompletionTextResponse,
-                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                     ),
                     function=svc.search_chat_ids_by_prompt_and_completion_text,
                 ),
@@ -228,7 +228,7 @@ class ApexServiceASGIApplication(ConnectASGIApplication[ApexService]):
                         service_name="apex.v1.ApexService",
                         input=google_dot_protobuf_dot_empty__pb2.Empty,
                         output=apex__pb2.GetCompletionsWithDeepResearcherEntryResponse,
-                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                     ),
                     function=svc.get_completions_with_deep_researcher_entry,
                 ),
@@ -291,6 +291,7 @@ class ApexServiceClient(ConnectClient):
         *,
         headers: Headers | Mapping[str, str] | None = None,
         timeout_ms: int | None = None,
+        use_get: bool = False,
     ) -> apex__pb2.WebRetrievalResponse:
         return await self.execute_unary(
             request=request,
@@ -299,10 +300,11 @@ class ApexServiceClient(ConnectClient):
                 service_name="apex.v1.ApexService",
                 input=apex__pb2.WebRetrievalRequest,
                 output=apex__pb2.WebRetrievalResponse,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+            use_get=use_get,
         )
 
     async def submit_deep_researcher_job(
@@ -331,6 +333,7 @@ class ApexServiceClient(ConnectClient):
         *,
         headers: Headers | Mapping[str, str] | None = None,
         timeout_ms: int | None = None,
+        use_get: bool = False,
     ) -> apex__pb2.GetDeepResearcherJobResponse:
         return await self.execute_unary(
             request=request,
@@ -339,10 +342,11 @@ class ApexServiceClient(ConnectClient):
                 service_name="apex.v1.ApexService",
                 input=apex__pb2.GetDeepResearcherJobRequest,
                 output=apex__pb2.GetDeepResearcherJobResponse,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+            use_get=use_get,
         )
 
     async def get_chat_sessions(
@@ -351,6 +355,7 @@ class ApexServiceClient(ConnectClient):
         *,
         headers: Headers | Mapping[str, str] | None = None,
         timeout_ms: int | None = None,
+        use_get: bool = False,
     ) -> apex__pb2.GetChatSessionsResponse:
         return await self.execute_unary(
             request=request,
@@ -359,10 +364,11 @@ class ApexServiceClient(ConnectClient):
                 service_name="apex.v1.ApexService",
                 input=apex__pb2.GetChatSessionsRequest,
                 output=apex__pb2.GetChatSessionsResponse,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+            use_get=use_get,
         )
 
     async def get_stored_chat_completions(
@@ -371,6 +377,7 @@ class ApexServiceClient(ConnectClient):
         *,
         headers: Headers | Mapping[str, str] | None = None,
         timeout_ms: int | None = None,
+        use_get: bool = False,
     ) -> apex__pb2.GetStoredChatCompletionsResponse:
         return await self.execute_unary(
             request=request,
@@ -379,10 +386,11 @@ class ApexServiceClient(ConnectClient):
                 service_name="apex.v1.ApexService",
                 input=apex__pb2.GetStoredChatCompletionsRequest,
                 output=apex__pb2.GetStoredChatCompletionsResponse,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+            use_get=use_get,
         )
 
     async def get_chat_completion(
@@ -391,6 +399,7 @@ class ApexServiceClient(ConnectClient):
         *,
         headers: Headers | Mapping[str, str] | None = None,
         timeout_ms: int | None = None,
+        use_get: bool = False,
     ) -> apex__pb2.StoredChatCompletion:
         return await self.execute_unary(
             request=request,
@@ -399,10 +408,11 @@ class ApexServiceClient(ConnectClient):
                 service_name="apex.v1.ApexService",
                 input=apex__pb2.GetChatCompletionRequest,
                 output=apex__pb2.StoredChatCompletion,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+            use_get=use_get,
         )
 
     async def update_chat_attributes(
@@ -511,6 +521,7 @@ class ApexServiceClient(ConnectClient):
         *,
         headers: Headers | Mapping[str, str] | None = None,
         timeout_ms: int | None = None,
+        use_get: bool = False,
     ) -> apex__pb2.SearchChatIdsByPromptAndCompletionTextResponse:
         return await self.execute_unary(
             request=request,
@@ -519,10 +530,11 @@ class ApexServiceClient(ConnectClient):
                 service_name="apex.v1.ApexService",
                 input=apex__pb2.SearchChatIdsByPromptAndCompletionTextRequest,
                 output=apex__pb2.SearchChatIdsByPromptAndCompletionTextResponse,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+            use_get=use_get,
         )
 
     async def update_completion_attributes(
@@ -551,6 +563,7 @@ class ApexServiceClient(ConnectClient):
         *,
         headers: Headers | Mapping[str, str] | None = None,
         timeout_ms: int | None = None,
+        use_get: bool = False,
     ) -> apex__pb2.GetCompletionsWithDeepResearcherEntryResponse:
         return await self.execute_unary(
             request=request,
@@ -559,10 +572,11 @@ class ApexServiceClient(ConnectClient):
                 service_name="apex.v1.ApexService",
                 input=google_dot_protobuf_dot_empty__pb2.Empty,
                 output=apex__pb2.GetCompletionsWithDeepResearcherEntryResponse,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+            use_get=use_get,
         )
 
 
@@ -631,7 +645,7 @@ class ApexServiceWSGIApplication(ConnectWSGIApplication):
                         service_name="apex.v1.ApexService",
                         input=apex__pb2.WebRetrievalRequest,
                         output=apex__pb2.WebRetrievalResponse,
-                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                     ),
                     function=service.web_retrieval,
                 ),
@@ -651,7 +665,7 @@ class ApexServiceWSGIApplication(ConnectWSGIApplication):
                         service_name="apex.v1.ApexService",
                         input=apex__pb2.GetDeepResearcherJobRequest,
                         output=apex__pb2.GetDeepResearcherJobResponse,
-                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                     ),
                     function=service.get_deep_researcher_job,
                 ),
@@ -661,7 +675,7 @@ class ApexServiceWSGIApplication(ConnectWSGIApplication):
                         service_name="apex.v1.ApexService",
                         input=apex__pb2.GetChatSessionsRequest,
                         output=apex__pb2.GetChatSessionsResponse,
-                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                     ),
                     function=service.get_chat_sessions,
                 ),
@@ -671,7 +685,7 @@ class ApexServiceWSGIApplication(ConnectWSGIApplication):
                         service_name="apex.v1.ApexService",
                         input=apex__pb2.GetStoredChatCompletionsRequest,
                         output=apex__pb2.GetStoredChatCompletionsResponse,
-                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                     ),
                     function=service.get_stored_chat_completions,
                 ),
@@ -681,7 +695,7 @@ class ApexServiceWSGIApplication(ConnectWSGIApplication):
                         service_name="apex.v1.ApexService",
                         input=apex__pb2.GetChatCompletionRequest,
                         output=apex__pb2.StoredChatCompletion,
-                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                     ),
                     function=service.get_chat_completion,
                 ),
@@ -741,7 +755,7 @@ class ApexServiceWSGIApplication(ConnectWSGIApplication):
                         service_name="apex.v1.ApexService",
                         input=apex__pb2.SearchChatIdsByPromptAndCompletionTextRequest,
                         output=apex__pb2.SearchChatIdsByPromptAndCompletionTextResponse,
-                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                     ),
                     function=service.search_chat_ids_by_prompt_and_completion_text,
                 ),
@@ -761,7 +775,7 @@ class ApexServiceWSGIApplication(ConnectWSGIApplication):
                         service_name="apex.v1.ApexService",
                         input=google_dot_protobuf_dot_empty__pb2.Empty,
                         output=apex__pb2.GetCompletionsWithDeepResearcherEntryResponse,
-                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                     ),
                     function=service.get_completions_with_deep_researcher_entry,
                 ),
@@ -824,6 +838,7 @@ class ApexServiceClientSync(ConnectClientSync):
         *,
         headers: Headers | Mapping[str, str] | None = None,
         timeout_ms: int | None = None,
+        use_get: bool = False,
     ) -> apex__pb2.WebRetrievalResponse:
         return self.execute_unary(
             request=request,
@@ -832,10 +847,11 @@ class ApexServiceClientSync(ConnectClientSync):
                 service_name="apex.v1.ApexService",
                 input=apex__pb2.WebRetrievalRequest,
                 output=apex__pb2.WebRetrievalResponse,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+            use_get=use_get,
         )
 
     def submit_deep_researcher_job(
@@ -864,6 +880,7 @@ class ApexServiceClientSync(ConnectClientSync):
         *,
         headers: Headers | Mapping[str, str] | None = None,
         timeout_ms: int | None = None,
+        use_get: bool = False,
     ) -> apex__pb2.GetDeepResearcherJobResponse:
         return self.execute_unary(
             request=request,
@@ -872,10 +889,11 @@ class ApexServiceClientSync(ConnectClientSync):
                 service_name="apex.v1.ApexService",
                 input=apex__pb2.GetDeepResearcherJobRequest,
                 output=apex__pb2.GetDeepResearcherJobResponse,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+            use_get=use_get,
         )
 
     def get_chat_sessions(
@@ -884,6 +902,7 @@ class ApexServiceClientSync(ConnectClientSync):
         *,
         headers: Headers | Mapping[str, str] | None = None,
         timeout_ms: int | None = None,
+        use_get: bool = False,
     ) -> apex__pb2.GetChatSessionsResponse:
         return self.execute_unary(
             request=request,
@@ -892,10 +911,11 @@ class ApexServiceClientSync(ConnectClientSync):
                 service_name="apex.v1.ApexService",
                 input=apex__pb2.GetChatSessionsRequest,
                 output=apex__pb2.GetChatSessionsResponse,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+            use_get=use_get,
         )
 
     def get_stored_chat_completions(
@@ -904,6 +924,7 @@ class ApexServiceClientSync(ConnectClientSync):
         *,
         headers: Headers | Mapping[str, str] | None = None,
         timeout_ms: int | None = None,
+        use_get: bool = False,
     ) -> apex__pb2.GetStoredChatCompletionsResponse:
         return self.execute_unary(
             request=request,
@@ -912,10 +933,11 @@ class ApexServiceClientSync(ConnectClientSync):
                 service_name="apex.v1.ApexService",
                 input=apex__pb2.GetStoredChatCompletionsRequest,
                 output=apex__pb2.GetStoredChatCompletionsResponse,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+            use_get=use_get,
         )
 
     def get_chat_completion(
@@ -924,6 +946,7 @@ class ApexServiceClientSync(ConnectClientSync):
         *,
         headers: Headers | Mapping[str, str] | None = None,
         timeout_ms: int | None = None,
+        use_get: bool = False,
     ) -> apex__pb2.StoredChatCompletion:
         return self.execute_unary(
             request=request,
@@ -932,10 +955,11 @@ class ApexServiceClientSync(ConnectClientSync):
                 service_name="apex.v1.ApexService",
                 input=apex__pb2.GetChatCompletionRequest,
                 output=apex__pb2.StoredChatCompletion,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+            use_get=use_get,
         )
 
     def update_chat_attributes(
@@ -1044,6 +1068,7 @@ class ApexServiceClientSync(ConnectClientSync):
         *,
         headers: Headers | Mapping[str, str] | None = None,
         timeout_ms: int | None = None,
+        use_get: bool = False,
     ) -> apex__pb2.SearchChatIdsByPromptAndCompletionTextResponse:
         return self.execute_unary(
             request=request,
@@ -1052,10 +1077,11 @@ class ApexServiceClientSync(ConnectClientSync):
                 service_name="apex.v1.ApexService",
                 input=apex__pb2.SearchChatIdsByPromptAndCompletionTextRequest,
                 output=apex__pb2.SearchChatIdsByPromptAndCompletionTextResponse,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+            use_get=use_get,
         )
 
     def update_completion_attributes(
@@ -1084,6 +1110,7 @@ class ApexServiceClientSync(ConnectClientSync):
         *,
         headers: Headers | Mapping[str, str] | None = None,
         timeout_ms: int | None = None,
+        use_get: bool = False,
     ) -> apex__pb2.GetCompletionsWithDeepResearcherEntryResponse:
         return self.execute_unary(
             request=request,
@@ -1092,8 +1119,9 @@ class ApexServiceClientSync(ConnectClientSync):
                 service_name="apex.v1.ApexService",
                 input=google_dot_protobuf_dot_empty__pb2.Empty,
                 output=apex__pb2.GetCompletionsWithDeepResearcherEntryResponse,
-                idempotency_level=IdempotencyLevel.UNKNOWN,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+            use_get=use_get,
         )
