@@ -269,6 +269,11 @@ async def test_deadline_exceeded_in_each_protocol(
     miner[0].delay = 1.5  # the miner answers after the call's 300 ms deadline
     call = apex.chat_completion(ask("slow"), headers=AS_ALICE, timeout_ms=300)
     assert await code_of(call) is Code.DEADLINE_EXCEEDED
+    stream = apex.chat_completion_stream(ask("slow"), headers=AS_ALICE, timeout_ms=300)
+    with pytest.raises(ConnectError) as streamed:
+        async for _ in stream:
+            pass
+    assert streamed.value.code is Code.DEADLINE_EXCEEDED
 
 
 async def test_a_keyed_write_retried_over_grpc_is_done_once(gateway: str) -> None:
@@ -529,3 +534,11 @@ async def test_a_rate_limit_says_when_to_retry(protocol: str, rate_limited_gatew
     assert caught.value.code is Code.RESOURCE_EXHAUSTED
     assert "every miner is rate limited" in caught.value.message
     assert "retry after " in caught.value.message  # the engine's advice, as over JSON
+
+
+def test_the_gateway_itself_keeps_grpc_timeout(gateway: str, miner: tuple[FakeOpenAI, str]) -> None:
+    miner[0].delay = 1.5  # the miner answers after the call's 300 ms deadline
+    request = frame(ask("slow").SerializeToString())
+    headers = {**GRPC_HEADERS, "grpc-timeout": "300m"}
+    answer = h2_post(gateway, "/apex.v1.ApexService/ChatCompletion", request, headers)
+    assert answer.status == "4", answer  # deadline_exceeded, from the server
