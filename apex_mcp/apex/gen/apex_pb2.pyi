@@ -1,13 +1,10 @@
-import datetime
-
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -37,7 +34,7 @@ class ChatCompletionRequest(_message.Message):
     json_format: bool
     stream: bool
     timeout: int
-    def __init__(self, uids: _Optional[_Iterable[int]] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., seed: _Optional[int] = ..., task: _Optional[str] = ..., model: _Optional[str] = ..., test_time_inference: _Optional[bool] = ..., mixture: _Optional[bool] = ..., sampling_parameters: _Optional[_Union[SamplingParameters, _Mapping]] = ..., inference_mode: _Optional[str] = ..., json_format: _Optional[bool] = ..., stream: _Optional[bool] = ..., timeout: _Optional[int] = ...) -> None: ...
+    def __init__(self, uids: _Optional[_Iterable[int]] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., seed: _Optional[int] = ..., task: _Optional[str] = ..., model: _Optional[str] = ..., test_time_inference: bool = ..., mixture: bool = ..., sampling_parameters: _Optional[_Union[SamplingParameters, _Mapping]] = ..., inference_mode: _Optional[str] = ..., json_format: bool = ..., stream: bool = ..., timeout: _Optional[int] = ...) -> None: ...
 
 class SamplingParameters(_message.Message):
     __slots__ = ("temperature", "top_p", "top_k", "max_new_tokens", "do_sample")
@@ -51,7 +48,7 @@ class SamplingParameters(_message.Message):
     top_k: float
     max_new_tokens: int
     do_sample: bool
-    def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[float] = ..., max_new_tokens: _Optional[int] = ..., do_sample: _Optional[bool] = ...) -> None: ...
+    def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[float] = ..., max_new_tokens: _Optional[int] = ..., do_sample: bool = ...) -> None: ...
 
 class ChatCompletionResponse(_message.Message):
     __slots__ = ("id", "choices", "created", "model", "object", "service_tier", "system_fingerprint", "usage")
@@ -383,7 +380,7 @@ class ChatSession(_message.Message):
     chat_type: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., user_id: _Optional[str] = ..., title: _Optional[str] = ..., chat_type: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., user_id: _Optional[str] = ..., title: _Optional[str] = ..., chat_type: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetChatSessionsResponse(_message.Message):
     __slots__ = ("chat_sessions",)
@@ -429,7 +426,7 @@ class StoredChatCompletion(_message.Message):
     completion_text: str
     metadata: _struct_pb2.Struct
     error_message: str
-    def __init__(self, id: _Optional[str] = ..., chat_id: _Optional[str] = ..., completion_type: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_prompt_text: _Optional[str] = ..., completion_text: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error_message: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., chat_id: _Optional[str] = ..., completion_type: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., user_prompt_text: _Optional[str] = ..., completion_text: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error_message: _Optional[str] = ...) -> None: ...
 
 class GetStoredChatCompletionsResponse(_message.Message):
     __slots__ = ("chat_completions",)
@@ -468,7 +465,7 @@ class DeleteChatsResponse(_message.Message):
     __slots__ = ("success",)
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     success: bool
-    def __init__(self, success: _Optional[bool] = ...) -> None: ...
+    def __init__(self, success: bool = ...) -> None: ...
 
 class ParsedChat(_message.Message):
     __slots__ = ("id", "title", "created_at", "chat_type")
@@ -480,7 +477,7 @@ class ParsedChat(_message.Message):
     title: str
     created_at: _timestamp_pb2.Timestamp
     chat_type: str
-    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., chat_type: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., chat_type: _Optional[str] = ...) -> None: ...
 
 class ParsedCompletion(_message.Message):
     __slots__ = ("id", "chat_id", "created_at", "user_prompt_text", "completion_text", "completion_type", "metadata")
@@ -498,7 +495,7 @@ class ParsedCompletion(_message.Message):
     completion_text: str
     completion_type: str
     metadata: _struct_pb2.Struct
-    def __init__(self, id: _Optional[str] = ..., chat_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_prompt_text: _Optional[str] = ..., completion_text: _Optional[str] = ..., completion_type: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., chat_id: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., user_prompt_text: _Optional[str] = ..., completion_text: _Optional[str] = ..., completion_type: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class CreateChatAndCompletionRequest(_message.Message):
     __slots__ = ("user_prompt", "chat_type", "completion_type", "title")
@@ -546,7 +543,7 @@ class DeleteCompletionsResponse(_message.Message):
     __slots__ = ("success",)
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     success: bool
-    def __init__(self, success: _Optional[bool] = ...) -> None: ...
+    def __init__(self, success: bool = ...) -> None: ...
 
 class SearchChatIdsByPromptAndCompletionTextRequest(_message.Message):
     __slots__ = ("search_term",)
