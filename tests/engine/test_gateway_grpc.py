@@ -542,3 +542,21 @@ def test_the_gateway_itself_keeps_grpc_timeout(gateway: str, miner: tuple[FakeOp
     headers = {**GRPC_HEADERS, "grpc-timeout": "300m"}
     answer = h2_post(gateway, "/apex.v1.ApexService/ChatCompletion", request, headers)
     assert answer.status == "4", answer  # deadline_exceeded, from the server
+
+
+def test_without_the_extra_the_gateway_serves_json_and_says_how_to_add_the_rest(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "apex_mcp.apex.grpc_server", None)  # as if not installed
+    with serve_asgi(create_gateway_app(settings)) as url:
+        json_call = httpx.post(
+            f"{url}/apex.v1.ApexService/GetChatSessions", json={}, headers=AS_ALICE
+        )
+        grpc_call = httpx.post(
+            f"{url}/apex.v1.ApexService/GetChatSessions",
+            content=frame(b""),
+            headers={**AS_ALICE, "content-type": "application/grpc"},
+        )
+    assert json_call.status_code == 200 and json_call.json() == {}
+    assert grpc_call.status_code == 415
+    assert "pip install 'apex-mcp[gateway]'" in caplog.text
