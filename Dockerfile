@@ -18,7 +18,8 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY apex_mcp ./apex_mcp
-RUN python -m venv /opt/apex-mcp && /opt/apex-mcp/bin/pip install .
+# [gateway]: gRPC, gRPC-Web and Connect binary for `apex-mcp gateway` (stdio never loads them)
+RUN python -m venv /opt/apex-mcp && /opt/apex-mcp/bin/pip install ".[gateway]"
 
 FROM python:3.11-slim
 LABEL org.opencontainers.image.title="apex-mcp" \

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
+from typing import Any
 
 from .apex.client import ApexClient
 from .apex.errors import ApexError, Code
-from .apex.server import ApexWireApp, Reply, create_app
+from .apex.server import Receive, Reply, Scope, Send, create_app
 from .config import Settings
 from .engine.local import LocalApex
 from .engine.store import Store
@@ -17,9 +19,10 @@ from .serving import is_loopback, serve_until_signalled
 log = logging.getLogger(__name__)
 
 
-def create_gateway_app(settings: Settings) -> ApexWireApp:
-    """An ASGI app serving LocalApex. With ``gateway_keys`` set, a key maps to its user and
-    each user sees only their own chats; without, every caller is the one default user."""
+def create_gateway_app(settings: Settings) -> Callable[[Scope, Receive, Send], Any]:
+    """An ASGI app serving LocalApex over Connect (JSON and binary), gRPC and gRPC-Web. With
+    ``gateway_keys`` set, a key maps to its user and each user sees only their own chats;
+    without, every caller is the one default user."""
     stack = AsyncExitStack()
     engine: LocalApex | None = None
 
@@ -45,7 +48,15 @@ def create_gateway_app(settings: Settings) -> ApexWireApp:
             )
         return engine.for_user(user)
 
-    return create_app(resolve, on_startup=startup, on_shutdown=shutdown, replies=_StoredReplies())
+    wire = create_app(resolve, on_startup=startup, on_shutdown=shutdown, replies=_StoredReplies())
+    try:
+        from .apex.grpc_server import with_binary_protocols
+    except ImportError as exc:  # installed without the [gateway] extra: Connect JSON only
+        log.warning(
+            "gRPC, gRPC-Web and Connect binary are off (%s): pip install 'apex-mcp[gateway]'", exc
+        )
+        return wire
+    return with_binary_protocols(wire)
 
 
 class _StoredReplies:
