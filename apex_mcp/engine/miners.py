@@ -85,7 +85,6 @@ from ..apex.models import (
     ChunkChoice,
     CompletionUsage,
 )
-from ..netguard import refusal
 
 log = logging.getLogger(__name__)
 
@@ -1223,6 +1222,8 @@ def _timeout(miner: MinerConfig) -> httpx2.Timeout:
 
 def _transport_failure(miner: MinerConfig, exc: Exception) -> _MinerFailure:
     if isinstance(exc, httpx2.ConnectError):
+        from ..netguard import refusal  # not at the top: it loads httpcore2, costly at start-up
+
         refused = refusal(exc)  # a guarded client (hosted sessions) refused a private address
         return _MinerFailure(miner.name, refused or f"unreachable at {miner.base_url}")
     return _MinerFailure(miner.name, f"the connection failed ({type(exc).__name__})")
