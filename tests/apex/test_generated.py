@@ -44,3 +44,46 @@ def test_the_generated_service_has_every_rpc_of_the_contract() -> None:
             method.GetOptions().idempotency_level == method.GetOptions().NO_SIDE_EFFECTS
         )
         assert no_side_effects == rpc.read_only, method.name
+
+
+def test_every_message_model_has_the_protos_fields_under_their_json_names() -> None:
+    from apex_mcp.apex import models
+    from apex_mcp.apex.gen import apex_pb2
+
+    for name, message in apex_pb2.DESCRIPTOR.message_types_by_name.items():
+        model = getattr(models, name, None)
+        assert isinstance(model, type) and issubclass(model, models.Message), name
+        aliases = {field.alias or key for key, field in model.model_fields.items()}
+        proto = {field.json_name for field in message.fields}
+        assert aliases == proto, f"{name}: the model's fields differ from the proto's"
+        for field in message.fields:  # repeated fields are lists in the model
+            repeated = field.default_value == []  # the one default a repeated field has
+            shown = next(
+                f for k, f in model.model_fields.items() if (f.alias or k) == field.json_name
+            )
+            is_list = "list[" in str(shown.annotation) or "dict[" in str(shown.annotation)
+            assert not repeated or is_list, f"{name}.{field.json_name} is repeated in the proto"
+
+
+def test_every_client_serves_each_rpc_of_the_proto_under_its_name() -> None:
+    import inspect
+
+    from apex_mcp.apex.client import RPCS, ApexClient
+    from apex_mcp.apex.gen import apex_pb2
+    from apex_mcp.apex.remote import RemoteApex
+    from apex_mcp.engine.local import LocalApex
+
+    service = apex_pb2.DESCRIPTOR.services_by_name["ApexService"]
+    wanted = {RPCS[method.name].attr for method in service.methods}
+    methods = inspect.getmembers(ApexClient, inspect.isfunction)
+    contract = {name for name, _ in methods if not name.startswith("_")}
+    assert contract == wanted, "the ApexClient Protocol and the proto's service differ"
+    for implementation in (RemoteApex, LocalApex):
+        missing = [attr for attr in wanted if not callable(getattr(implementation, attr, None))]
+        assert not missing, f"{implementation.__name__} lacks {missing}"
+        for method in service.methods:  # the same request type, as the first argument
+            rpc = RPCS[method.name]
+            signature = inspect.signature(getattr(implementation, rpc.attr))
+            first = list(signature.parameters.values())[1]
+            assert method.input_type.name in str(first.annotation), (implementation, rpc.attr)
+            assert method.output_type.name in str(signature.return_annotation), rpc.attr
