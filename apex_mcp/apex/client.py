@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from .errors import ApexError, Code
 from .models import (
     ChatCompletionChunkResponse,
     ChatCompletionRequest,
@@ -137,6 +138,10 @@ class Rpc:
     @property
     def path(self) -> str:
         return f"/{SERVICE}/{self.name}"
+
+    def deadline_exceeded(self) -> ApexError:
+        """The error of a call of this method that did not end within its deadline."""
+        return ApexError(Code.DEADLINE_EXCEEDED, f"{self.name} did not finish before its deadline")
 
 
 RPCS: dict[str, Rpc] = {

@@ -35,7 +35,7 @@ from .client import RPCS, SERVICE, Rpc
 from .errors import ApexError, Code
 from .gen.apex_connect import ApexServiceASGIApplication
 from .models import Message
-from .server import ApexWireApp, Receive, Scope, Send, _call_with_deadline, _deadline_error
+from .server import ApexWireApp, Receive, Scope, Send, call_with_deadline
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,10 @@ class _Service:
                 timeout = _timeout(ctx)
                 key = headers.get(connect.IDEMPOTENCY_KEY_HEADER)
                 if key is not None and rpc.name in connect.KEYED_RPCS and self._wire.replies:
-                    payload = await self._wire._once(rpc, client, model, timeout, key)
+                    payload = await self._wire.once(rpc, client, model, timeout, key)
                     result = connect.decode_message(rpc.response, payload)
                 else:
-                    result = await _call_with_deadline(rpc, client, model, timeout)
+                    result = await call_with_deadline(rpc, client, model, timeout)
                 output: type[ProtoMessage] = ctx.method().output
                 return to_proto(result, output)
 
@@ -116,7 +116,7 @@ class _Service:
                         except StopAsyncIteration:
                             return
                         except TimeoutError:
-                            raise _deadline_error(rpc) from None
+                            raise rpc.deadline_exceeded() from None
                     yield to_proto(chunk, output)
             finally:
                 aclose = getattr(stream, "aclose", None)

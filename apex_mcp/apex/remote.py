@@ -367,18 +367,18 @@ class RemoteApex:
         content = connect.gzip_compress(body) if "content-encoding" in headers else body
         remaining = None if deadline is None else deadline - anyio.current_time()
         if remaining is not None and remaining <= 0:
-            raise _deadline_error(rpc)
+            raise rpc.deadline_exceeded()
         with anyio.move_on_after(remaining) as scope:
             try:
                 response = await self._http.post(
                     rpc.path, content=content, headers=headers, timeout=remaining
                 )
             except httpx2.TimeoutException:
-                raise _deadline_error(rpc) from None
+                raise rpc.deadline_exceeded() from None
             except httpx2.TransportError as exc:
                 raise self._broken(exc) from None
         if scope.cancelled_caught:
-            raise _deadline_error(rpc)
+            raise rpc.deadline_exceeded()
         if connect.KEEPS_REPLIES_HEADER in response.headers:
             self._server_keeps_replies = True
         if response.status_code != 200:
@@ -430,9 +430,9 @@ class RemoteApex:
                                 Code.INTERNAL, f"the server sent a malformed chunk: {exc.message}"
                             ) from None
                     if deadline is not None and anyio.current_time() > deadline:
-                        raise _deadline_error(rpc)
+                        raise rpc.deadline_exceeded()
         except httpx2.TimeoutException:
-            raise _deadline_error(rpc) from None
+            raise rpc.deadline_exceeded() from None
         except httpx2.TransportError as exc:
             raise self._broken(exc, mid_stream=True) from None
         except ApexError as error:
@@ -473,7 +473,3 @@ class _ConnectionLost(ApexError):
 
 def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.001, deadline - anyio.current_time())
-
-
-def _deadline_error(rpc: Rpc) -> ApexError:
-    return ApexError(Code.DEADLINE_EXCEEDED, f"{rpc.name} did not finish before its deadline")

@@ -186,10 +186,10 @@ class ApexWireApp:
             client = await self.resolve(_bearer(headers))
             key = headers.get(connect.IDEMPOTENCY_KEY_HEADER)
             if key is not None and rpc.name in connect.KEYED_RPCS and self.replies is not None:
-                payload = await self._once(rpc, client, request, timeout, key)
+                payload = await self.once(rpc, client, request, timeout, key)
             else:
                 payload = connect.encode_message(
-                    await _call_with_deadline(rpc, client, request, timeout)
+                    await call_with_deadline(rpc, client, request, timeout)
                 )
         except ApexError as error:
             await _send_error(send, error)
@@ -211,7 +211,7 @@ class ApexWireApp:
         else:
             await _send_bytes(send, 200, payload, connect.UNARY_CONTENT_TYPE)
 
-    async def _once(
+    async def once(
         self,
         rpc: Rpc,
         client: ApexClient,
@@ -237,7 +237,7 @@ class ApexWireApp:
         with anyio.CancelScope(shield=True):
             try:
                 payload = connect.encode_message(
-                    await _call_with_deadline(rpc, client, request, timeout)
+                    await call_with_deadline(rpc, client, request, timeout)
                 )
             except BaseException:
                 with contextlib.suppress(ApexError):
@@ -260,7 +260,7 @@ class ApexWireApp:
             with anyio.fail_after(math.inf if timeout is None else timeout):
                 return await self._wait_for_kept(replies, rpc, client, key, digest)
         except TimeoutError:
-            raise _deadline_error(rpc) from None
+            raise rpc.deadline_exceeded() from None
 
     async def _wait_for_kept(
         self, replies: Replies, rpc: Rpc, client: ApexClient, key: str, digest: str
@@ -336,7 +336,7 @@ class ApexWireApp:
         except ApexError as exc:
             error = exc
         except TimeoutError:
-            error = _deadline_error(rpc)
+            error = rpc.deadline_exceeded()
         except OSError:
             return  # the client went away; nobody to tell
         except Exception:
@@ -432,7 +432,7 @@ def create_app(
     )
 
 
-async def _call_with_deadline(
+async def call_with_deadline(
     rpc: Rpc, client: ApexClient, request: Message, timeout: float | None
 ) -> Message:
     method = getattr(client, rpc.attr)
@@ -441,11 +441,7 @@ async def _call_with_deadline(
             result: Message = await method(request, timeout=timeout)
             return result
     except TimeoutError:
-        raise _deadline_error(rpc) from None
-
-
-def _deadline_error(rpc: Rpc) -> ApexError:
-    return ApexError(Code.DEADLINE_EXCEEDED, f"{rpc.name} did not finish before its deadline")
+        raise rpc.deadline_exceeded() from None
 
 
 def _headers(scope: Scope) -> dict[str, str]:
