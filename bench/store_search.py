@@ -3,7 +3,9 @@
 Fills a SQLite store (in a temporary directory) with ``--chats`` chats of one completion each,
 spread over ``--users`` users, every completion holding a common word, then times
 ``search_chat_ids`` for a common word, a rare one and a prefix (median of ``--runs``), and
-prints the query plan. Bulk rows go in with plain SQL, through the store's own schema.
+prints the query plan. Each search runs beside plain sqlite3 asking the full-text index
+alone for the same query (the floor): the ratio and its spread over the runs. Bulk rows go
+in with plain SQL, through the store's own schema.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import anyio
 from apex_mcp.engine.store import open_store
 from apex_mcp.engine.store.sqlite import SEARCH_SQL, fts_query
 
+FTS_ONLY = "SELECT rowid FROM completions_fts WHERE completions_fts MATCH ?"
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa", "sigma"]
 
 
@@ -51,15 +54,28 @@ def fill(path: Path, chats: int, users: int) -> None:
 
 
 async def measure(path: Path, runs: int) -> None:
+    import sqlite3
+
+    # The floor, run interleaved with the store's search: plain sqlite3 asking the full-text
+    # index alone for the same query (no join to chats, no ordering, no thread hop).
+    bare = sqlite3.connect(path)
     async with await open_store(path) as store:
         for term in ("common", "chat4242", "alp"):
-            times = []
+            times, floors = [], []
             for _ in range(runs):
                 start = time.perf_counter()
                 found = await store.search_chat_ids("user-0", term)
                 times.append(time.perf_counter() - start)
-            median, worst = statistics.median(times) * 1000, max(times) * 1000
-            print(f"{term!r:12} {len(found):6} chats  median {median:9.1f} ms  max {worst:9.1f} ms")
+                start = time.perf_counter()
+                bare.execute(FTS_ONLY, (fts_query(term),)).fetchall()
+                floors.append(time.perf_counter() - start)
+            ratios = sorted(t / f for t, f in zip(times, floors, strict=True))
+            median = statistics.median(times) * 1000
+            print(
+                f"{term!r:12} {len(found):6} chats  median {median:9.1f} ms"
+                f"  bare FTS {statistics.median(floors) * 1000:8.1f} ms"
+                f"  ratio {statistics.median(ratios):5.1f}x ({ratios[0]:.1f}-{ratios[-1]:.1f})"
+            )
         plan = await store._read(
             lambda conn: conn.execute(
                 "EXPLAIN QUERY PLAN " + SEARCH_SQL, (fts_query("common"), "user-0", "user-0")
