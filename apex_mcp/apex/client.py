@@ -1,17 +1,22 @@
 """The Apex contract: ``ApexClient``, one async method per RPC of ``apex.v1.ApexService``.
 
 RemoteApex (the wire) and LocalApex (the embedded engine) implement it; the wire server serves
-any implementation of it. ``RPCS`` describes every method once, for the code that has to treat
-them generically (the wire server, the remote client's retry policy, tests).
+any implementation of it. ``RPCS`` describes every method, as apex.proto declares it, for the
+code that has to treat them generically (the wire server, the remote client's retry policy,
+tests).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from . import models
 from .errors import ApexError, Code
+from .gen.apex_methods import METHODS
+from .gen.apex_methods import SERVICE as SERVICE
 from .models import (
     ChatCompletionChunkResponse,
     ChatCompletionRequest,
@@ -45,8 +50,6 @@ from .models import (
     WebRetrievalRequest,
     WebRetrievalResponse,
 )
-
-SERVICE = "apex.v1.ApexService"
 
 
 @runtime_checkable
@@ -144,102 +147,20 @@ class Rpc:
         return ApexError(Code.DEADLINE_EXCEEDED, f"{self.name} did not finish before its deadline")
 
 
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+# Built from the table scripts/gen_proto.py writes from apex.proto: the proto says which
+# methods there are; the models module holds each message's pydantic model under its name.
 RPCS: dict[str, Rpc] = {
-    rpc.name: rpc
-    for rpc in (
-        Rpc("ChatCompletion", "chat_completion", ChatCompletionRequest, ChatCompletionResponse),
-        Rpc(
-            "ChatCompletionStream",
-            "chat_completion_stream",
-            ChatCompletionRequest,
-            ChatCompletionChunkResponse,
-            streaming=True,
-        ),
-        Rpc(
-            "WebRetrieval",
-            "web_retrieval",
-            WebRetrievalRequest,
-            WebRetrievalResponse,
-            read_only=True,
-        ),
-        Rpc(
-            "SubmitDeepResearcherJob",
-            "submit_deep_researcher_job",
-            ChatCompletionRequest,
-            SubmitDeepResearcherJobResponse,
-        ),
-        Rpc(
-            "GetDeepResearcherJob",
-            "get_deep_researcher_job",
-            GetDeepResearcherJobRequest,
-            GetDeepResearcherJobResponse,
-            read_only=True,
-        ),
-        Rpc(
-            "GetChatSessions",
-            "get_chat_sessions",
-            GetChatSessionsRequest,
-            GetChatSessionsResponse,
-            read_only=True,
-        ),
-        Rpc(
-            "GetStoredChatCompletions",
-            "get_stored_chat_completions",
-            GetStoredChatCompletionsRequest,
-            GetStoredChatCompletionsResponse,
-            read_only=True,
-        ),
-        Rpc(
-            "GetChatCompletion",
-            "get_chat_completion",
-            GetChatCompletionRequest,
-            StoredChatCompletion,
-            read_only=True,
-        ),
-        Rpc(
-            "UpdateChatAttributes",
-            "update_chat_attributes",
-            UpdateChatAttributesRequest,
-            UpdateChatAttributesResponse,
-        ),
-        Rpc("DeleteChats", "delete_chats", DeleteChatsRequest, DeleteChatsResponse),
-        Rpc(
-            "CreateChatAndCompletion",
-            "create_chat_and_completion",
-            CreateChatAndCompletionRequest,
-            CreateChatAndCompletionResponse,
-        ),
-        Rpc(
-            "CreateCompletion",
-            "create_completion",
-            CreateCompletionRequest,
-            CreateCompletionResponse,
-        ),
-        Rpc(
-            "DeleteCompletions",
-            "delete_completions",
-            DeleteCompletionsRequest,
-            DeleteCompletionsResponse,
-        ),
-        Rpc(
-            "SearchChatIdsByPromptAndCompletionText",
-            "search_chat_ids_by_prompt_and_completion_text",
-            SearchChatIdsByPromptAndCompletionTextRequest,
-            SearchChatIdsByPromptAndCompletionTextResponse,
-            read_only=True,
-        ),
-        Rpc(
-            "UpdateCompletionAttributes",
-            "update_completion_attributes",
-            UpdateCompletionAttributesRequest,
-            UpdateCompletionAttributesResponse,
-        ),
-        Rpc(
-            "GetCompletionsWithDeepResearcherEntry",
-            "get_completions_with_deep_researcher_entry",
-            Empty,
-            GetCompletionsWithDeepResearcherEntryResponse,
-            read_only=True,
-        ),
+    method.name: Rpc(
+        method.name,
+        _snake(method.name),
+        getattr(models, method.request),
+        getattr(models, method.response),
+        streaming=method.streaming,
+        read_only=method.read_only,
     )
+    for method in METHODS
 }
