@@ -1,0 +1,298 @@
+"""What a tool call costs through MCP, beside the bare SDK doing the least it can.
+
+    python -m bench.mcp_calls [--sizes 2000,20000] [--calls 40] [--clients 32] [--seconds 5]
+
+1. Growth over stdio: ``apex-mcp`` (stdio, the embedded engine) on stores of each size (bulk
+   loaded through the store's schema, one user), p50 and p99 of ``list_chats`` (a page of 20),
+   ``get_chat`` and ``search_chats`` for a rare word. Each size's p50 is reported as a ratio
+   to the smallest size's. Budget: at most 1.5x from 2k to 20k chats.
+2. Warm ``list_chats`` on a small store (20 chats) against a bare ``MCPServer`` echo tool, both
+   over stdio, one call of each in turn (same run, same machine). Budget: p50 at most 2x.
+3. Streamable HTTP at ``--clients`` concurrent clients: calls per second of ``list_chats`` on a
+   small store against the bare SDK server's echo tool, rounds alternating. Budget: at least
+   0.8x the bare server's calls per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bench.store_search import fill
+
+BARE_STDIO = """
+from mcp.server import MCPServer
+mcp = MCPServer("bare", log_level="WARNING")
+@mcp.tool()
+def echo(text: str) -> str:
+    return text
+mcp.run()
+"""
+
+BARE_HTTP = """
+import sys
+from mcp.server import MCPServer
+mcp = MCPServer("bare", log_level="WARNING")
+@mcp.tool()
+def echo(text: str) -> str:
+    return text
+mcp.run("streamable-http", host="127.0.0.1", port=int(sys.argv[1]))
+"""
+
+RARE = "chat{n}"  # every chat's prompt holds its own number: a word in one chat only
+
+
+def base_env(db: Path) -> dict[str, str]:
+    keep = {k: os.environ[k] for k in ("HOME", "PATH") if k in os.environ}
+    return {
+        **keep,
+        "APEX_DB": str(db),
+        "APEX_BACKEND": "local",
+        "APEX_MINERS": '[{"name": "none", "base_url": "http://127.0.0.1:9/v1"}]',
+        "APEX_DISCOVER_LOCAL_MINERS": "false",
+        "APEX_LOG_LEVEL": "WARNING",
+    }
+
+
+def stdio(args: list[str], env: dict[str, str]) -> Any:
+    from mcp import StdioServerParameters
+
+    return StdioServerParameters(command=sys.executable, args=args, env=env)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def timed(client: Any, tool: str, args: dict[str, Any]) -> float:
+    started = time.perf_counter()
+    result = await client.call_tool(tool, args)
+    elapsed = time.perf_counter() - started
+    if getattr(result, "is_error", False):
+        raise SystemExit(f"a call failed: {result.content}")
+    return elapsed
+
+
+async def make_store(path: Path, chats: int) -> None:
+    """A store of ``chats`` chats of the stdio user, migrated by the store itself."""
+    from apex_mcp.engine.store import open_store
+
+    store = await open_store(path)
+    await store.close()
+    fill(path, chats, users=1)
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:  # the stdio server's one user
+        conn.execute("UPDATE chats SET user_id = 'local'")
+        conn.execute("UPDATE completions SET user_id = 'local'")
+
+
+async def growth(sizes: list[int], calls: int, tmp: Path) -> dict[int, dict[str, list[float]]]:
+    from mcp import Client
+
+    seen: dict[int, dict[str, list[float]]] = {}
+    for size in sizes:
+        db = tmp / f"growth-{size}.db"
+        await make_store(db, size)
+        times: dict[str, list[float]] = {"list page": [], "get": [], "rare search": []}
+        async with Client(stdio(["-m", "apex_mcp"], base_env(db)), mode="legacy") as client:
+            page = await client.call_tool("list_chats", {"limit": 20})
+            chat_ids = [c["id"] for c in (page.structured_content or {})["chats"]]
+            for n in range(calls + 3):  # the first 3 warm caches
+                chat_id = chat_ids[n % len(chat_ids)]
+                word = RARE.format(n=(n * 7919) % size)
+                laps = {
+                    "list page": await timed(client, "list_chats", {"limit": 20}),
+                    "get": await timed(client, "get_chat", {"chat_id": chat_id}),
+                    "rare search": await timed(client, "search_chats", {"search_term": word}),
+                }
+                if n >= 3:
+                    for what, lap in laps.items():
+                        times[what].append(lap)
+        seen[size] = times
+    return seen
+
+
+async def warm_against_echo(calls: int, tmp: Path) -> tuple[list[float], list[float]]:
+    from mcp import Client
+
+    db = tmp / "small.db"
+    await make_store(db, 20)
+    ours: list[float] = []
+    bare: list[float] = []
+    env = base_env(db)
+    async with (
+        Client(stdio(["-m", "apex_mcp"], env), mode="legacy") as apex,
+        Client(stdio(["-c", BARE_STDIO], env), mode="legacy") as echo,
+    ):
+        for n in range(calls + 5):
+            lap_bare = await timed(echo, "echo", {"text": "hello"})
+            lap_ours = await timed(apex, "list_chats", {"limit": 20})
+            if n >= 5:
+                bare.append(lap_bare)
+                ours.append(lap_ours)
+    return ours, bare
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def http_server(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
+    process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@asynccontextmanager
+async def http_client(url: str) -> AsyncIterator[Any]:
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    async with (
+        httpx2.AsyncClient(timeout=60) as http,
+        Client(streamable_http_client(url, http_client=http), mode="legacy") as client,  # type: ignore[arg-type]
+    ):
+        yield client
+
+
+async def calls_per_second(
+    url: str, tool: str, args: dict[str, Any], clients: int, seconds: float
+) -> float:
+    done = 0
+
+    async def one_client() -> None:
+        nonlocal done
+        async with http_client(url) as client:
+            await client.call_tool(tool, args)  # connected and warm before the clock
+            await ready.wait()
+            while time.perf_counter() < stop:
+                await client.call_tool(tool, args)
+                done += 1
+
+    ready = anyio.Event()
+    stop = float("inf")
+    async with anyio.create_task_group() as tg:
+        for _ in range(clients):
+            tg.start_soon(one_client)
+        await anyio.sleep(2 + clients * 0.05)  # let every client connect
+        started = time.perf_counter()
+        stop = started + seconds
+        ready.set()
+    return done / (time.perf_counter() - started)
+
+
+async def http_against_bare(
+    clients: int, seconds: float, rounds: int, tmp: Path
+) -> list[tuple[float, float]]:
+    db = tmp / "http.db"
+    await make_store(db, 20)
+    env = base_env(db)
+    ours_port, bare_port = free_port(), free_port()
+    ours_cmd = [sys.executable, "-m", "apex_mcp", "serve", "--http", "--port", str(ours_port)]
+    bare_cmd = [sys.executable, "-c", BARE_HTTP, str(bare_port)]
+    pairs = []
+    with (
+        http_server(ours_cmd, env, ours_port) as ours,
+        http_server(bare_cmd, env, bare_port) as bare,
+    ):
+        for n in range(rounds):
+            order = (
+                [("bare", bare), ("ours", ours)] if n % 2 == 0 else [("ours", ours), ("bare", bare)]
+            )
+            rates = {}
+            for name, url in order:
+                tool, args = (
+                    ("echo", {"text": "hello"}) if name == "bare" else ("list_chats", {"limit": 20})
+                )
+                rates[name] = await calls_per_second(url, tool, args, clients, seconds)
+            pairs.append((rates["ours"], rates["bare"]))
+    return pairs
+
+
+def ms(value: float) -> str:
+    return f"{value * 1000:.2f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="2000,20000")
+    parser.add_argument("--calls", type=int, default=40)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument(
+        "--skip", default="", help="comma-separated parts to skip: growth,warm,http"
+    )
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"# bench.mcp_calls on {platform.python_version()}, {os.cpu_count()} cores")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        if "growth" not in skip:
+            seen = anyio.run(growth, sizes, args.calls, tmp)
+            first = sizes[0]
+            print(f"\n## Over stdio, by store size (p50 / p99; x the {first:,}-chat p50)\n")
+            print("| call | " + " | ".join(f"{s:,} chats" for s in sizes) + " |")
+            print("|---" * (len(sizes) + 1) + "|")
+            for what in seen[first]:
+                base = statistics.median(seen[first][what])
+                cells = []
+                for size in sizes:
+                    laps = seen[size][what]
+                    p50 = statistics.median(laps)
+                    cells.append(f"{ms(p50)} / {ms(percentile(laps, 0.99))} ({p50 / base:.2f}x)")
+                print(f"| {what} | " + " | ".join(cells) + " |")
+        if "warm" not in skip:
+            ours, bare = anyio.run(warm_against_echo, args.calls * 5, tmp)
+            ratio = statistics.median(ours) / statistics.median(bare)
+            print("\n## Warm list_chats (20 chats) against a bare MCPServer echo tool, stdio\n")
+            print(f"list_chats p50 {ms(statistics.median(ours))}, p99 {ms(percentile(ours, 0.99))}")
+            print(f"bare echo  p50 {ms(statistics.median(bare))}, p99 {ms(percentile(bare, 0.99))}")
+            print(f"ratio of p50s: {ratio:.2f}x (budget: at most 2x)")
+        if "http" not in skip:
+            pairs = anyio.run(http_against_bare, args.clients, args.seconds, args.rounds, tmp)
+            ratios = [ours / bare for ours, bare in pairs]
+            print(f"\n## Streamable HTTP, {args.clients} clients, {args.rounds} rounds\n")
+            for n, (ours_rate, bare_rate) in enumerate(pairs, 1):
+                print(
+                    f"round {n}: list_chats {ours_rate:.0f} calls/s,"
+                    f" bare echo {bare_rate:.0f} calls/s"
+                )
+            print(
+                f"ratio median {statistics.median(ratios):.2f}x"
+                f" (min {min(ratios):.2f}, max {max(ratios):.2f}; budget: at least 0.8x)"
+            )
+
+
+if __name__ == "__main__":
+    main()
