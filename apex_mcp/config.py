@@ -3,6 +3,10 @@
 Precedence: arguments given in code or on the command line, then ``APEX_*`` environment
 variables, then the TOML file (``APEX_CONFIG``, else ``config.toml`` in the user config
 directory), then the defaults. Secrets are ``SecretStr`` from the moment they are read.
+
+Miners are named here in the user's words (a preset, a one-line spec, a URL with
+credentials: ``MinerSettings``). This module imports nothing of the engine: the engine's own
+values are built from these by ``apex_mcp.serving.engine_config``.
 """
 
 from __future__ import annotations
