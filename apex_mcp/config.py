@@ -3,6 +3,10 @@
 Precedence: arguments given in code or on the command line, then ``APEX_*`` environment
 variables, then the TOML file (``APEX_CONFIG``, else ``config.toml`` in the user config
 directory), then the defaults. Secrets are ``SecretStr`` from the moment they are read.
+
+Miners are named here in the user's words (a preset, a one-line spec, a URL with
+credentials: ``MinerSettings``). This module imports nothing of the engine: the engine's own
+values are built from these by ``apex_mcp.serving.engine_config``.
 """
 
 from __future__ import annotations
@@ -11,11 +15,21 @@ import hmac
 import json
 import os
 import re
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -24,10 +38,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .engine.miners import MinerConfig, split_credentials
-
 APP_NAME = "apex-mcp"
-DEFAULT_USER = "local"  # the one user of a single-user (stdio) install
 GATEWAY_KEYS_FORMAT = 'a JSON object of user to API key, e.g. {"alice": "key-1", "bob": "key-2"}'
 
 
@@ -41,6 +52,136 @@ def default_config_file() -> Path:
     from platformdirs import user_config_path
 
     return user_config_path(APP_NAME, appauthor=False) / "config.toml"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A well-known OpenAI-compatible endpoint."""
+
+    base_url: str
+    api_key_env: str | None = None
+    supports_top_k: bool = True
+
+
+PRESETS: dict[str, Preset] = {
+    "ollama": Preset("http://127.0.0.1:11434/v1"),
+    "lmstudio": Preset("http://127.0.0.1:1234/v1"),
+    "vllm": Preset("http://127.0.0.1:8000/v1"),
+    "llamacpp": Preset("http://127.0.0.1:8080/v1"),
+    "openai": Preset("https://api.openai.com/v1", "OPENAI_API_KEY", supports_top_k=False),
+    "openrouter": Preset("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+    "together": Preset("https://api.together.xyz/v1", "TOGETHER_API_KEY"),
+    "chutes": Preset("https://llm.chutes.ai/v1", "CHUTES_API_KEY"),  # Bittensor SN64
+    "targon": Preset("https://api.targon.com/v1", "TARGON_API_KEY"),  # Bittensor SN4
+}
+
+
+class MinerSettings(BaseModel):
+    """One OpenAI-compatible chat endpoint, as the user configures it (the engine's
+    ``MinerConfig`` is built from it).
+
+    ``models`` lists the models it serves, its default first; empty means it takes whatever
+    model is asked for and, for the default, lets the server choose. The API key is
+    ``api_key``, else the environment variable ``api_key_env`` read when the miner is used.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    base_url: str
+    api_key: SecretStr | None = None
+    api_key_env: str | None = None
+    # "user:password" for HTTP basic auth; taken out of base_url when it holds them.
+    basic_auth: SecretStr | None = None
+    models: list[str] = Field(default_factory=list)
+    timeout: float = Field(120.0, gt=0)
+    supports_top_k: bool = False  # strict APIs (OpenAI) reject an unknown top_k
+    preset: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_given(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a miner needs a name")
+        return value.strip()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_out_of_the_url(cls, data: Any) -> Any:
+        # From here on the URL can be shown anywhere: its credentials are a secret of their own.
+        if isinstance(data, dict) and isinstance(data.get("base_url"), str):
+            url, credentials = split_credentials(data["base_url"])
+            if credentials is not None:
+                data = {**data, "base_url": url}
+                data.setdefault("basic_auth", credentials)
+        return data
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"a miner's base_url must start with http:// or https://: {value!r}")
+        return value
+
+    @classmethod
+    def from_preset(cls, preset: str, **fields: Any) -> MinerSettings:
+        """A miner for a known endpoint, e.g. ``from_preset("ollama", models=["llama3.2"])``."""
+        key = preset.strip().lower()
+        known = PRESETS.get(key)
+        if known is None:
+            raise ValueError(f"unknown miner preset {preset!r}: use one of {', '.join(PRESETS)}")
+        values: dict[str, Any] = {
+            "name": key,
+            "base_url": known.base_url,
+            "api_key_env": known.api_key_env,
+            "supports_top_k": known.supports_top_k,
+            "preset": key,
+        }
+        return cls.model_validate(values | fields)
+
+    @classmethod
+    def parse(cls, spec: str, **fields: Any) -> MinerSettings:
+        """A miner from a one-line spec: ``ollama``, ``ollama:llama3.2:3b``,
+        ``openrouter:model-a,model-b`` or an endpoint URL such as ``https://host/v1``.
+
+        ``fields`` set or override anything else (``api_key``, ``models``, ``timeout``...).
+        """
+        text = spec.strip()
+        if "://" in text:
+            text, credentials = split_credentials(text)
+            if credentials is not None:
+                fields.setdefault("basic_auth", credentials)
+            parts = urlsplit(text)
+            host = parts.hostname or text
+            name = f"{host}:{parts.port}" if parts.port else host
+            return cls.model_validate({"name": name, "base_url": text} | fields)
+        # Split at the first colon only: Ollama model tags have colons of their own.
+        preset, _, models = text.partition(":")
+        if models.strip() and "models" not in fields:
+            fields["models"] = [m.strip() for m in models.split(",") if m.strip()]
+        return cls.from_preset(preset, **fields)
+
+    def resolved_api_key(self) -> SecretStr | None:
+        if self.api_key is not None and self.api_key.get_secret_value():
+            return self.api_key
+        if self.api_key_env:
+            value = os.environ.get(self.api_key_env, "").strip()
+            return SecretStr(value) if value else None
+        return None
+
+
+def split_credentials(url: str) -> tuple[str, SecretStr | None]:
+    """``url`` without the ``user:password@`` it may hold, and those (``user:password``)."""
+    parts = urlsplit(url.strip())
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    clean = urlunsplit(parts._replace(netloc=host))
+    if not userinfo:
+        return clean, None
+    user, _, password = userinfo.partition(":")
+    return clean, SecretStr(f"{unquote(user)}:{unquote(password)}")
 
 
 class Settings(BaseSettings):
@@ -68,7 +209,7 @@ class Settings(BaseSettings):
 
     # The embedded engine.
     db: Path = Field(default_factory=lambda: user_data_dir() / "apex.db")
-    miners: list[MinerConfig] = Field(default_factory=list)
+    miners: list[MinerSettings] = Field(default_factory=list)
     miner: str | None = None  # shorthand for one miner: a preset ("ollama") or an endpoint URL
     miner_api_key: SecretStr | None = None
     miner_model: str | None = None
@@ -174,7 +315,7 @@ class Settings(BaseSettings):
                 fields["api_key"] = self.miner_api_key
             if self.miner_model:
                 fields["models"] = [m.strip() for m in self.miner_model.split(",") if m.strip()]
-            shorthand = MinerConfig.parse(self.miner, **fields)
+            shorthand = MinerSettings.parse(self.miner, **fields)
             if all(m.name != shorthand.name for m in self.miners):
                 self.miners = [shorthand, *self.miners]
             # Credentials in the URL now live in the miner's basic_auth, never shown.

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .apex.errors import ApexError, Code
-from .config import Settings, config_file_path
+from .config import MinerSettings, Settings, config_file_path
 
 if TYPE_CHECKING:
-    from .engine.miners import MinerConfig, MinerStatus
+    from .engine import MinerStatus
 
 # Setting up a miner from nothing, in one line.
 SET_A_MINER = (
@@ -86,8 +86,8 @@ async def _check_remote(settings: Settings, report: Any) -> None:
 async def _check_local(
     settings: Settings, report: Any, local_probe: Sequence[tuple[str, str]] | None
 ) -> None:
-    from .engine.miners import LOCAL_PROBE, MinerPool
-    from .engine.store import open_store
+    from .engine import LOCAL_PROBE, MinerPool, open_store
+    from .serving import engine_miner
 
     try:
         store = await open_store(settings.db)
@@ -105,7 +105,7 @@ async def _check_local(
         )
         report(False, "store", f"{settings.db}: {error.message}: {fix}")
     async with MinerPool(
-        settings.miners,
+        [engine_miner(miner) for miner in settings.miners],
         discover_local=settings.discover_local_miners,
         local_probe=LOCAL_PROBE if local_probe is None else local_probe,
     ) as pool:
@@ -163,7 +163,7 @@ def _report_discovery(settings: Settings, statuses: list[MinerStatus], report: A
 class _SettingNames:
     """Where a configured miner's address, key and model are set, in the words of the fix."""
 
-    miner: MinerConfig
+    miner: MinerSettings
     url: str
     key: str
     model: str
@@ -217,13 +217,11 @@ class _SettingNames:
 _LOCAL_LABELS = {"ollama": "Ollama", "lmstudio": "LM Studio"}
 
 
-def _is_shorthand(settings: Settings, miner: MinerConfig) -> bool:
+def _is_shorthand(settings: Settings, miner: MinerSettings) -> bool:
     """Whether ``miner`` is the one APEX_MINER made (see Settings._shorthand_miner)."""
-    from .engine.miners import MinerConfig
-
     if not settings.miner:
         return False
     try:
-        return MinerConfig.parse(settings.miner).name == miner.name
+        return MinerSettings.parse(settings.miner).name == miner.name
     except ValueError:
         return False

@@ -12,9 +12,8 @@ from .apex.client import ApexClient
 from .apex.errors import ApexError, Code
 from .apex.server import Receive, Reply, Scope, Send, create_app
 from .config import Settings
-from .engine.local import LocalApex
-from .engine.store import Store
-from .serving import is_loopback, serve_until_signalled
+from .engine import LocalApex
+from .serving import engine_config, is_loopback, serve_until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ def create_gateway_app(settings: Settings) -> Callable[[Scope, Receive, Send], A
 
     async def startup() -> None:
         nonlocal engine
-        engine = await stack.enter_async_context(LocalApex.open(settings))
+        engine = await stack.enter_async_context(LocalApex.open(engine_config(settings)))
 
     async def shutdown() -> None:
         nonlocal engine
@@ -65,25 +64,25 @@ class _StoredReplies:
     async def claim(
         self, client: ApexClient, key: str, method: str, request_digest: str
     ) -> Reply | None:
-        store, user = _engine_user(client)
-        kept = await store.claim_reply(user, key, method, request_digest)
+        engine = _engine(client)
+        kept = await engine.store.claim_reply(engine.user_id, key, method, request_digest)
         if kept is None:
             return None
         age = (datetime.now(UTC) - kept.created_at).total_seconds()
         return Reply(kept.method, kept.request_digest, kept.reply, age)
 
     async def remember(self, client: ApexClient, key: str, payload: bytes) -> None:
-        store, user = _engine_user(client)
-        await store.remember_reply(user, key, payload)
+        engine = _engine(client)
+        await engine.store.remember_reply(engine.user_id, key, payload)
 
     async def forget(self, client: ApexClient, key: str) -> None:
-        store, user = _engine_user(client)
-        await store.forget_reply(user, key)
+        engine = _engine(client)
+        await engine.store.forget_reply(engine.user_id, key)
 
 
-def _engine_user(client: ApexClient) -> tuple[Store, str]:
+def _engine(client: ApexClient) -> LocalApex:
     assert isinstance(client, LocalApex)  # what the gateway's resolver gives
-    return client.store, client.user_id
+    return client
 
 
 async def serve_gateway(settings: Settings, host: str, port: int) -> None:

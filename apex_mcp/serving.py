@@ -1,6 +1,6 @@
 """Serving the MCP server over stdio, and an ASGI app with hypercorn (HTTP/2 with prior
 knowledge or TLS, and HTTP/1.1) until SIGINT or SIGTERM: shared by the gateway and the MCP
-server over HTTP."""
+server over HTTP. And where the settings become the engine's values (``engine_config``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,41 @@ import stat
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import MinerSettings, Settings
+    from .engine import EngineConfig, MinerConfig
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    """The embedded engine's values, from the settings (the engine never reads them)."""
+    from .engine import EngineConfig, ResearchLimits
+
+    return EngineConfig(
+        db=settings.db,
+        miners=tuple(engine_miner(entry) for entry in settings.miners),
+        discover_local_miners=settings.discover_local_miners,
+        miner_calls_per_user=settings.miner_calls_per_user,
+        miner_queue_seconds=settings.miner_queue_seconds,
+        search_provider=settings.search_provider,
+        searxng_url=settings.searxng_url,
+        allow_private_addresses=settings.allow_private_addresses,
+        research=ResearchLimits(
+            max_concurrent_jobs=settings.research_max_concurrent_jobs,
+            max_sources=settings.research_max_sources,
+            max_seconds=settings.research_max_seconds,
+            heartbeat_seconds=settings.research_heartbeat_seconds,
+            session_job_wait_seconds=settings.research_session_job_wait_seconds,
+        ),
+    )
+
+
+def engine_miner(entry: MinerSettings) -> MinerConfig:
+    """The engine's miner for a configured one (validated already: the same fields)."""
+    from .engine import MinerConfig
+
+    return MinerConfig.model_validate(entry, from_attributes=True)
 
 
 async def serve_stdio(mcp: Any) -> None:

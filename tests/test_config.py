@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from apex_mcp.apex.connect import describe_validation_error
-from apex_mcp.config import Settings, default_config_file, load_settings
+from apex_mcp.config import MinerSettings, Settings, default_config_file, load_settings
+from apex_mcp.engine import MinerPool
+from apex_mcp.serving import engine_miner
+
+MINER_SECRET = "sk-test-0123456789abcdef"
 
 TWO_MINERS = """
 db = "~/apex/chats.db"
@@ -160,3 +164,45 @@ def test_session_configuration_is_accepted_on_the_embedded_engine(
     assert load_settings(backend="local").http_session_config  # the engine, chosen outright
     monkeypatch.setenv("APEX_HTTP_SESSION_CONFIG", "false")
     assert load_settings().resolved_backend == "remote"  # without sessions, the key is fine
+
+
+def test_miner_presets_and_specs() -> None:
+    ollama = MinerSettings.parse("ollama")
+    assert (ollama.name, ollama.base_url, ollama.models) == (
+        "ollama",
+        "http://127.0.0.1:11434/v1",
+        [],
+    )
+    tagged = MinerSettings.parse("ollama:llama3.2:3b,qwen2.5")
+    assert (
+        tagged.models == ["llama3.2:3b", "qwen2.5"]
+        and engine_miner(tagged).default_model == "llama3.2:3b"
+    )
+    openai = MinerSettings.parse("openai:gpt-4o-mini")
+    assert openai.api_key_env == "OPENAI_API_KEY" and not openai.supports_top_k
+    chutes = MinerSettings.from_preset("chutes", models=["deepseek-ai/DeepSeek-V3"])
+    assert chutes.base_url == "https://llm.chutes.ai/v1" and chutes.api_key_env == "CHUTES_API_KEY"
+    assert MinerSettings.parse("targon").base_url == "https://api.targon.com/v1"
+    custom = MinerSettings.parse("https://llm.example.com:8443/v1/", models=["m"])
+    assert (custom.name, custom.base_url, custom.preset) == (
+        "llm.example.com:8443",
+        "https://llm.example.com:8443/v1",
+        None,
+    )
+    with pytest.raises(ValueError, match=r"unknown miner preset 'olama'.*ollama, lmstudio"):
+        MinerSettings.parse("olama")
+
+
+def test_a_miners_key_comes_from_the_environment_and_never_shows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TOGETHER_API_KEY", MINER_SECRET)
+    together = MinerSettings.parse("together")
+    key = together.resolved_api_key()
+    assert key is not None and key.get_secret_value() == MINER_SECRET
+    explicit = MinerSettings.parse("together", api_key=SecretStr("sk-other"))
+    assert explicit.resolved_api_key() == SecretStr("sk-other")
+    assert MINER_SECRET not in repr(MinerSettings.parse("openai", api_key=SecretStr(MINER_SECRET)))
+    assert MINER_SECRET not in repr(
+        MinerPool([engine_miner(MinerSettings.parse("openai", api_key=SecretStr(MINER_SECRET)))])
+    )

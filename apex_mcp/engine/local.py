@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from typing import TYPE_CHECKING
 
 import anyio
 
-from ..apex.client import ApexClient
+from ..apex.client import ApexClient, CancelsResearch
 from ..apex.errors import ApexError, Code, invalid_argument
 from ..apex.models import (
     ChatCompletionChunkResponse,
@@ -43,12 +44,14 @@ from ..apex.models import (
     WebRetrievalRequest,
     WebRetrievalResponse,
 )
+from .config import DEFAULT_USER, EngineConfig, MinerSet
+from .jobs import ResearchRunner, job_response, submit_response
 from .miners import MinerPool
-from .research import ResearchLimits, ResearchRunner, Retriever, job_response, submit_response
+from .researcher import Retriever
 from .store import Store, open_store
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    import httpx2
 
 CHAT_TYPES = ("apex", "gravity")
 COMPLETION_TYPES = ("basic", "combined", "web-search", "chain-of-thought", "reasoning")
@@ -58,11 +61,12 @@ MAX_PROMPT_CHARS = 1_000_000
 MAX_TITLE_CHARS = 200
 MAX_IDS = 1000
 CHAT_TIMEOUT_RANGE = (60, 300)  # seconds, as the hosted service clamped a request's timeout
+MAX_MINER_SETS = 1024  # sessions' miner sets held at once; the least recently used are let go
 
 
 class LocalApex:
     """The embedded Apex engine, seen by one user. ``for_user`` gives another user's view,
-    ``with_miners`` one that answers with other miners.
+    ``with_miners`` one that answers with other miners, ``for_session`` a hosted session's.
 
     It owns nothing but borrows the store and the miner pool; ``open`` makes and closes them.
     """
@@ -82,6 +86,8 @@ class LocalApex:
         self.retriever = retriever
         self.research = research  # runs deep-research jobs; shared by every user's view
         self.miner_set: str | None = None  # the name of ``miners`` when not the engine's own
+        # Sessions' miner sets by name, least recently used first: shared by every view.
+        self._session_pools: OrderedDict[str, MinerPool] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"LocalApex(user_id={self.user_id!r})"
@@ -100,31 +106,62 @@ class LocalApex:
             self.research.use_miners(name, miners)
         return view
 
+    async def for_session(
+        self,
+        user_id: str,
+        miners: MinerSet | None = None,
+        *,
+        http: httpx2.AsyncClient | None = None,
+        admit: Callable[[MinerSet], Awaitable[None]] | None = None,
+    ) -> LocalApex:
+        """The view of a hosted session: ``user_id``'s, answering with the session's own
+        ``miners`` when it brings some.
+
+        Those become a pool on ``http`` (else the engine's HTTP client), made once per set
+        name and vetted first by ``admit``; the research runner knows it by that name. The
+        engine holds ``MAX_MINER_SETS`` sets and lets go of the one used longest ago: its
+        running jobs keep their miners, its pending ones wait for its session to come back,
+        as after a restart.
+        """
+        view = self.for_user(user_id)
+        if miners is None:
+            return view
+        pools = self._session_pools
+        pool = pools.get(miners.name)
+        if pool is None:
+            if admit is not None:
+                await admit(miners)
+            pool = pools[miners.name] = self.miners.sibling(miners.miners, http=http)
+            if len(pools) > MAX_MINER_SETS:
+                forgotten, _ = pools.popitem(last=False)
+                if self.research is not None:
+                    self.research.forget_miners(forgotten)
+        pools.move_to_end(miners.name)
+        return view.with_miners(miners.name, pool)
+
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, settings: Settings, *, user_id: str | None = None
+        cls, config: EngineConfig, *, user_id: str | None = None
     ) -> AsyncIterator[LocalApex]:
-        from ..config import DEFAULT_USER
+        """The engine ``config`` describes, running until the block ends."""
         from .retrieval import WebRetriever, build_providers
 
-        store = await open_store(settings.db)
+        store = await open_store(config.db)
         try:
             async with (
                 MinerPool(
-                    settings.miners,
-                    discover_local=settings.discover_local_miners,
-                    calls_per_user=settings.miner_calls_per_user,
-                    queue_seconds=settings.miner_queue_seconds,
+                    config.miners,
+                    discover_local=config.discover_local_miners,
+                    calls_per_user=config.miner_calls_per_user,
+                    queue_seconds=config.miner_queue_seconds,
                 ) as miners,
                 WebRetriever(
-                    build_providers(settings.search_provider, settings.searxng_url),
-                    allow_private_addresses=settings.allow_private_addresses,
+                    build_providers(config.search_provider, config.searxng_url),
+                    allow_private_addresses=config.allow_private_addresses,
                 ) as retriever,
                 # Inside the others: jobs stop (and say so in the store) before what they use.
-                ResearchRunner(
-                    store, miners, retriever, ResearchLimits.from_settings(settings)
-                ) as research,
+                ResearchRunner(store, miners, retriever, config.research) as research,
             ):
                 yield cls(
                     store,
@@ -331,6 +368,7 @@ class LocalApex:
 
 if TYPE_CHECKING:
     _local_is_a_client: type[ApexClient] = LocalApex
+    _local_cancels_research: type[CancelsResearch] = LocalApex
 
 
 # --- checks ---------------------------------------------------------------------------------

@@ -174,9 +174,10 @@ async def open_client(settings: Settings) -> AsyncIterator[ApexClient]:
         ) as remote:
             yield remote
     else:
-        from ..engine.local import LocalApex
+        from ..engine import LocalApex
+        from ..serving import engine_config
 
-        async with LocalApex.open(settings) as local:
+        async with LocalApex.open(engine_config(settings)) as local:
             yield local
 
 

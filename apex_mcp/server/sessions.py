@@ -36,8 +36,10 @@ from pydantic.alias_generators import to_camel
 
 from ..apex.connect import describe_validation_error
 from ..apex.errors import ApexError, Code
-from ..engine.miners import MinerConfig, MinerPool, split_credentials
+from ..config import MinerSettings, split_credentials
+from ..engine import MinerSet
 from ..netguard import NotPublic, check_public_url, public_transport
+from ..serving import engine_miner
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -46,14 +48,13 @@ if TYPE_CHECKING:
     from ..apex.client import ApexClient
     from ..apex.remote import RemoteApex
     from ..config import Settings
-    from ..engine.local import LocalApex
+    from ..engine import LocalApex
 
 log = logging.getLogger(__name__)
 
 PLATFORM_PARAMETERS = frozenset({"api_key", "profile"})  # Smithery's own, not ours
 MAX_QUERY_BYTES = 8192
 MAX_REMOTE_CLIENTS = 64  # each holds a TLS context; the least recently used closes
-MAX_MINER_SETS = 1024  # sessions' miners held at once; the least recently used are forgotten
 # Keyed hashes name users and miner sets: the same key gives the same name in every process
 # and replica, and no name gives back a key.
 _HASH_KEY = b"apex-mcp session v1"
@@ -133,7 +134,7 @@ class SessionConfig(BaseModel):
     def is_remote(self) -> bool:
         return self.apex_base_url is not None or self.apex_api_key is not None
 
-    def miner_config(self) -> MinerConfig:
+    def miner_config(self) -> MinerSettings:
         """The session's miner. A preset never falls back to a key in the server's
         environment (``OPENROUTER_API_KEY``...): that key is the operator's, not the session's."""
         assert self.miner is not None
@@ -144,7 +145,7 @@ class SessionConfig(BaseModel):
         }
         if self.miner_model:
             fields["models"] = [m.strip() for m in self.miner_model.split(",") if m.strip()]
-        return MinerConfig.parse(self.miner, **fields)
+        return MinerSettings.parse(self.miner, **fields)
 
     @property
     def user_id(self) -> str | None:
@@ -242,15 +243,14 @@ def _secret(value: SecretStr | None) -> str | None:
 class SessionClients:
     """The ApexClient each session is served by, from its configuration.
 
-    The engine's views are made per call (they are cheap); a session's miners become a pool
-    on the engine's HTTP client, known to the research runner by the configuration's
-    fingerprint; a session's Apex server gets a RemoteApex, kept for the next call.
+    The engine's views are made per call (they are cheap); a session's miners are a set the
+    engine holds, named by the configuration's fingerprint; a session's Apex server gets a
+    RemoteApex, kept for the next call.
     """
 
     def __init__(self, settings: Settings, tasks: TaskGroup) -> None:
         self.settings = settings
         self._tasks = tasks
-        self._pools: OrderedDict[str, MinerPool] = OrderedDict()
         self._remotes: OrderedDict[str, RemoteApex] = OrderedDict()
         self._open: set[RemoteApex] = set()
         self._public_http: httpx2.AsyncClient | None = None
@@ -274,23 +274,17 @@ class SessionClients:
     async def _client(self, config: SessionConfig, engine: LocalApex, anonymous: str) -> ApexClient:
         if config.is_remote:
             return await self._remote(config)
-        view = engine.for_user(config.user_id or anonymous)
+        user = config.user_id or anonymous
         if config.miner is None:
-            return view
-        name = "session:" + config.fingerprint
-        pool = self._pools.get(name)
-        if pool is None:
-            miner = config.miner_config()
+            return await engine.for_session(user)
+        miners = MinerSet("session:" + config.fingerprint, (engine_miner(config.miner_config()),))
+        return await engine.for_session(
+            user, miners, http=self._miners_http(), admit=self._admit_miners
+        )
+
+    async def _admit_miners(self, miners: MinerSet) -> None:
+        for miner in miners.miners:
             await self._check_reachable("miner", miner.base_url)
-            pool = self._pools[name] = engine.miners.sibling([miner], http=self._miners_http())
-            if len(self._pools) > MAX_MINER_SETS:
-                # The least recently used set goes, from the runner too: its running jobs
-                # keep their miners, its pending ones wait for the session, as after a restart.
-                forgotten, _ = self._pools.popitem(last=False)
-                if engine.research is not None:
-                    engine.research.forget_miners(forgotten)
-        self._pools.move_to_end(name)
-        return view.with_miners(name, pool)
 
     async def _remote(self, config: SessionConfig) -> RemoteApex:
         from ..apex.remote import DEFAULT_BASE_URL, RemoteApex

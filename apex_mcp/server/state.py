@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from mcp.server.subscriptions import SubscriptionBus
 
     from ..config import Settings
-    from ..engine.local import LocalApex
     from .sessions import SessionClients
 
 log = logging.getLogger(__name__)
@@ -98,8 +97,14 @@ class AppState:
         request = HANDLING.get()
         if request is None:  # fail closed: never the server's own user by accident
             raise ApexError(Code.INTERNAL, "a call outside any session's request")
-        engine: LocalApex = self._client  # type: ignore[assignment]  # checked at start
-        return await self.sessions.client_for(request, engine)
+        from ..engine import LocalApex
+
+        if not isinstance(self._client, LocalApex):  # the settings refuse it (a remote backend)
+            raise ApexError(
+                Code.FAILED_PRECONDITION,
+                "sessions bring their settings only to the embedded engine",
+            )
+        return await self.sessions.client_for(request, self._client)
 
     @property
     def is_open(self) -> bool:

@@ -12,9 +12,8 @@ import pytest
 
 from apex_mcp.apex import models as m
 from apex_mcp.apex.errors import ApexError, Code
-from apex_mcp.engine import local
+from apex_mcp.engine import MinerConfig, MinerPool, local
 from apex_mcp.engine.local import LocalApex, answer_time_limit
-from apex_mcp.engine.miners import MinerConfig, MinerPool
 from apex_mcp.engine.store import SqliteStore
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 

@@ -19,8 +19,7 @@ from pydantic import SecretStr
 from apex_mcp.apex import models as m
 from apex_mcp.apex.errors import ApexError, Code
 from apex_mcp.apex.remote import RemoteApex
-from apex_mcp.config import Settings
-from apex_mcp.engine.miners import MinerConfig
+from apex_mcp.config import MinerSettings, Settings
 from apex_mcp.gateway import create_gateway_app
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.servers import run_process, serve_asgi
@@ -43,8 +42,8 @@ def settings(tmp_path: Path, fakes: tuple[FakeOpenAI, FakeOpenAI, str, str]) -> 
     return Settings(
         db=tmp_path / "apex.db",
         miners=[
-            MinerConfig(name="first", base_url=url1, models=["m1"], timeout=2),
-            MinerConfig(name="second", base_url=url2, models=["m1", "m2"], timeout=2),
+            MinerSettings(name="first", base_url=url1, models=["m1"], timeout=2),
+            MinerSettings(name="second", base_url=url2, models=["m1", "m2"], timeout=2),
         ],
         discover_local_miners=False,
         gateway_keys={"alice": SecretStr(ALICE), "bob": SecretStr(BOB)},

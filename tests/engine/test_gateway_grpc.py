@@ -38,8 +38,7 @@ from pydantic import SecretStr
 from apex_mcp.apex.gen import apex_pb2 as pb
 from apex_mcp.apex.gen.apex_connect import ApexServiceClient
 from apex_mcp.apex.server import DEFAULT_MAX_REQUEST_BYTES
-from apex_mcp.config import Settings
-from apex_mcp.engine.miners import MinerConfig
+from apex_mcp.config import MinerSettings, Settings
 from apex_mcp.gateway import create_gateway_app
 from tests.engine.test_research import Script, engine_settings, texts, wait_for
 from tests.fakes.hostile_miner import HostileMiner, serve_hostile
@@ -75,7 +74,7 @@ def miner() -> Iterator[tuple[FakeOpenAI, str]]:
 def settings(tmp_path: Path, miner: tuple[FakeOpenAI, str]) -> Settings:
     return Settings(
         db=tmp_path / "apex.db",
-        miners=[MinerConfig(name="first", base_url=miner[1], models=["m1"], timeout=2)],
+        miners=[MinerSettings(name="first", base_url=miner[1], models=["m1"], timeout=2)],
         discover_local_miners=False,
         gateway_keys={"alice": SecretStr(ALICE), "bob": SecretStr(BOB)},
     )
@@ -519,7 +518,7 @@ def rate_limited_gateway(tmp_path: Path) -> Iterator[str]:
     with serve_hostile(limited) as miner_url:
         settings = Settings(
             db=tmp_path / "apex.db",
-            miners=[MinerConfig(name="busy", base_url=miner_url, timeout=5)],
+            miners=[MinerSettings(name="busy", base_url=miner_url, timeout=5)],
             discover_local_miners=False,
         )
         with serve_asgi(create_gateway_app(settings)) as url:

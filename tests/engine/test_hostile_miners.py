@@ -23,9 +23,9 @@ from mcp.client.stdio import stdio_client
 
 from apex_mcp.apex.errors import ApexError, Code
 from apex_mcp.apex.models import ChatCompletionChunkResponse, ChatCompletionRequest, ChatMessage
-from apex_mcp.config import Settings
-from apex_mcp.engine.local import LocalApex
-from apex_mcp.engine.miners import MinerConfig, MinerPool
+from apex_mcp.config import MinerSettings, Settings
+from apex_mcp.engine import LocalApex, MinerConfig, MinerPool
+from apex_mcp.serving import engine_config, engine_miner
 from tests.fakes import answer_lifespan
 from tests.fakes.hostile_miner import MIB, PIECE, HostileMiner, serve_hostile
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
@@ -289,7 +289,7 @@ async def test_one_users_flood_at_a_dead_miner_does_not_delay_another_user(
     good_url = stack.enter_context(serve_openai(FakeOpenAI()))
     settings = Settings(db=tmp_path / "apex.db", discover_local_miners=False)
     finished: list[str] = []
-    async with LocalApex.open(settings) as engine:
+    async with LocalApex.open(engine_config(settings)) as engine:
         flooder = engine.for_user("flooder").with_miners(
             "dead", engine.miners.sibling([MinerConfig(name="dead", base_url=dead_url)])
         )
@@ -328,7 +328,7 @@ async def test_a_call_waiting_too_long_for_its_turn_is_resource_exhausted(
     monkeypatch.setenv("APEX_MINER_CALLS_PER_USER", "2")
     monkeypatch.setenv("APEX_MINER_QUEUE_SECONDS", "0.2")
     settings = Settings(db=tmp_path / "apex.db", discover_local_miners=False)
-    async with LocalApex.open(settings) as engine, anyio.create_task_group() as tg:
+    async with LocalApex.open(engine_config(settings)) as engine, anyio.create_task_group() as tg:
         alice, bob = engine.for_user("alice"), engine.for_user("bob")
         for _ in range(2):
             tg.start_soon(alice.chat_completion, ask())
@@ -364,7 +364,7 @@ async def test_a_users_research_takes_that_users_turns_at_the_miners(
     monkeypatch.setenv("APEX_MINER_CALLS_PER_USER", "1")
     monkeypatch.setenv("APEX_MINER_QUEUE_SECONDS", "0.2")
     settings = Settings(db=tmp_path / "apex.db", discover_local_miners=False)
-    async with LocalApex.open(settings) as engine, anyio.create_task_group() as tg:
+    async with LocalApex.open(engine_config(settings)) as engine, anyio.create_task_group() as tg:
         alice, bob = engine.for_user("alice"), engine.for_user("bob")
         await alice.submit_deep_researcher_job(ask("why?"))
         with waiting_for("alice's research to ask the miner for its plan", 30):
@@ -397,8 +397,8 @@ async def test_url_credentials_are_basic_auth_and_never_shown(
     fake = FakeOpenAI()
     url = stack.enter_context(serve_openai(fake))
     closed = f"http://127.0.0.1:{free_port()}/v1"
-    miner = MinerConfig.parse(with_credentials(url, "al ice", PASSWORD + "%40"))
-    down = MinerConfig.parse(with_credentials(closed))
+    miner = engine_miner(MinerSettings.parse(with_credentials(url, "al ice", PASSWORD + "%40")))
+    down = engine_miner(MinerSettings.parse(with_credentials(closed)))
     caplog.set_level(logging.DEBUG)
     async with MinerPool([down, miner]) as pool:
         response = await pool.complete(ask())

@@ -20,7 +20,10 @@ from apex_mcp.apex.models import (
     ChatMessage,
     SamplingParameters,
 )
-from apex_mcp.engine.miners import SYNTHESIS_PROMPT, MinerConfig, MinerPool
+from apex_mcp.config import MinerSettings
+from apex_mcp.engine import MinerConfig, MinerPool
+from apex_mcp.engine.miners import SYNTHESIS_PROMPT
+from apex_mcp.serving import engine_miner
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.servers import free_port
 
@@ -62,44 +65,6 @@ async def collect(
 
 def text_of(chunks: list[ChatCompletionChunkResponse]) -> str:
     return "".join(c.delta.content for chunk in chunks for c in chunk.choices if c.delta)
-
-
-# --- configuration ----------------------------------------------------------------------------
-
-
-def test_presets_and_specs() -> None:
-    ollama = MinerConfig.parse("ollama")
-    assert (ollama.name, ollama.base_url, ollama.models) == (
-        "ollama",
-        "http://127.0.0.1:11434/v1",
-        [],
-    )
-    tagged = MinerConfig.parse("ollama:llama3.2:3b,qwen2.5")
-    assert tagged.models == ["llama3.2:3b", "qwen2.5"] and tagged.default_model == "llama3.2:3b"
-    openai = MinerConfig.parse("openai:gpt-4o-mini")
-    assert openai.api_key_env == "OPENAI_API_KEY" and not openai.supports_top_k
-    chutes = MinerConfig.from_preset("chutes", models=["deepseek-ai/DeepSeek-V3"])
-    assert chutes.base_url == "https://llm.chutes.ai/v1" and chutes.api_key_env == "CHUTES_API_KEY"
-    assert MinerConfig.parse("targon").base_url == "https://api.targon.com/v1"
-    custom = MinerConfig.parse("https://llm.example.com:8443/v1/", models=["m"])
-    assert (custom.name, custom.base_url, custom.preset) == (
-        "llm.example.com:8443",
-        "https://llm.example.com:8443/v1",
-        None,
-    )
-    with pytest.raises(ValueError, match=r"unknown miner preset 'olama'.*ollama, lmstudio"):
-        MinerConfig.parse("olama")
-
-
-def test_key_comes_from_the_environment_and_never_shows(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TOGETHER_API_KEY", SECRET)
-    together = MinerConfig.parse("together")
-    key = together.resolved_api_key()
-    assert key is not None and key.get_secret_value() == SECRET
-    explicit = MinerConfig.parse("together", api_key=SecretStr("sk-other"))
-    assert explicit.resolved_api_key() == SecretStr("sk-other")
-    assert SECRET not in repr(MinerConfig.parse("openai", api_key=SecretStr(SECRET)))
-    assert SECRET not in repr(MinerPool([MinerConfig.parse("openai", api_key=SecretStr(SECRET))]))
 
 
 # --- the request and the answer ---------------------------------------------------------------
@@ -532,7 +497,7 @@ async def test_check_reports_each_miner(start: Start, monkeypatch: pytest.Monkey
     miners = [
         miner("up", url, models=["m2", "m9"]),
         miner("down", closed_url()),
-        MinerConfig.parse("openrouter"),
+        engine_miner(MinerSettings.parse("openrouter")),
     ]
     async with MinerPool(miners) as pool:
         up, down, keyless = await pool.check()

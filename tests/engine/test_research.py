@@ -29,13 +29,21 @@ import pytest
 from apex_mcp.apex import models as m
 from apex_mcp.apex.errors import ApexError, Code
 from apex_mcp.apex.remote import RemoteApex
-from apex_mcp.config import DEFAULT_USER, Settings
-from apex_mcp.engine import research
-from apex_mcp.engine.local import LocalApex
-from apex_mcp.engine.miners import MinerConfig, MinerPool
-from apex_mcp.engine.research import ResearchLimits, ResearchRunner, parse_plan
+from apex_mcp.config import MinerSettings, Settings
+from apex_mcp.engine import (
+    DEFAULT_USER,
+    LocalApex,
+    MinerConfig,
+    MinerPool,
+    ResearchLimits,
+    jobs,
+    researcher,
+)
+from apex_mcp.engine.jobs import ResearchRunner
+from apex_mcp.engine.researcher import parse_plan
 from apex_mcp.engine.store import Job, JobStatus, SqliteStore
 from apex_mcp.gateway import create_gateway_app
+from apex_mcp.serving import engine_config
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.fakes.web import FakeSearxng, FakeWeb, hit, serve_searxng, serve_web
 from tests.servers import free_port, gateway_process, serve_asgi, wait_exit
@@ -139,10 +147,10 @@ class Script:
         kind = next(
             k
             for k, prompt in (
-                ("plan", research.PLAN_PROMPT.format(count=5)),
-                ("notes", research.NOTES_PROMPT),
-                ("report", research.REPORT_PROMPT),
-                ("report", research.NO_SOURCES_PROMPT),
+                ("plan", researcher.PLAN_PROMPT.format(count=5)),
+                ("notes", researcher.NOTES_PROMPT),
+                ("report", researcher.REPORT_PROMPT),
+                ("report", researcher.NO_SOURCES_PROMPT),
             )
             if system == prompt
         )
@@ -182,7 +190,7 @@ def fake(script: Script) -> Iterator[tuple[FakeOpenAI, str]]:
 async def engine(
     db: Path,
     miner_url: str,
-    retriever: research.Retriever,
+    retriever: researcher.Retriever,
     limits: ResearchLimits | None = None,
     *,
     miner_timeout: float = 30,
@@ -255,7 +263,7 @@ def test_a_plan_is_read_from_what_models_answer(answer: str, expected: list[str]
 
 def test_a_search_is_one_line_of_bounded_length() -> None:
     (query,) = parse_plan(json.dumps(["a\n  b " + "x" * 1000]), QUESTION, 5)
-    assert query.startswith("a b x") and len(query) == research.MAX_QUERY_CHARS
+    assert query.startswith("a b x") and len(query) == researcher.MAX_QUERY_CHARS
 
 
 @pytest.mark.parametrize(
@@ -269,7 +277,7 @@ def test_a_search_is_one_line_of_bounded_length() -> None:
     ],
 )
 def test_the_models_own_list_of_sources_gives_way_to_ours(body: str, kept: str | None) -> None:
-    assert research._without_sources_section(body) == (body if kept is None else kept)
+    assert researcher._without_sources_section(body) == (body if kept is None else kept)
 
 
 # --- a whole job ----------------------------------------------------------------------------
@@ -617,7 +625,7 @@ async def test_a_runner_that_stops_hands_its_jobs_back_and_the_next_one_starts_t
     chunks = texts(again)
     assert chunks[:3] == [
         "## Generating Research Plan\n",
-        research.RESTART_CHUNK,
+        jobs.RESTART_CHUNK,
         "## Generating Research Plan\n",
     ]
     assert chunks[-1].startswith("# Nest choice")
@@ -631,7 +639,7 @@ async def test_a_job_left_running_by_a_dead_process_is_failed_with_a_reason(
     async with SqliteStore(db) as store:  # what a process killed mid-job leaves behind
         orphan = await store.create_job("alice", request=ask().to_wire())
         await store.claim_next_job()
-        await store.append_chunk(orphan.id, research.chunk("## Generating Research Plan\n"))
+        await store.append_chunk(orphan.id, jobs.chunk("## Generating Research Plan\n"))
         left = await store.create_job("alice", request=ask().to_wire())
     async with engine(db, url, FakeRetriever()) as apex:
         failed = await status_is(apex, orphan.id, "failed")
@@ -673,7 +681,7 @@ def web() -> Iterator[tuple[FakeWeb, FakeSearxng, str]]:
 def engine_settings(db: Path, miner_url: str, searxng: str, **fields: Any) -> Settings:
     return Settings(
         db=db,
-        miners=[MinerConfig(name="fake", base_url=miner_url, timeout=30)],
+        miners=[MinerSettings(name="fake", base_url=miner_url, timeout=30)],
         discover_local_miners=False,
         search_provider="searxng",
         searxng_url=searxng,
@@ -691,7 +699,7 @@ async def test_a_job_reads_real_pages_found_by_search(
     _, url = fake
     site, search, searxng = web
     settings = engine_settings(tmp_path / "apex.db", url, searxng)
-    async with LocalApex.open(settings) as apex:
+    async with LocalApex.open(engine_config(settings)) as apex:
         direct = await apex.web_retrieval(m.WebRetrievalRequest(search_query="bees", n_results=2))
         assert [r.url for r in direct.results] == [site.url("/bees"), site.url("/tides")]
 
@@ -742,7 +750,7 @@ async def test_deep_research_through_the_gateway_is_as_in_process(
             bad = m.GetDeepResearcherJobRequest(job_id="42")
             assert await code_of(remote.get_deep_researcher_job(bad)) is Code.INVALID_ARGUMENT
 
-    async with LocalApex.open(settings) as apex:
+    async with LocalApex.open(engine_config(settings)) as apex:
         in_process = await get(apex, submitted.job_id)
     assert over_the_wire == in_process
     assert over_the_wire.created_at == submitted.created_at
@@ -957,7 +965,7 @@ async def test_closing_a_sessions_pool_leaves_the_engines_miners_working(
         await session.miners.aclose()  # the session ends: its pool closes
 
         served = len(engine_miner.requests)
-        plan = m.ChatMessage(role="system", content=research.PLAN_PROMPT.format(count=5))
+        plan = m.ChatMessage(role="system", content=researcher.PLAN_PROMPT.format(count=5))
         answer = await apex.chat_completion(
             m.ChatCompletionRequest(messages=[plan, m.ChatMessage(role="user", content=QUESTION)])
         )
@@ -1083,7 +1091,7 @@ async def test_a_stdio_server_stopped_by_a_signal_hands_its_job_back_to_the_next
                 lambda: status(store, "completed", "failed"), "the next server to finish the job"
             )
     assert (done.status, done.error) == ("completed", None)
-    assert research.RESTART_CHUNK in [json.loads(c.chunk)[0]["content"] for c in done.chunks]
+    assert jobs.RESTART_CHUNK in [json.loads(c.chunk)[0]["content"] for c in done.chunks]
 
 
 async def test_one_users_queue_of_30_jobs_does_not_hold_back_anothers_one(

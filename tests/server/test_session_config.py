@@ -13,11 +13,10 @@ import pytest
 
 from apex_mcp.apex import models as m
 from apex_mcp.apex.errors import ApexError, Code
-from apex_mcp.config import Settings
-from apex_mcp.engine.local import LocalApex
-from apex_mcp.engine.miners import MinerConfig, MinerPool
+from apex_mcp.config import MinerSettings, Settings
+from apex_mcp.engine import LocalApex, MinerPool
+from apex_mcp.engine import local as engine_local
 from apex_mcp.engine.store import SqliteStore
-from apex_mcp.server import sessions
 from apex_mcp.server.sessions import (
     FIELD_NAMES,
     MAX_QUERY_BYTES,
@@ -26,6 +25,7 @@ from apex_mcp.server.sessions import (
     SessionConfigError,
     parse_query,
 )
+from apex_mcp.serving import engine_config
 
 SECRET = "sk-SECRET-123"
 OTHER_SECRET = "sk-OTHER-SECRET-456"
@@ -257,7 +257,7 @@ def test_the_fingerprint_changes_with_every_field_and_never_shows_a_key() -> Non
 
 def test_a_preset_miner_never_uses_the_servers_own_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENROUTER_API_KEY", "operator-key")
-    operator = MinerConfig.parse("openrouter").resolved_api_key()  # the server's own miner does
+    operator = MinerSettings.parse("openrouter").resolved_api_key()  # the server's own miner does
     assert operator is not None and operator.get_secret_value() == "operator-key"
 
     assert parse_query(b"miner=openrouter").miner_config().resolved_api_key() is None
@@ -325,13 +325,16 @@ async def test_the_least_recently_used_miner_sets_are_let_go(
 ) -> None:
     """Memory stays bounded however many sessions come: past the limit, the runner lets go of
     the set used longest ago (its pending jobs wait for its session, as after a restart)."""
-    monkeypatch.setattr(sessions, "MAX_MINER_SETS", 2)
+    monkeypatch.setattr(engine_local, "MAX_MINER_SETS", 2)
     settings = Settings(
         db=tmp_path / "a.db", discover_local_miners=False, allow_private_addresses=True
     )
     ask = m.ChatCompletionRequest(messages=[m.ChatMessage(role="user", content="q")])
     configs = [parse_query(f"miner=http://127.0.0.1:9/v1&minerApiKey=k{i}") for i in range(3)]
-    async with LocalApex.open(settings) as engine, anyio.create_task_group() as tasks:
+    async with (
+        LocalApex.open(engine_config(settings)) as engine,
+        anyio.create_task_group() as tasks,
+    ):
         assert engine.research is not None
         clients = SessionClients(settings, tasks)
         names = []

@@ -1,21 +1,6 @@
-"""Deep research: the orchestrator that writes a cited report, and the runner of durable jobs.
-
-``Researcher`` does one job's research with the miners and the web retriever, and reports its
-progress as it goes through an ``emit`` callback:
-
-1. plan: a miner breaks the question into web searches (a JSON list; a model that answers
-   badly leaves the question itself as the one search);
-2. for each search, retrieval, then for each new source (URLs deduplicated across searches,
-   at most ``max_sources`` per job) a miner notes what the source says about the question;
-3. a miner drafts a markdown report from the notes, citing the sources as [1], [2]…; the
-   "Sources" list that names their URLs is added here, not trusted to the model.
-
-Chunks, in the Apex format (``json.dumps([{"content": ...}])``): ``## Generating Research
-Plan``, the plan, ``## Searching: <query>``, ``### Reading: <title> (<url>)``, the notes,
-``## Drafting report``, and last the report, which is the final answer.
-
-``ResearchRunner`` runs jobs in the background of the process that owns the engine, in a task
-group of its own (``async with``), and keeps them durable and bounded:
+"""Durable deep-research jobs. ``ResearchRunner`` runs them (each a ``Researcher``'s work) in
+the background of the process that owns the engine, in a task group of its own
+(``async with``), and keeps them durable and bounded:
 
 - ``submit`` creates the job, pending, in the store and returns. A dispatcher claims pending
   jobs, fairly across users (see ``Store.claim_next_job``), while fewer than
@@ -44,313 +29,42 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import Self
 
 import anyio
 from anyio.abc import TaskGroup
 
-from ..apex.errors import ApexError, Code, invalid_argument
+from ..apex.errors import ApexError, Code
 from ..apex.models import (
     ChatCompletionRequest,
-    ChatCompletionResponse,
-    ChatMessage,
     GetDeepResearcherJobResponse,
-    SamplingParameters,
     SubmitDeepResearcherJobResponse,
-    WebRetrievalRequest,
-    WebRetrievalResponse,
-    WebSearchResult,
     format_timestamp,
+)
+from .config import ResearchLimits
+from .researcher import (
+    ENGINE_MINERS_HINT,
+    SESSION_MINERS_HINT,
+    Completer,
+    Researcher,
+    Retriever,
+    question_of,
 )
 from .store.base import FINISHED_JOB_STATUSES, Job, JobStatus, Store
 
-if TYPE_CHECKING:
-    from ..config import Settings
-
-log = logging.getLogger(__name__)
+# One name for deep research's log, the orchestrator's and the runner's: clients hear it so.
+log = logging.getLogger("apex_mcp.engine.research")
 
 STALE_HEARTBEATS = 6  # beats missed before a running job counts as orphaned
-MAX_SOURCE_CHARS = 12_000  # of a page's text shown to the note taker
-MAX_QUERY_CHARS = 300
-FALLBACK_NOTES_CHARS = 1_500
-
 RESTART_CHUNK = "## Starting over: the engine stopped while this job ran\n"
-
-# The SDK's sampling for deep research (see the shared Apex README).
-DEFAULT_SAMPLING = SamplingParameters(
-    temperature=0.7, top_p=0.95, max_new_tokens=8192, do_sample=False
-)
-
-PLAN_PROMPT = """\
-You plan web research. Break the user's question into at most {count} focused web search \
-queries that together find what is needed to answer it well. Answer with a JSON list of \
-strings and nothing else, for example: ["first query", "second query"]"""
-
-NOTES_PROMPT = """\
-You take notes for a research report. From the source below, note briefly, as bullet points, \
-the facts that help answer the question. Use only what the source says. If it says nothing \
-useful, answer "Nothing relevant." """
-
-REPORT_PROMPT = """\
-You write a research report in markdown that answers the user's question from the numbered \
-sources below. Cite each claim taken from a source with the source's number in square \
-brackets, e.g. [1] or [2][3], using only the numbers given. Where the sources are silent, say \
-so rather than guess. Do not end with a list of sources: it is added for you."""
-
-# What to do when a part of a job fails, named in the job's error. A job runs in the engine:
-# none of its failures is the remote Apex server's, whose advice a code gives by default.
-SEARCH_HINT = "check the web search: the network, APEX_SEARCH_PROVIDER and APEX_SEARXNG_URL"
-ENGINE_MINERS_HINT = (
-    "check the miners and their keys (APEX_MINER, APEX_MINER_API_KEY and APEX_MINER_MODEL, or "
-    "[[miners]] in the config file): `apex-mcp doctor` tries each"
-)
-SESSION_MINERS_HINT = "check the miner, its API key and its model in this session's settings"
 STORE_HINT = "the engine's database failed: check APEX_DB and the disk it is on"
-
-NO_SOURCES_PROMPT = """\
-You write a research report in markdown that answers the user's question. The web search \
-found no sources, so answer from what you know and say plainly, at the start, that the report \
-is not backed by web sources."""
-
-
-# --- what the orchestrator needs --------------------------------------------------------------
-
-
-class Completer(Protocol):
-    """Answers a chat completion (``MinerPool``)."""
-
-    async def complete(
-        self, request: ChatCompletionRequest, *, user: str | None = None
-    ) -> ChatCompletionResponse: ...
-
-
-class Retriever(Protocol):
-    """Searches the web and reads the pages found (``WebRetriever``)."""
-
-    async def retrieve(self, request: WebRetrievalRequest) -> WebRetrievalResponse: ...
-
-
-@dataclass(frozen=True)
-class ResearchLimits:
-    """The bounds of deep research: per runner, per job, per search."""
-
-    max_concurrent_jobs: int = 2
-    max_sources: int = 12
-    max_seconds: float = 1800.0
-    max_searches: int = 5
-    results_per_search: int = 3
-    heartbeat_seconds: float = 10.0
-    session_job_wait_seconds: float = 600.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ResearchLimits:
-        return cls(
-            max_concurrent_jobs=settings.research_max_concurrent_jobs,
-            max_sources=settings.research_max_sources,
-            max_seconds=settings.research_max_seconds,
-            heartbeat_seconds=settings.research_heartbeat_seconds,
-            session_job_wait_seconds=settings.research_session_job_wait_seconds,
-        )
-
-
-@dataclass(frozen=True)
-class Source:
-    """A source read, with the number the report cites it by and the notes taken on it."""
-
-    number: int
-    url: str
-    title: str
-    notes: str
-
-
-# --- the orchestrator -----------------------------------------------------------------------
-
-
-Emit = Callable[[str], Awaitable[None]]
-
-
-@dataclass
-class Researcher:
-    """One job's research. ``run`` returns the report; ``emit`` gets each progress chunk."""
-
-    miners: Completer
-    retriever: Retriever
-    limits: ResearchLimits
-    request: ChatCompletionRequest
-    emit: Emit
-    miners_hint: str = ENGINE_MINERS_HINT  # what to check when the miners fail
-    user: str | None = None  # whose turns at the miners this research takes
-    sources: list[Source] = field(default_factory=list)
-
-    async def run(self) -> str:
-        question = question_of(self.request)
-        await self.emit("## Generating Research Plan\n")
-        searches = await self.plan(question)
-        await self.emit("".join(f"{i}. {q}\n" for i, q in enumerate(searches, 1)))
-
-        seen: set[str] = set()
-        failures: list[ApexError] = []
-        for search in searches:
-            room = self.limits.max_sources - len(self.sources)
-            if room <= 0:
-                break
-            await self.emit(f"## Searching: {search}\n")
-            try:
-                found = await self.retriever.retrieve(
-                    WebRetrievalRequest(
-                        search_query=search, n_results=min(self.limits.results_per_search, room)
-                    )
-                )
-            except ApexError as e:
-                failures.append(e)
-                await self.emit(f"The search failed: {e.message}\n")
-                continue
-            for result in found.results:
-                if len(self.sources) >= self.limits.max_sources:
-                    break
-                if not result.url or result.url in seen:
-                    continue
-                seen.add(result.url)
-                title, _ = _split_title(result.content, result.url)
-                await self.emit(f"### Reading: {title} ({result.url})\n")
-                notes = await self.notes(question, search, title, result)
-                await self.emit(notes + "\n")
-                self.sources.append(Source(len(self.sources) + 1, result.url, title, notes))
-
-        if not self.sources and failures and len(failures) == len(searches):
-            raise _every_search_failed(failures)
-        await self.emit("## Drafting report\n")
-        return await self.report(question)
-
-    async def plan(self, question: str) -> list[str]:
-        count = self.limits.max_searches
-        answer = await self.ask(PLAN_PROMPT.format(count=count), question)
-        return parse_plan(answer, question, count)
-
-    async def notes(self, question: str, search: str, title: str, page: WebSearchResult) -> str:
-        _, text = _split_title(page.content, page.url)
-        prompt = (
-            f"Question: {question}\nSearch: {search}\n\n"
-            f"Source: {title}\nURL: {page.url}\n\n{text[:MAX_SOURCE_CHARS]}"
-        )
-        try:
-            notes = await self.ask(NOTES_PROMPT, prompt)
-        except ApexError as e:
-            # One failed note should not sink a long job: keep the retriever's best passage.
-            log.warning("notes on %s failed (%s); keeping the passage instead", page.url, e)
-            notes = ""
-        return notes.strip() or (page.relevant or text)[:FALLBACK_NOTES_CHARS].strip()
-
-    async def report(self, question: str) -> str:
-        if not self.sources:
-            return (await self.ask(NO_SOURCES_PROMPT, question)).strip()
-        listed = "\n\n".join(
-            f"[{s.number}] {s.title} ({s.url})\nNotes:\n{s.notes}" for s in self.sources
-        )
-        body = await self.ask(REPORT_PROMPT, f"Question: {question}\n\nSources:\n\n{listed}")
-        sources = "\n".join(f"- [{s.number}] [{s.title}]({s.url})" for s in self.sources)
-        return f"{_without_sources_section(body).strip()}\n\n## Sources\n\n{sources}\n"
-
-    async def ask(self, instructions: str, prompt: str) -> str:
-        """One miner answer, with the request's model, seed and sampling."""
-        request = ChatCompletionRequest(
-            messages=[
-                ChatMessage(role="system", content=instructions),
-                ChatMessage(role="user", content=prompt),
-            ],
-            model=self.request.model,
-            seed=self.request.seed,
-            sampling_parameters=self.request.sampling_parameters or DEFAULT_SAMPLING,
-        )
-        try:
-            response = await self.miners.complete(request, user=self.user)
-        except ApexError as e:
-            # Unless the error says already what to set (no miner at all), name the miners.
-            raise e if "APEX_MINER" in e.message else e.with_hint(self.miners_hint) from None
-        message = response.choices[0].message if response.choices else None
-        return message.content if message is not None else ""
-
-
-def _every_search_failed(failures: list[ApexError]) -> ApexError:
-    last = failures[-1]
-    said = "" if all(f.message == last.message for f in failures) else ", the last with"
-    return ApexError(
-        Code.UNAVAILABLE,
-        f"every web search failed{said}: {last.message}",
-        hint=last.with_hint(SEARCH_HINT, keep_given=True).hint,
-    )
-
-
-def question_of(request: ChatCompletionRequest) -> str:
-    """The question a research request asks: its last user message."""
-    for message in reversed(request.messages):
-        if message.role == "user" and message.content.strip():
-            return message.content.strip()
-    raise invalid_argument("deep research needs a user message with the question")
-
-
-_FENCE = re.compile(r"^```[\w-]*\s*|\s*```$")
-_LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+(.+?)\s*$")
-
-
-def parse_plan(answer: str, question: str, limit: int) -> list[str]:
-    """The searches of a plan: a JSON list (or an object holding one), else a numbered or
-    bulleted list; when neither is there, the question itself."""
-    text = _FENCE.sub("", answer.strip())
-    items: list[object] = []
-    start, end = text.find("["), text.rfind("]")
-    for candidate in (text, text[start : end + 1] if 0 <= start < end else ""):
-        try:
-            parsed = json.loads(candidate)
-        except ValueError:
-            continue
-        if isinstance(parsed, dict):  # {"queries": [...]}
-            parsed = next((v for v in parsed.values() if isinstance(v, list)), [])
-        if isinstance(parsed, list):
-            items = parsed
-            break
-    if not items:
-        items = [m.group(1) for line in text.splitlines() if (m := _LIST_ITEM.match(line))]
-    searches: dict[str, str] = {}
-    for item in items:
-        if isinstance(item, dict):  # [{"query": "..."}]
-            item = next((v for v in item.values() if isinstance(v, str)), "")
-        if isinstance(item, str) and (query := " ".join(item.split())[:MAX_QUERY_CHARS]):
-            searches.setdefault(query.lower(), query)
-    return list(searches.values())[:limit] or [" ".join(question.split())[:MAX_QUERY_CHARS]]
-
-
-def _split_title(content: str, url: str) -> tuple[str, str]:
-    # The retriever's content is the page's title line, then its main text.
-    title, _, text = content.strip().partition("\n")
-    title = " ".join(title.split())[:200]
-    return (title or url), (text.strip() or content)
-
-
-_SOURCES_HEADING = re.compile(
-    r"\n\s*(?:#{1,6}\s*|\*\*)(?:sources|references|bibliography)\b[^\n]*(?:\n|$)"
-    r"(?!.*\n#{1,6}\s)",
-    re.IGNORECASE | re.DOTALL,
-)
-
-
-def _without_sources_section(report: str) -> str:
-    # Models add their own list of sources despite being told not to; ours replaces it.
-    match = _SOURCES_HEADING.search("\n" + report)
-    return report[: max(match.start() - 1, 0)] if match else report
 
 
 def chunk(text: str) -> str:
     """A result chunk in the Apex format: a JSON list of one message delta."""
     return json.dumps([{"content": text}])
-
-
-# --- the runner -----------------------------------------------------------------------------
 
 
 class _JobGone(Exception):
