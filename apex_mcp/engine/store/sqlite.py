@@ -10,10 +10,15 @@
 - The schema is versioned with ``PRAGMA user_version``: ``MIGRATIONS[n]`` takes version n to
   n + 1, each in its own transaction, at open.
 - Timestamps are stored as fixed-width UTC text with microseconds, so they sort as text.
+- Listings are paged by keyset: a page is one indexed range read, however many chats there
+  are. Their cursors are signed with a key kept in the database (see ``_Cursors``).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import re
 import sqlite3
@@ -40,6 +45,7 @@ from apex_mcp.apex.models import (
 from apex_mcp.engine.store.base import (
     FINISHED_JOB_STATUSES,
     JOB_STATUSES,
+    ChatPage,
     Job,
     JobStatus,
     StoredReply,
@@ -49,6 +55,7 @@ T = TypeVar("T")
 
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's write to finish
 READERS = 4  # reader connections beside the writer; a read waits for a free one
+MAX_PAGE = 1000  # the most chats one page may ask for
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 MIGRATIONS: list[str] = [
@@ -158,6 +165,18 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX replies_by_age ON replies (created_at);
     """,
+    # 5: a page of one chat type's chats is one index range too (chats_by_user, with the
+    # rowid seq it ends with, already orders the user's chats); and the key that signs the
+    # cursors of paged listings, kept here so cursors outlive a restart and hold across
+    # processes sharing the file.
+    """
+    CREATE INDEX chats_by_user_type ON chats (user_id, chat_type, created_at);
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO secrets (name, value) VALUES ('cursor', randomblob(32));
+    """,
 ]
 
 REPLY_SECONDS = 24 * 3600  # how long the reply to a write with an idempotency key is kept
@@ -175,6 +194,28 @@ SEARCH_SQL = (
     " ORDER BY chats.updated_at DESC, chats.seq DESC"
 )
 
+# A page of chats, newest first, after the cursor's (created_at, seq) if there is one. The
+# key is immutable: created_at and seq never change, so a chat updated between two pages
+# keeps its place, and a chat created meanwhile sorts before the pages already read. Paging
+# therefore returns every chat that exists throughout exactly once (updated_at, which the
+# issue suggested, moves an updated chat and would show it twice or never). It is also the
+# order GetChatSessions has always had. seq ends every index on chats (it is the rowid), so
+# the ORDER BY and the range are read from the index, without a sort.
+_AFTER = " AND (chats.created_at, chats.seq) < (?, ?)"
+_NEWEST_FIRST = " ORDER BY chats.created_at DESC, chats.seq DESC LIMIT ?"
+LIST_PAGE_SQL = "SELECT * FROM chats WHERE user_id = ?"
+
+# Search, paged: the same matching as SEARCH_SQL, the full-text index first, then the chats
+# found in the listing's key order (see above) so a page is exactly-once like the list.
+# Parameters: the FTS query, the user, the user; then the key (if after a cursor), the limit.
+SEARCH_PAGE_SQL = (
+    "SELECT chats.* FROM ("
+    " SELECT DISTINCT completions.chat_id AS chat_id FROM completions_fts"
+    " CROSS JOIN completions ON completions.seq = completions_fts.rowid"
+    " WHERE completions_fts MATCH ? AND completions.user_id = ?) AS found"
+    " CROSS JOIN chats ON chats.id = found.chat_id AND chats.user_id = ?"
+)
+
 
 class SqliteStore:
     """The ``Store`` in a SQLite file. ``await open()`` before use (or ``async with``)."""
@@ -186,6 +227,7 @@ class SqliteStore:
         # Reader connections, made when first needed; the idle ones wait in the list.
         self._readers: list[sqlite3.Connection] = []
         self._reader_slots: anyio.CapacityLimiter | None = None
+        self._cursors: _Cursors | None = None
 
     # --- lifecycle ---
 
@@ -315,13 +357,18 @@ class SqliteStore:
         chat_type: str,
         completion_type: str,
         title: str | None = None,
+        completion_text: str = "",
+        metadata: dict[str, Any] | None = None,
     ) -> tuple[ParsedChat, ParsedCompletion]:
-        """A new chat with its first completion (empty ``completion_text``), in one transaction.
+        """A new chat with its first completion, in one transaction (one fsync).
 
-        Without a ``title``, the chat is titled with the start of the prompt.
+        Without a ``title``, the chat is titled with the start of the prompt. The completion
+        may start with its text (then completed_at is set) and metadata, so a caller that
+        has them does not need a second write.
         """
         chat_id, completion_id = _new_id(), _new_id()
         title = _title_from(user_prompt) if title is None else title
+        metadata_json = "{}" if metadata is None else _json_object(metadata, "metadata")
 
         def write(conn: sqlite3.Connection) -> str:
             now = _now()
@@ -330,8 +377,21 @@ class SqliteStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (chat_id, user_id, title, chat_type, now, now),
             )
-            _insert_completion(
-                conn, user_id, chat_id, completion_id, user_prompt, completion_type, now
+            conn.execute(
+                "INSERT INTO completions (id, chat_id, user_id, completion_type,"
+                " user_prompt_text, completion_text, metadata, created_at, completed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    completion_id,
+                    chat_id,
+                    user_id,
+                    completion_type,
+                    user_prompt,
+                    completion_text,
+                    metadata_json,
+                    now,
+                    now if completion_text else None,
+                ),
             )
             return now
 
@@ -342,9 +402,9 @@ class SqliteStore:
             chat_id=chat_id,
             created_at=created,
             user_prompt_text=user_prompt,
-            completion_text="",
+            completion_text=completion_text,
             completion_type=completion_type,
-            metadata={},
+            metadata={} if metadata is None else json.loads(metadata_json),
         )
         return chat, completion
 
@@ -390,7 +450,64 @@ class SqliteStore:
         rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
         return [_chat_session(row) for row in rows]
 
+    async def list_chats_page(
+        self,
+        user_id: str,
+        *,
+        chat_type: str | None = None,
+        cursor: str | None = None,
+        limit: int = 20,
+    ) -> ChatPage:
+        """A page of the user's chats, newest first (the order of ``list_chats``), only those
+        of ``chat_type`` if given (not empty). Pass the page's ``next_cursor`` for the next
+        page: each chat that exists throughout the paging comes exactly once, whatever is
+        created or updated between pages."""
+        listing = f"chats\0{chat_type or ''}"
+        sql, params = LIST_PAGE_SQL, [user_id]
+        if chat_type:
+            sql += " AND chat_type = ?"
+            params.append(chat_type)
+        return await self._page(user_id, listing, sql, params, cursor, limit)
+
+    async def _page(
+        self,
+        user_id: str,
+        listing: str,
+        sql: str,
+        params: list[str],
+        cursor: str | None,
+        limit: int,
+    ) -> ChatPage:
+        cursors = await self._cursor_signer()
+        if not 1 <= limit <= MAX_PAGE:
+            raise ApexError(
+                Code.INVALID_ARGUMENT, f"limit must be from 1 to {MAX_PAGE}, not {limit}"
+            )
+        args: list[str | int] = [*params]
+        if cursor is not None:
+            sql += _AFTER
+            args += cursors.key(cursor, user_id, listing)
+        sql += _NEWEST_FIRST
+        args.append(limit + 1)  # one more: whether there is a next page
+        rows = await self._read(lambda conn: conn.execute(sql, args).fetchall())
+        chats = [_chat_session(row) for row in rows[:limit]]
+        if len(rows) <= limit:
+            return ChatPage(chats, None)
+        last = rows[limit - 1]
+        return ChatPage(chats, cursors.make(user_id, listing, last["created_at"], last["seq"]))
+
+    async def _cursor_signer(self) -> _Cursors:
+        if self._cursors is None:  # read once, when first needed
+            row = await self._read(
+                lambda conn: conn.execute(
+                    "SELECT value FROM secrets WHERE name = 'cursor'"
+                ).fetchone()
+            )
+            self._cursors = _Cursors(bytes(row[0]))
+        return self._cursors
+
     async def get_chat(self, user_id: str, chat_id: str) -> ChatSession:
+        """The user's chat: one read of the unique index on ids."""
         chat_id = _uuid(chat_id, "chat id")
         return _chat_session(await self._read(lambda conn: _chat_row(conn, user_id, chat_id)))
 
@@ -513,6 +630,22 @@ class SqliteStore:
             lambda conn: conn.execute(SEARCH_SQL, (query, user_id, user_id)).fetchall()
         )
         return [row["id"] for row in rows]
+
+    async def search_chats_page(
+        self, user_id: str, term: str, *, cursor: str | None = None, limit: int = 20
+    ) -> ChatPage:
+        """A page of the user's chats that ``search_chat_ids`` finds for ``term`` (the same
+        matching), with their titles, newest first like ``list_chats_page`` and paged the
+        same way: a chat comes once, whatever is created or updated between pages."""
+        query = fts_query(term)
+        listing = f"search\0{term}"
+        if query is None:
+            if cursor is not None:  # a bad cursor is refused, even when nothing can match
+                (await self._cursor_signer()).key(cursor, user_id, listing)
+            return ChatPage([], None)
+        return await self._page(
+            user_id, listing, SEARCH_PAGE_SQL + " WHERE 1", [query, user_id, user_id], cursor, limit
+        )
 
     async def list_deep_research_completions(self, user_id: str) -> list[ParsedCompletion]:
         """The user's completions whose metadata has a "deep-researcher" entry, newest first."""
@@ -877,6 +1010,52 @@ class SqliteStore:
         return await self._write(check)
 
 
+# --- cursors of paged listings --------------------------------------------------------------
+
+_BAD_CURSOR = (
+    "the cursor is not one this listing gave (it is from another listing or user, or was "
+    "altered): start again from the first page, without a cursor"
+)
+
+
+class _Cursors:
+    """Opaque cursors: the last chat's key, base64url, signed (HMAC-SHA256, truncated) with
+    the database's own key and bound to the user and the listing, so a cursor from another
+    user or listing, or an altered one, is refused instead of paging from somewhere else."""
+
+    MAC_BYTES = 16
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "_Cursors(<key hidden>)"
+
+    def make(self, user_id: str, listing: str, created_at: str, seq: int) -> str:
+        body = f"{created_at} {seq}".encode()
+        return base64.urlsafe_b64encode(body + self._mac(user_id, listing, body)).decode()
+
+    def key(self, cursor: str, user_id: str, listing: str) -> tuple[str, int]:
+        """The (created_at, seq) the cursor pages after; invalid_argument if not genuine."""
+        try:
+            raw = base64.urlsafe_b64decode(cursor.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raise ApexError(Code.INVALID_ARGUMENT, _BAD_CURSOR) from None
+        body, mac = raw[: -self.MAC_BYTES], raw[-self.MAC_BYTES :]
+        if len(raw) <= self.MAC_BYTES or not hmac.compare_digest(
+            mac, self._mac(user_id, listing, body)
+        ):
+            raise ApexError(Code.INVALID_ARGUMENT, _BAD_CURSOR)
+        created_at, seq = body.decode().split(" ")
+        return created_at, int(seq)
+
+    def _mac(self, user_id: str, listing: str, body: bytes) -> bytes:
+        # surrogatepass: a search term with a lone surrogate still gets its own cursor.
+        texts = (user_id.encode("utf-8", "surrogatepass"), listing.encode("utf-8", "surrogatepass"))
+        signed = b"\0".join((*texts, body))
+        return hmac.new(self._key, signed, hashlib.sha256).digest()[: self.MAC_BYTES]
+
+
 # --- full-text queries ----------------------------------------------------------------------
 
 _SEARCHABLE = re.compile(r"[^\W_]")  # a word with no letter or digit has no token to match
@@ -1080,7 +1259,8 @@ def _format(moment: datetime) -> str:
 
 
 def _time(text: str) -> datetime:
-    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+    # fromisoformat reads the stored form (with its Z) some 40 times faster than strptime.
+    return datetime.fromisoformat(text)
 
 
 def _new_id() -> str:
