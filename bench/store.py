@@ -48,6 +48,7 @@ USER = "bench-user"
 WORDS = [f"w{n:04d}" for n in range(2000)]  # the vocabulary of the filler text
 START = datetime(2025, 1, 1, tzinfo=UTC)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+BY_ID = "SELECT * FROM chats WHERE id = ? AND user_id = ?"
 SEARCHES = {"common": "common", "rare": "rare7", "absent": "absentword"}
 
 
@@ -201,12 +202,7 @@ async def measure(path: Path, runs: int) -> list[Pairs]:
             chat_id = rng.choice(keys)[0]
             await get.time(
                 store.get_chat(USER, chat_id),
-                partial(
-                    query,
-                    floor,
-                    "SELECT * FROM chats WHERE id = ? AND user_id = ?",
-                    (chat_id, USER),
-                ),
+                partial(query, floor, BY_ID, (chat_id, USER)),
             )
         results.append(get)
 
@@ -228,7 +224,7 @@ async def measure(path: Path, runs: int) -> list[Pairs]:
                 " updated_at = ? WHERE id = ? AND user_id = ?",
                 (f"floor {n}", None, now(), chat_id, USER),
             )
-            reread = ("SELECT * FROM chats WHERE id = ? AND user_id = ?", (chat_id, USER))
+            reread = (BY_ID, (chat_id, USER))
             await update.time(
                 store.update_chat(USER, chat_id, title=f"renamed {n}"),
                 partial(in_transaction, floor, rename, reread),
