@@ -12,7 +12,7 @@ import pytest
 
 from apex_mcp.apex.errors import ApexError, Code
 from apex_mcp.engine.store import ChatPage, SqliteStore
-from apex_mcp.engine.store.sqlite import LIST_PAGE_SQL, SEARCH_PAGE_SQL, fts_query
+from apex_mcp.engine.store.sqlite import LIST_PAGE_SQL, SEARCH_STREAM_SQL, fts_query
 
 pytestmark = pytest.mark.anyio
 
@@ -225,6 +225,7 @@ async def test_search_pages_find_what_search_chat_ids_finds_with_titles(
     found = flat(pages)
     assert sorted(found) == sorted(await store.search_chat_ids(ALICE, "quick fo"))
     assert len(found) == 4 and [len(page) for page in pages] == [2, 2]
+    # One completion each: the newest match first is the newest chat first.
     assert found == [chat.id for chat in await store.list_chats(ALICE) if chat.id in found]
     page = await store.search_chats_page(ALICE, "quick", limit=1)
     assert page.chats[0].title.startswith("the quick brown fox number")
@@ -257,20 +258,55 @@ async def test_search_paging_gives_every_match_once_while_chats_change(
     assert set(matching) <= set(seen)
 
 
+async def test_a_chat_matching_in_several_completions_comes_once_at_its_newest_match(
+    store: SqliteStore,
+) -> None:
+    old = await new_chat(store, "needle in the first chat")
+    middle = await new_chat(store, "needle in the second chat")
+    for _ in range(3):  # the first chat matches again, newer than the second
+        await store.create_completion(ALICE, old, user_prompt="needle", completion_type="basic")
+    newest = await new_chat(store, "needle in the third chat")
+    await new_chat(store, "hay")
+
+    for limit in (1, 2, 5):
+
+        def pager(cursor: str | None, limit: int = limit) -> Awaitable[ChatPage]:
+            return store.search_chats_page(ALICE, "needle", cursor=cursor, limit=limit)
+
+        pages = await all_pages(pager)
+        assert flat(pages) == [newest, old, middle], limit
+
+
+async def test_search_paging_ignores_what_is_written_after_the_first_page(
+    store: SqliteStore,
+) -> None:
+    chats = [await new_chat(store, f"needle {n}") for n in range(6)]
+    first = await store.search_chats_page(ALICE, "needle", limit=2)
+    assert [chat.id for chat in first.chats] == chats[:-3:-1]
+    for chat_id in chats:  # every chat gets a newer matching completion, and one arrives
+        await store.create_completion(ALICE, chat_id, user_prompt="needle", completion_type="basic")
+    await new_chat(store, "needle, late")
+
+    rest = await all_pages(
+        lambda cursor: store.search_chats_page(
+            ALICE, "needle", cursor=cursor or first.next_cursor, limit=2
+        )
+    )
+    assert flat(rest) == chats[-3::-1]  # the rest of the first listing, as it was
+    anew = await store.search_chats_page(ALICE, "needle", limit=10)
+    assert [chat.id for chat in anew.chats][1:] == chats[::-1]  # a new one: the late first
+
+
 async def test_the_full_text_index_drives_the_search_page(store: SqliteStore) -> None:
     await new_chat(store, "needle")
-    cursor = (await store.search_chats_page(ALICE, "needle", limit=1)).next_cursor
-    assert cursor is None
-    sql = SEARCH_PAGE_SQL + " WHERE 1 AND (chats.created_at, chats.seq) < (?, ?)"
-    sql += " ORDER BY chats.created_at DESC, chats.seq DESC LIMIT ?"
-    params = (fts_query("needle"), ALICE, ALICE, "2030-01-01T00:00:00.000000Z", 1, 21)
+    params = (fts_query("needle"), 1000, ALICE)
 
-    details = await plan_of(store, sql, params)
+    details = await plan_of(store, SEARCH_STREAM_SQL, params)
 
-    scans = [d for d in details if d.startswith(("SCAN", "SEARCH"))]
-    assert scans[0].startswith("SCAN completions_fts VIRTUAL TABLE INDEX"), details
-    assert not any(d.startswith("SCAN chats") or d == "SCAN completions" for d in details)
-    assert any(d.startswith("SEARCH chats USING INDEX") for d in details), details
+    # The index first, in its own rowid order (no sort: a page stops early), then each
+    # match's completion by its key; never a scan of the user's chats or completions.
+    assert details[0].startswith("SCAN completions_fts VIRTUAL TABLE INDEX"), details
+    assert details[1:] == ["SEARCH completions USING INTEGER PRIMARY KEY (rowid=?)"], details
 
 
 async def test_a_page_of_chats_is_read_from_an_index_without_sorting(store: SqliteStore) -> None:
