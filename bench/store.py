@@ -5,8 +5,9 @@ with plain sqlite3 in one transaction into the schema SqliteStore makes, the ful
 rebuilt once at the end), then times through the store API, each call followed by plain
 sqlite3 doing the same query or transaction on its own connection (the floor):
 
-- reads: a page of 20 chats after a cursor anywhere in the list, a chat by id, and a search
-  page of 20 for a common word (in half the chats), a rare one and an absent one;
+- reads: a page of 20 chats after a cursor anywhere in the list, a chat by id, and the first
+  search page of 20 for a common word (in half the chats), a rare one and an absent one (the
+  floor: the same full-text stream's first 21 rows, without the store's per-chat checks);
 - writes: renaming a chat, deleting one, and creating a chat with its first completion;
 
 and prints p50 and p99 of each, and the store/floor ratio's median and p10-p90 spread. Then
@@ -40,7 +41,7 @@ from apex_mcp.engine.store.sqlite import (
     _AFTER,
     _NEWEST_FIRST,
     LIST_PAGE_SQL,
-    SEARCH_PAGE_SQL,
+    SEARCH_STREAM_SQL,
     fts_query,
 )
 
@@ -208,9 +209,10 @@ async def measure(path: Path, runs: int) -> list[Pairs]:
 
         for kind, term in SEARCHES.items():
             search = Pairs(f"search {kind}")
-            sql = SEARCH_PAGE_SQL + " WHERE 1" + _NEWEST_FIRST
-            params = (fts_query(term), USER, USER, 21)
-            for _ in range(max(5, runs // 10) if kind == "common" else runs):
+            # The floor: the same full-text stream, its first 21 rows (one chat each here).
+            sql = SEARCH_STREAM_SQL + " LIMIT 21"
+            params = (fts_query(term), 2**62, USER)
+            for _ in range(runs):
                 await search.time(
                     store.search_chats_page(USER, term), partial(query, floor, sql, params)
                 )
