@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
@@ -979,10 +980,11 @@ async def test_the_search_plan_starts_from_the_full_text_index(store: SqliteStor
 async def test_a_write_completes_while_a_slow_read_holds_a_connection(store: SqliteStore) -> None:
     await new_chat(store, "before the read")
     reading, release = anyio.Event(), threading.Event()
+    loop = anyio.lowlevel.current_token()  # the store's threads are not anyio's own
 
     def held() -> bool:
         # Called as the statement reads its rows (its snapshot taken): it says so, then waits.
-        anyio.from_thread.run_sync(reading.set)
+        anyio.from_thread.run_sync(reading.set, token=loop)
         return release.wait(30)
 
     def slow_read(conn: sqlite3.Connection) -> int:

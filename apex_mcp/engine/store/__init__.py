@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from apex_mcp.engine.store.base import JOB_STATUSES, Job, JobStatus, Store, StoredReply
+from apex_mcp.engine.store.base import (
+    JOB_STATUSES,
+    ChatPage,
+    Job,
+    JobStatus,
+    Store,
+    StoredReply,
+)
 from apex_mcp.engine.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
@@ -24,6 +31,7 @@ async def open_store(path: str | Path) -> SqliteStore:
 
 __all__ = [
     "JOB_STATUSES",
+    "ChatPage",
     "Job",
     "JobStatus",
     "SqliteStore",

@@ -50,6 +50,13 @@ class StoredReply(NamedTuple):
     created_at: datetime  # when the first try came
 
 
+class ChatPage(NamedTuple):
+    """One page of a listing: its chats, and the cursor of the next page (None: the last)."""
+
+    chats: list[ChatSession]
+    next_cursor: str | None
+
+
 class Store(Protocol):
     """Chats, completions and deep-research jobs, per user. Errors are ``ApexError``s."""
 
@@ -65,6 +72,8 @@ class Store(Protocol):
         chat_type: str,
         completion_type: str,
         title: str | None = None,
+        completion_text: str = "",
+        metadata: dict[str, Any] | None = None,
     ) -> tuple[ParsedChat, ParsedCompletion]: ...
 
     async def create_completion(
@@ -72,6 +81,15 @@ class Store(Protocol):
     ) -> ParsedCompletion: ...
 
     async def list_chats(self, user_id: str, chat_type: str | None = None) -> list[ChatSession]: ...
+
+    async def list_chats_page(
+        self,
+        user_id: str,
+        *,
+        chat_type: str | None = None,
+        cursor: str | None = None,
+        limit: int = 20,
+    ) -> ChatPage: ...
 
     async def get_chat(self, user_id: str, chat_id: str) -> ChatSession: ...
 
@@ -99,6 +117,10 @@ class Store(Protocol):
     async def delete_completions(self, user_id: str, completion_ids: list[str]) -> int: ...
 
     async def search_chat_ids(self, user_id: str, term: str) -> list[str]: ...
+
+    async def search_chats_page(
+        self, user_id: str, term: str, *, cursor: str | None = None, limit: int = 20
+    ) -> ChatPage: ...
 
     async def list_deep_research_completions(self, user_id: str) -> list[ParsedCompletion]: ...
 

@@ -10,16 +10,23 @@
 - The schema is versioned with ``PRAGMA user_version``: ``MIGRATIONS[n]`` takes version n to
   n + 1, each in its own transaction, at open.
 - Timestamps are stored as fixed-width UTC text with microseconds, so they sort as text.
+- Listings are paged by keyset: a page is one indexed range read, however many chats there
+  are. Their cursors are signed with a key kept in the database (see ``_Cursors``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import re
 import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,6 +47,7 @@ from apex_mcp.apex.models import (
 from apex_mcp.engine.store.base import (
     FINISHED_JOB_STATUSES,
     JOB_STATUSES,
+    ChatPage,
     Job,
     JobStatus,
     StoredReply,
@@ -49,6 +57,7 @@ T = TypeVar("T")
 
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's write to finish
 READERS = 4  # reader connections beside the writer; a read waits for a free one
+MAX_PAGE = 1000  # the most chats one page may ask for
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 MIGRATIONS: list[str] = [
@@ -158,6 +167,18 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX replies_by_age ON replies (created_at);
     """,
+    # 5: a page of one chat type's chats is one index range too (chats_by_user, with the
+    # rowid seq it ends with, already orders the user's chats); and the key that signs the
+    # cursors of paged listings, kept here so cursors outlive a restart and hold across
+    # processes sharing the file.
+    """
+    CREATE INDEX chats_by_user_type ON chats (user_id, chat_type, created_at);
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO secrets (name, value) VALUES ('cursor', randomblob(32));
+    """,
 ]
 
 REPLY_SECONDS = 24 * 3600  # how long the reply to a write with an idempotency key is kept
@@ -175,6 +196,28 @@ SEARCH_SQL = (
     " ORDER BY chats.updated_at DESC, chats.seq DESC"
 )
 
+# A page of chats, newest first, after the cursor's (created_at, seq) if there is one. The
+# key is immutable: created_at and seq never change, so a chat updated between two pages
+# keeps its place, and a chat created meanwhile sorts before the pages already read. Paging
+# therefore returns every chat that exists throughout exactly once (updated_at, which the
+# issue suggested, moves an updated chat and would show it twice or never). It is also the
+# order GetChatSessions has always had. seq ends every index on chats (it is the rowid), so
+# the ORDER BY and the range are read from the index, without a sort.
+_AFTER = " AND (chats.created_at, chats.seq) < (?, ?)"
+_NEWEST_FIRST = " ORDER BY chats.created_at DESC, chats.seq DESC LIMIT ?"
+LIST_PAGE_SQL = "SELECT * FROM chats WHERE user_id = ?"
+
+# Search, paged (see search_chats_page): the user's matching completions, newest first,
+# read from the full-text index as a stream, so a page stops after its chats are found
+# instead of gathering and sorting every match (15 s for a word in half of 1M chats).
+# Parameters: the FTS query, the stream's upper bound (exclusive), the user.
+SEARCH_STREAM_SQL = (
+    "SELECT completions_fts.rowid AS seq, completions.chat_id AS chat_id FROM completions_fts"
+    " CROSS JOIN completions ON completions.seq = completions_fts.rowid"
+    " WHERE completions_fts MATCH ? AND completions_fts.rowid < ? AND completions.user_id = ?"
+    " ORDER BY completions_fts.rowid DESC"
+)
+
 
 class SqliteStore:
     """The ``Store`` in a SQLite file. ``await open()`` before use (or ``async with``)."""
@@ -186,6 +229,10 @@ class SqliteStore:
         # Reader connections, made when first needed; the idle ones wait in the list.
         self._readers: list[sqlite3.Connection] = []
         self._reader_slots: anyio.CapacityLimiter | None = None
+        self._cursors: _Cursors | None = None
+        # The threads the connections run in: on asyncio, a hop to one of these costs about
+        # half of anyio.to_thread's, which is a quarter of a small write's time (issue 14).
+        self._threads: ThreadPoolExecutor | None = None
 
     # --- lifecycle ---
 
@@ -201,6 +248,8 @@ class SqliteStore:
             raise ApexError(Code.FAILED_PRECONDITION, f"cannot open {self.path}: {e}") from e
         self._conn, self._limiter = conn, anyio.CapacityLimiter(1)
         self._reader_slots = anyio.CapacityLimiter(READERS)
+        # One thread per reader slot and one for the writer: a call never waits for a thread.
+        self._threads = ThreadPoolExecutor(READERS + 1, thread_name_prefix="apex-store")
 
     async def close(self) -> None:
         conn, limiter, slots = self._conn, self._limiter, self._reader_slots
@@ -216,6 +265,9 @@ class SqliteStore:
             for reader in readers:
                 await anyio.to_thread.run_sync(reader.close)
             await anyio.to_thread.run_sync(conn.close, limiter=limiter)
+            if self._threads is not None:
+                self._threads.shutdown(wait=False)  # idle now: its threads end at once
+                self._threads = None
             for borrower in held:  # reads that waited for a slot now see the store closed
                 slots.release_on_behalf_of(borrower)
 
@@ -290,14 +342,18 @@ class SqliteStore:
         conn, limiter = self._conn, self._limiter
         if conn is None or limiter is None:
             raise RuntimeError("the store is not open: await store.open() first")
-        return await self._guarded(lambda: _in_transaction(conn, work, begin), limiter)
+        async with limiter:
+            return await self._guarded(lambda: _in_transaction(conn, work, begin))
 
-    async def _guarded(
-        self, call: Callable[[], T], limiter: anyio.CapacityLimiter | None = None
-    ) -> T:
-        """``call()`` in a worker thread, its SQLite errors made ``ApexError``s."""
+    async def _guarded(self, call: Callable[[], T]) -> T:
+        """``call()`` in a worker thread, its SQLite errors made ``ApexError``s. Never
+        abandoned on cancel: the caller waits for the thread, so a connection is only ever
+        in one thread at a time."""
         try:
-            return await anyio.to_thread.run_sync(call, limiter=limiter)
+            if self._threads is not None and _on_asyncio():
+                with anyio.CancelScope(shield=True):
+                    return await asyncio.wrap_future(self._threads.submit(call))
+            return await anyio.to_thread.run_sync(call)
         except sqlite3.Error as e:
             raise _apex_error(e, self.path) from e
         except UnicodeEncodeError:
@@ -315,13 +371,18 @@ class SqliteStore:
         chat_type: str,
         completion_type: str,
         title: str | None = None,
+        completion_text: str = "",
+        metadata: dict[str, Any] | None = None,
     ) -> tuple[ParsedChat, ParsedCompletion]:
-        """A new chat with its first completion (empty ``completion_text``), in one transaction.
+        """A new chat with its first completion, in one transaction (one fsync).
 
-        Without a ``title``, the chat is titled with the start of the prompt.
+        Without a ``title``, the chat is titled with the start of the prompt. The completion
+        may start with its text (then completed_at is set) and metadata, so a caller that
+        has them does not need a second write.
         """
         chat_id, completion_id = _new_id(), _new_id()
         title = _title_from(user_prompt) if title is None else title
+        metadata_json = "{}" if metadata is None else _json_object(metadata, "metadata")
 
         def write(conn: sqlite3.Connection) -> str:
             now = _now()
@@ -330,8 +391,21 @@ class SqliteStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (chat_id, user_id, title, chat_type, now, now),
             )
-            _insert_completion(
-                conn, user_id, chat_id, completion_id, user_prompt, completion_type, now
+            conn.execute(
+                "INSERT INTO completions (id, chat_id, user_id, completion_type,"
+                " user_prompt_text, completion_text, metadata, created_at, completed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    completion_id,
+                    chat_id,
+                    user_id,
+                    completion_type,
+                    user_prompt,
+                    completion_text,
+                    metadata_json,
+                    now,
+                    now if completion_text else None,
+                ),
             )
             return now
 
@@ -342,9 +416,9 @@ class SqliteStore:
             chat_id=chat_id,
             created_at=created,
             user_prompt_text=user_prompt,
-            completion_text="",
+            completion_text=completion_text,
             completion_type=completion_type,
-            metadata={},
+            metadata={} if metadata is None else json.loads(metadata_json),
         )
         return chat, completion
 
@@ -390,7 +464,61 @@ class SqliteStore:
         rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
         return [_chat_session(row) for row in rows]
 
+    async def list_chats_page(
+        self,
+        user_id: str,
+        *,
+        chat_type: str | None = None,
+        cursor: str | None = None,
+        limit: int = 20,
+    ) -> ChatPage:
+        """A page of the user's chats, newest first (the order of ``list_chats``), only those
+        of ``chat_type`` if given (not empty). Pass the page's ``next_cursor`` for the next
+        page: each chat that exists throughout the paging comes exactly once, whatever is
+        created or updated between pages."""
+        listing = f"chats\0{chat_type or ''}"
+        sql, params = LIST_PAGE_SQL, [user_id]
+        if chat_type:
+            sql += " AND chat_type = ?"
+            params.append(chat_type)
+        return await self._page(user_id, listing, sql, params, cursor, limit)
+
+    async def _page(
+        self,
+        user_id: str,
+        listing: str,
+        sql: str,
+        params: list[str],
+        cursor: str | None,
+        limit: int,
+    ) -> ChatPage:
+        cursors = await self._cursor_signer()
+        _check_limit(limit)
+        args: list[str | int] = [*params]
+        if cursor is not None:
+            sql += _AFTER
+            args += cursors.key(cursor, user_id, listing)
+        sql += _NEWEST_FIRST
+        args.append(limit + 1)  # one more: whether there is a next page
+        rows = await self._read(lambda conn: conn.execute(sql, args).fetchall())
+        chats = [_chat_session(row) for row in rows[:limit]]
+        if len(rows) <= limit:
+            return ChatPage(chats, None)
+        last = rows[limit - 1]
+        return ChatPage(chats, cursors.make(user_id, listing, last["created_at"], last["seq"]))
+
+    async def _cursor_signer(self) -> _Cursors:
+        if self._cursors is None:  # read once, when first needed
+            row = await self._read(
+                lambda conn: conn.execute(
+                    "SELECT value FROM secrets WHERE name = 'cursor'"
+                ).fetchone()
+            )
+            self._cursors = _Cursors(bytes(row[0]))
+        return self._cursors
+
     async def get_chat(self, user_id: str, chat_id: str) -> ChatSession:
+        """The user's chat: one read of the unique index on ids."""
         chat_id = _uuid(chat_id, "chat id")
         return _chat_session(await self._read(lambda conn: _chat_row(conn, user_id, chat_id)))
 
@@ -513,6 +641,45 @@ class SqliteStore:
             lambda conn: conn.execute(SEARCH_SQL, (query, user_id, user_id)).fetchall()
         )
         return [row["id"] for row in rows]
+
+    async def search_chats_page(
+        self, user_id: str, term: str, *, cursor: str | None = None, limit: int = 20
+    ) -> ChatPage:
+        """A page of the user's chats that ``search_chat_ids`` finds for ``term`` (the same
+        matching), with their titles, the chat with the newest matching completion first.
+
+        Each chat comes once, at its newest matching completion among those that existed
+        when the first page was read (``top``, kept in the cursor with the stream's position):
+        a chat or completion created later, or a chat renamed, changes no later page. Only
+        an edit or deletion of a matching completion during the paging can move a chat.
+        """
+        query = fts_query(term)
+        listing = f"search\0{term}"
+        cursors = await self._cursor_signer()
+        _check_limit(limit)
+        after = None if cursor is None else cursors.key(cursor, user_id, listing)
+        if query is None:
+            return ChatPage([], None)
+
+        def read(conn: sqlite3.Connection) -> tuple[list[sqlite3.Row], tuple[int, int] | None]:
+            if after is None:
+                top = int(
+                    conn.execute("SELECT coalesce(max(seq), 0) FROM completions").fetchone()[0]
+                )
+                position = top + 1
+            else:
+                top, position = int(after[0]), after[1]
+            found = _search_stream(conn, user_id, query, top, position, limit + 1)
+            rows = [_chat_row(conn, user_id, chat_id) for _, chat_id in found[:limit]]
+            following = (top, found[limit - 1][0]) if len(found) > limit else None
+            return rows, following
+
+        rows, following = await self._read(read)
+        chats = [_chat_session(row) for row in rows]
+        if following is None:
+            return ChatPage(chats, None)
+        top, position = following
+        return ChatPage(chats, cursors.make(user_id, listing, str(top), position))
 
     async def list_deep_research_completions(self, user_id: str) -> list[ParsedCompletion]:
         """The user's completions whose metadata has a "deep-researcher" entry, newest first."""
@@ -877,6 +1044,52 @@ class SqliteStore:
         return await self._write(check)
 
 
+# --- cursors of paged listings --------------------------------------------------------------
+
+_BAD_CURSOR = (
+    "the cursor is not one this listing gave (it is from another listing or user, or was "
+    "altered): start again from the first page, without a cursor"
+)
+
+
+class _Cursors:
+    """Opaque cursors: the last chat's key, base64url, signed (HMAC-SHA256, truncated) with
+    the database's own key and bound to the user and the listing, so a cursor from another
+    user or listing, or an altered one, is refused instead of paging from somewhere else."""
+
+    MAC_BYTES = 16
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "_Cursors(<key hidden>)"
+
+    def make(self, user_id: str, listing: str, created_at: str, seq: int) -> str:
+        body = f"{created_at} {seq}".encode()
+        return base64.urlsafe_b64encode(body + self._mac(user_id, listing, body)).decode()
+
+    def key(self, cursor: str, user_id: str, listing: str) -> tuple[str, int]:
+        """The (created_at, seq) the cursor pages after; invalid_argument if not genuine."""
+        try:
+            raw = base64.urlsafe_b64decode(cursor.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raise ApexError(Code.INVALID_ARGUMENT, _BAD_CURSOR) from None
+        body, mac = raw[: -self.MAC_BYTES], raw[-self.MAC_BYTES :]
+        if len(raw) <= self.MAC_BYTES or not hmac.compare_digest(
+            mac, self._mac(user_id, listing, body)
+        ):
+            raise ApexError(Code.INVALID_ARGUMENT, _BAD_CURSOR)
+        created_at, seq = body.decode().split(" ")
+        return created_at, int(seq)
+
+    def _mac(self, user_id: str, listing: str, body: bytes) -> bytes:
+        # surrogatepass: a search term with a lone surrogate still gets its own cursor.
+        texts = (user_id.encode("utf-8", "surrogatepass"), listing.encode("utf-8", "surrogatepass"))
+        signed = b"\0".join((*texts, body))
+        return hmac.new(self._key, signed, hashlib.sha256).digest()[: self.MAC_BYTES]
+
+
 # --- full-text queries ----------------------------------------------------------------------
 
 _SEARCHABLE = re.compile(r"[^\W_]")  # a word with no letter or digit has no token to match
@@ -897,6 +1110,68 @@ def fts_query(term: str) -> str | None:
     phrases = ['"' + word.replace('"', '""') + '"' for word in words]
     phrases[-1] += "*"
     return " ".join(phrases)
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_PAGE:
+        raise ApexError(Code.INVALID_ARGUMENT, f"limit must be from 1 to {MAX_PAGE}, not {limit}")
+
+
+def _search_stream(
+    conn: sqlite3.Connection, user_id: str, query: str, top: int, position: int, wanted: int
+) -> list[tuple[int, str]]:
+    """Up to ``wanted`` (completion seq, chat id) of the user's chats, each at its newest
+    completion matching ``query`` with seq <= ``top``, from below ``position`` down.
+
+    A chat met in the stream was already given on an earlier page if one of its completions
+    in [position, top] matches: those few are checked with one range query on the index per
+    batch, never one full-text query per chat (a prefix query costs its whole match list)."""
+    found: list[tuple[int, str]] = []
+    met: set[str] = set()
+    batch: list[tuple[int, str, list[int]]] = []  # (seq, chat, its completions to check)
+
+    def settle() -> None:
+        checks = [seq for _, _, later in batch for seq in later]
+        matched: set[int] = set()
+        if checks:
+            matched = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT rowid FROM completions_fts WHERE completions_fts MATCH ?"
+                    " AND rowid >= ? AND rowid <= ?",
+                    (query, min(checks), max(checks)),
+                )
+            }
+        found.extend((seq, chat) for seq, chat, later in batch if matched.isdisjoint(later))
+        batch.clear()
+
+    for seq, chat_id in conn.execute(SEARCH_STREAM_SQL, (query, min(position, top + 1), user_id)):
+        if chat_id in met:
+            continue  # an older match of a chat already met on this page
+        met.add(chat_id)
+        later = [
+            row[0]
+            for row in conn.execute(
+                "SELECT seq FROM completions WHERE chat_id = ? AND user_id = ?"
+                " AND seq >= ? AND seq <= ?",
+                (chat_id, user_id, position, top),
+            )
+        ]
+        batch.append((seq, chat_id, later))
+        if len(found) + len(batch) >= wanted:
+            settle()
+            if len(found) >= wanted:
+                return found[:wanted]
+    settle()
+    return found[:wanted]
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # another event loop (trio): anyio's threads instead
+        return False
+    return True
 
 
 # --- helpers (run in the worker thread, inside a transaction) --------------------------------
@@ -1080,7 +1355,8 @@ def _format(moment: datetime) -> str:
 
 
 def _time(text: str) -> datetime:
-    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+    # fromisoformat reads the stored form (with its Z) some 40 times faster than strptime.
+    return datetime.fromisoformat(text)
 
 
 def _new_id() -> str:
