@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from apex_mcp.cli import build_parser
+from apex_mcp.cli.main import build_parser
 from tests.packaging.tooling import MANIFESTS, ROOT, settings_env_names, version_in_init
 
 K8S = MANIFESTS / "k8s"

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .apex.errors import ApexError, Code
-from .config import Settings, config_file_path
+from ..apex.errors import ApexError, Code
+from ..config import Settings, config_file_path
 
 if TYPE_CHECKING:
-    from .engine.miners import MinerConfig, MinerStatus
+    from ..engine.miners import MinerConfig, MinerStatus
 
 # Setting up a miner from nothing, in one line.
 SET_A_MINER = (
@@ -45,7 +45,7 @@ async def doctor(
 ) -> int:
     """Check each part and print a line for it; 1 if any failed. ``local_probe``: where to
     look for local servers, if not on their usual ports."""
-    from . import __version__
+    from .. import __version__
 
     failures = 0
 
@@ -68,8 +68,8 @@ async def doctor(
 
 
 async def _check_remote(settings: Settings, report: Any) -> None:
-    from .apex import models as m
-    from .apex.remote import RemoteApex
+    from ..apex import models as m
+    from ..apex.remote import RemoteApex
 
     async with RemoteApex(settings.base_url, settings.api_key, timeout=20) as remote:
         report(None, "Apex server", remote.base_url)
@@ -86,8 +86,8 @@ async def _check_remote(settings: Settings, report: Any) -> None:
 async def _check_local(
     settings: Settings, report: Any, local_probe: Sequence[tuple[str, str]] | None
 ) -> None:
-    from .engine.miners import LOCAL_PROBE, MinerPool
-    from .engine.store import open_store
+    from ..engine.miners import LOCAL_PROBE, MinerPool
+    from ..engine.store import open_store
 
     try:
         store = await open_store(settings.db)
@@ -219,7 +219,7 @@ _LOCAL_LABELS = {"ollama": "Ollama", "lmstudio": "LM Studio"}
 
 def _is_shorthand(settings: Settings, miner: MinerConfig) -> bool:
     """Whether ``miner`` is the one APEX_MINER made (see Settings._shorthand_miner)."""
-    from .engine.miners import MinerConfig
+    from ..engine.miners import MinerConfig
 
     if not settings.miner:
         return False

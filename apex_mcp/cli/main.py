@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from ..config import Settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if not isinstance(error, ValidationError):
             raise
-        from .apex.connect import describe_validation_error
+        from ..apex.connect import describe_validation_error
 
         # Named fields and reasons only: the input may hold keys.
         print(
@@ -55,7 +55,7 @@ def set_up() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     parser = argparse.ArgumentParser(
         prog="apex-mcp",
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _server_options(parser: argparse.ArgumentParser) -> None:
-    from .server.tools import TOOLSETS
+    from ..server.tools import TOOLSETS
 
     parser.add_argument(
         "--backend",
@@ -156,7 +156,7 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from .config import load_settings
+    from ..config import load_settings
 
     settings = load_settings(
         db=getattr(args, "db", None),
@@ -174,7 +174,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_gateway(args: argparse.Namespace) -> int:
     import anyio
 
-    from .gateway import serve_gateway
+    from ..gateway import serve_gateway
 
     settings = _settings(args)
     set_up()
@@ -188,7 +188,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def _toolsets(args: argparse.Namespace) -> list[Any] | None:
-    from .server.tools import TOOLSETS
+    from ..server.tools import TOOLSETS
 
     if not args.toolsets:
         return None
@@ -200,7 +200,7 @@ def _toolsets(args: argparse.Namespace) -> list[Any] | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .server.app import banner, build_server, selected_tools
+    from ..server.app import banner, build_server, selected_tools
 
     settings = _settings(args)
     toolsets = _toolsets(args)
@@ -217,13 +217,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.http:
         import anyio
 
-        from .server.http import serve_http
+        from ..server.http import serve_http
 
         anyio.run(serve_http, mcp, settings, args.host, args.port)
     else:
         import anyio
 
-        from .serving import serve_stdio
+        from ..serving import serve_stdio
 
         print(stdio_hint(sys.stdin.isatty()), file=sys.stderr)
         anyio.run(serve_stdio, mcp)  # stdout carries the protocol alone from here on
@@ -258,7 +258,7 @@ def typed_command() -> str:
 def cmd_call(args: argparse.Namespace) -> int:
     import anyio
 
-    from .calling import Followed, call_tool, stopped_waiting
+    from .call import Followed, call_tool, stopped_waiting
 
     if args.help and not args.tool:
         args.print_help()

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from .config import Settings
+from ..config import Settings
 
 FOLLOWED_TOOL = "deep_research_start"
 WAIT_SECONDS = 30.0  # each deep_research_status call waits this long for news
@@ -41,8 +41,8 @@ def tool_names_hint(wanted: str, names: list[str]) -> str:
 
 def not_served(name: str, settings: Settings, args: argparse.Namespace) -> str | None:
     """Why a tool that exists is not served here, if it is one."""
-    from .server.app import selected_tools
-    from .server.tools import TOOLS
+    from ..server.app import selected_tools
+    from ..server.tools import TOOLS
 
     spec = next((spec for spec in TOOLS if spec.name == name), None)
     if spec is None:
@@ -180,7 +180,7 @@ async def call_tool(
 ) -> int:
     from mcp import Client
 
-    from .server.app import build_server
+    from ..server.app import build_server
 
     mcp = build_server(settings, toolsets, read_only=args.read_only)
     async with Client(mcp) as client:
