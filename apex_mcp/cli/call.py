@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import Settings
+from ._shared import server_options, set_up, settings_from, toolsets_from
 
 FOLLOWED_TOOL = "deep_research_start"
 WAIT_SECONDS = 30.0  # each deep_research_status call waits this long for news
@@ -294,3 +295,44 @@ async def follow_job(client: Any, job_id: str, *, as_json: bool) -> int:
                 f"apex-mcp: deep research job {job_id} {status['status']}{reason}", file=sys.stderr
             )
             return 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Call a tool in-process, e.g. apex-mcp call web_search "
+        'search_query="what is bittensor" n_results=3. Values are read as JSON when they '
+        "parse (numbers, true/false, lists), else as text. apex-mcp call TOOL --help lists "
+        "a tool's parameters."
+    )
+    parser.add_argument("tool", help="the tool's name (see apex-mcp call --list)", nargs="?")
+    parser.add_argument("arguments", nargs="*", metavar="key=value")
+    parser.add_argument(
+        "-h", "--help", action="store_true", help="show this help, or the tool's parameters"
+    )
+    parser.add_argument("--list", action="store_true", help="list the tools and exit")
+    parser.add_argument("--json", action="store_true", help="print the structured output as JSON")
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="deep_research_start: return the job id at once instead of waiting for the report"
+        " (the job then runs in the next apex-mcp server process on the same APEX_DB)",
+    )
+    parser.set_defaults(print_help=parser.print_help)
+    server_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import anyio
+
+    if args.help and not args.tool:
+        args.print_help()
+        return 0
+    settings = settings_from(args)
+    set_up()
+    followed = Followed()
+    try:
+        return anyio.run(call_tool, settings, args, toolsets_from(args), followed)
+    except KeyboardInterrupt:
+        if followed.job_id:
+            print(stopped_waiting(followed), file=sys.stderr)
+        return 130

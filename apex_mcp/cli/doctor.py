@@ -3,6 +3,7 @@ what to do about it, naming the setting to change. No secret is shown."""
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..apex.errors import ApexError, Code
 from ..config import Settings, config_file_path
+from ._shared import server_options, set_up, settings_from
 
 if TYPE_CHECKING:
     from ..engine.miners import MinerConfig, MinerStatus
@@ -227,3 +229,15 @@ def _is_shorthand(settings: Settings, miner: MinerConfig) -> bool:
         return MinerConfig.parse(settings.miner).name == miner.name
     except ValueError:
         return False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    server_options(parser, serves_tools=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    import anyio
+
+    settings = settings_from(args)
+    set_up()
+    return anyio.run(doctor, settings)
