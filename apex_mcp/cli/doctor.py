@@ -22,15 +22,15 @@ SET_A_MINER = (
     "APEX_MINER_API_KEY and APEX_MINER_MODEL"
 )
 # What to do for a local server that was looked for and is not running, by its label.
-START_LOCAL = {
+_START_LOCAL = {
     "Ollama": "start Ollama (`ollama serve`)",
     "LM Studio": "start LM Studio's local server",
 }
-PULL_LOCAL = {
+_PULL_LOCAL = {
     "Ollama": "pull one (`ollama pull llama3.2`)",
     "LM Studio": "download and load one in LM Studio",
 }
-STORE_FIXES = {
+_STORE_FIXES = {
     Code.DATA_LOSS: "move the file away (or restore a backup), or set APEX_DB to another file",
     Code.RESOURCE_EXHAUSTED: "free some space on that disk, or set APEX_DB to a file elsewhere",
     Code.UNAVAILABLE: "another process holds the database: stop it, or set APEX_DB to another file",
@@ -99,10 +99,10 @@ async def _check_local(
             await store.close()
         detail = f"{settings.db} (integrity: {integrity})"
         if integrity != "ok":
-            detail += f": the file is damaged: {STORE_FIXES[Code.DATA_LOSS]}"
+            detail += f": the file is damaged: {_STORE_FIXES[Code.DATA_LOSS]}"
         report(integrity == "ok", "store", detail)
     except ApexError as error:
-        fix = STORE_FIXES.get(
+        fix = _STORE_FIXES.get(
             error.code, "check that APEX_DB names a file in a folder you can write"
         )
         report(False, "store", f"{settings.db}: {error.message}: {fix}")
@@ -149,7 +149,7 @@ def _report_discovery(settings: Settings, statuses: list[MinerStatus], report: A
         where = f"{status.base_url} (looked for locally)"
         detail = status.detail.removesuffix(f" at {status.base_url}")
         if status.ok and status.problem == "no_models":
-            pull = PULL_LOCAL.get(status.name, "add one to it")
+            pull = _PULL_LOCAL.get(status.name, "add one to it")
             report(False, f"miner {status.name}", f"{where}: {detail}: {pull}")
         elif status.ok:
             models = f"; models: {', '.join(status.models[:5])}" if status.models else ""
@@ -157,7 +157,7 @@ def _report_discovery(settings: Settings, statuses: list[MinerStatus], report: A
         else:  # not running: a problem only if nothing else is (below)
             report(None, f"miner {status.name}", f"{where}: {detail}")
     if not any(s.ok for s in statuses):
-        start = " or ".join(START_LOCAL.get(s.name, f"start {s.name}") for s in statuses)
+        start = " or ".join(_START_LOCAL.get(s.name, f"start {s.name}") for s in statuses)
         report(False, "miners", f"none configured, and none runs here: {start}; or {SET_A_MINER}")
 
 
@@ -197,7 +197,7 @@ class _SettingNames:
                 return f"it wants an API key: set {self.key}"
             return f"the key was refused: set {self.key} to a valid key"
         if problem == "unreachable":
-            start = START_LOCAL.get(_LOCAL_LABELS.get(self.miner.preset or "", ""), "")
+            start = _START_LOCAL.get(_LOCAL_LABELS.get(self.miner.preset or "", ""), "")
             running = f"{start}, or check" if start else "check that it is running, and"
             return f"{running} that {self.url} is its address"
         if problem == "timeout":

@@ -43,16 +43,16 @@ def run(args: argparse.Namespace) -> int:
 
         from ..serving import serve_stdio
 
-        print(stdio_hint(sys.stdin.isatty()), file=sys.stderr)
+        print(_stdio_hint(sys.stdin.isatty()), file=sys.stderr)
         anyio.run(serve_stdio, mcp)  # stdout carries the protocol alone from here on
     return 0
 
 
-def stdio_hint(at_terminal: bool) -> str:
+def _stdio_hint(at_terminal: bool) -> str:
     """What a person who ran ``apex-mcp`` by hand sees, so that waiting is not a hang."""
     if not at_terminal:  # a host spawned it: one line in its log
         return "apex-mcp: waiting for an MCP host on stdin (Ctrl+C or Ctrl+D stops it)"
-    command = typed_command()
+    command = _typed_command()
     return (
         "apex-mcp is an MCP server: it waits for a host (Claude Desktop, an IDE, an agent) "
         "to talk to it on stdin.\n"
@@ -61,7 +61,7 @@ def stdio_hint(at_terminal: bool) -> str:
     )
 
 
-def typed_command() -> str:
+def _typed_command() -> str:
     """``apex-mcp`` when that name runs this very script, else its path (a venv's command
     before the venv is active: ``apex-mcp`` alone would be "command not found")."""
     import shutil
