@@ -20,7 +20,7 @@ from tests.fakes.web import FakeSearxng, FakeWeb, hit, serve_searxng, serve_web
 from tests.server.harness import user_miner_env
 from tests.servers import free_port, gateway_process, run_process, wait_exit, wait_listening
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "sk-miner-secret-42"
 
 
