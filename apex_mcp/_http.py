@@ -72,17 +72,11 @@ async def send_whole(
 class LazyClient:
     """An httpx2 client made on first use: a TLS context costs tens of milliseconds, and a
     host spawning the server waits for tools/list, which needs no connection. ``aclose``
-    closes it only if it was made here (a client given to share stays its owner's)."""
+    closes it if it was made."""
 
-    def __init__(
-        self,
-        make: Callable[[], httpx2.AsyncClient],
-        *,
-        shared: httpx2.AsyncClient | None = None,
-    ) -> None:
+    def __init__(self, make: Callable[[], httpx2.AsyncClient]) -> None:
         self._make = make
-        self._client = shared
-        self._owned = shared is None
+        self._client: httpx2.AsyncClient | None = None
 
     def __call__(self) -> httpx2.AsyncClient:
         if self._client is None:
@@ -90,5 +84,5 @@ class LazyClient:
         return self._client
 
     async def aclose(self) -> None:
-        if self._owned and self._client is not None:
+        if self._client is not None:
             await self._client.aclose()
