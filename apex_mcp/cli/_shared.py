@@ -26,8 +26,9 @@ def server_options(parser: argparse.ArgumentParser, *, serves_tools: bool = True
         from ..server.tools import TOOLSETS
 
         toolsets = f"comma-separated groups of tools to serve: {', '.join(TOOLSETS)} (default: all)"
+        read_only = "hide every tool that changes data"
     else:
-        toolsets = "accepted so that apex-mcp serve's arguments work here; unused"
+        toolsets = read_only = "accepted so that apex-mcp serve's arguments work here; unused"
     parser.add_argument(
         "--backend",
         choices=["auto", "local", "remote"],
@@ -35,9 +36,7 @@ def server_options(parser: argparse.ArgumentParser, *, serves_tools: bool = True
         " auto (default): remote when a key or base URL is set",
     )
     parser.add_argument("--toolsets", help=toolsets)
-    parser.add_argument(
-        "--read-only", action="store_true", help="hide every tool that changes data"
-    )
+    parser.add_argument("--read-only", action="store_true", help=read_only)
     engine_options(parser)
 
 
