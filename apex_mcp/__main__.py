@@ -1,5 +1,5 @@
 import sys
 
-from apex_mcp.cli import main
+from apex_mcp.cli.main import main
 
 sys.exit(main())

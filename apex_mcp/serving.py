@@ -204,17 +204,3 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-async def discard_request_body(receive: Any, limit: int = 64 * 1024 * 1024) -> None:
-    """Read and drop what is left of a request's body, before answering it without reading
-    it: hypercorn drops the connection (and a request waiting on it) when a body arrives after
-    its answer."""
-    size = 0
-    while size < limit:
-        event = await receive()
-        if event["type"] != "http.request":
-            return
-        size += len(event.get("body", b""))
-        if not event.get("more_body", False):
-            return

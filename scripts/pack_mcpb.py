@@ -34,7 +34,7 @@ MAIN = '''\
 
 import sys
 
-from apex_mcp.cli import main
+from apex_mcp.cli.main import main
 
 sys.exit(main())
 '''

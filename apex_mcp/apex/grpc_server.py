@@ -29,12 +29,13 @@ from google.protobuf import json_format
 from google.protobuf.message import Message as ProtoMessage
 from pydantic import ValidationError
 
+from .._http import Receive, Scope, Send, bearer_token, header, send_whole
 from . import connect
 from .client import RPCS, SERVICE, Rpc
 from .errors import ApexError, Code
 from .gen.apex_connect import ApexServiceASGIApplication
 from .models import Message
-from .server import ApexWireApp, Receive, Scope, Send, call_with_deadline
+from .server import ApexWireApp, call_with_deadline
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class _Service:
             with _as_connect_errors(rpc):
                 model = from_proto(request, rpc.request)
                 headers = ctx.request_headers()
-                client = await self._wire.resolve(_bearer(headers.get("authorization")))
+                client = await self._wire.resolve(bearer_token(headers.get("authorization")))
                 timeout = _timeout(ctx)
                 key = headers.get(connect.IDEMPOTENCY_KEY_HEADER)
                 if key is not None and rpc.name in connect.KEYED_RPCS and self._wire.replies:
@@ -99,7 +100,7 @@ class _Service:
             with _as_connect_errors(rpc):
                 model = from_proto(request, rpc.request)
                 client = await self._wire.resolve(
-                    _bearer(ctx.request_headers().get("authorization"))
+                    bearer_token(ctx.request_headers().get("authorization"))
                 )
                 timeout = _timeout(ctx)
                 deadline = math.inf if timeout is None else anyio.current_time() + timeout
@@ -148,11 +149,6 @@ class _as_connect_errors:
         raise ConnectError(ConnectCode.INTERNAL, f"{self._rpc.name} failed on the server") from None
 
 
-def _bearer(authorization: str | None) -> str | None:
-    scheme, _, token = (authorization or "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
-
-
 def _timeout(ctx: Ctx) -> float | None:
     remaining = ctx.timeout_ms()
     return None if remaining is None else max(0.0, remaining / 1000)
@@ -194,28 +190,16 @@ def _is_connect_get(scope: Scope) -> bool:
 
 
 def _content_type(scope: Scope) -> str:
-    return _header(scope, b"content-type").split(";")[0].strip().lower()
+    return header(scope, b"content-type").split(";")[0].strip().lower()
 
 
 def _te_trailers(scope: Scope) -> bool:
-    return "trailers" in _header(scope, b"te").lower()
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return str(value.decode("latin-1"))
-    return ""
+    return "trailers" in header(scope, b"te").lower()
 
 
 async def _grpc_refusal(send: Send, content_type: str, message: str) -> None:
-    headers = [
-        (b"content-type", content_type.encode()),
-        (b"grpc-status", b"3"),  # invalid_argument
-        (b"grpc-message", quote(message).encode()),
-    ]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": b""})
+    status = [(b"grpc-status", b"3"), (b"grpc-message", quote(message).encode())]
+    await send_whole(send, 200, b"", content_type, status)  # 3: invalid_argument
 
 
 def with_binary_protocols(wire: ApexWireApp) -> Callable[[Scope, Receive, Send], Any]:

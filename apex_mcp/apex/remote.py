@@ -7,7 +7,6 @@ import os
 import random
 import uuid
 from collections.abc import AsyncIterator
-from functools import cached_property
 from typing import TypeVar
 
 import anyio
@@ -15,6 +14,7 @@ import httpx2
 from pydantic import SecretStr
 
 from .. import __version__
+from .._http import LazyClient
 from . import connect
 from .client import RPCS, Rpc
 from .errors import ApexError, Code
@@ -116,11 +116,9 @@ class RemoteApex:
         # Whether the server said it keeps the replies to keyed writes (a gateway does).
         self._server_keeps_replies = False
         self._public_only = public_only  # connect only to public addresses (hosted sessions)
+        self._http = LazyClient(self._new_http)
 
-    @cached_property
-    def _http(self) -> httpx2.AsyncClient:
-        # Made on first use: a TLS context costs tens of milliseconds, and a host spawning
-        # the server waits for tools/list, which needs no connection.
+    def _new_http(self) -> httpx2.AsyncClient:
         headers = {
             "connect-protocol-version": connect.PROTOCOL_VERSION,
             "x-source": self._app_name,
@@ -165,8 +163,7 @@ class RemoteApex:
         return self._api_key is not None
 
     async def aclose(self) -> None:
-        if "_http" in self.__dict__:
-            await self._http.aclose()
+        await self._http.aclose()
 
     async def __aenter__(self) -> RemoteApex:
         return self
@@ -370,7 +367,7 @@ class RemoteApex:
             raise rpc.deadline_exceeded()
         with anyio.move_on_after(remaining) as scope:
             try:
-                response = await self._http.post(
+                response = await self._http().post(
                     rpc.path, content=content, headers=headers, timeout=remaining
                 )
             except httpx2.TimeoutException:
@@ -399,7 +396,7 @@ class RemoteApex:
         envelope = connect.pack_envelope(body, compress="connect-content-encoding" in headers)
         reader = connect.EnvelopeReader(MAX_RESPONSE_BYTES)
         try:
-            async with self._http.stream(
+            async with self._http().stream(
                 "POST", rpc.path, content=envelope, headers=headers, timeout=_remaining(deadline)
             ) as response:
                 if connect.KEEPS_REPLIES_HEADER in response.headers:

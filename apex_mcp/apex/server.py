@@ -18,6 +18,10 @@ from typing import Any, NamedTuple, Protocol
 
 import anyio
 
+from .._http import Receive as Receive  # the ASGI types, for the wire apps built on this one
+from .._http import Scope as Scope
+from .._http import Send as Send
+from .._http import bearer_token, drain_body, send_whole
 from . import connect
 from .client import RPCS, SERVICE, ApexClient, Rpc
 from .errors import ApexError, Code
@@ -25,9 +29,6 @@ from .models import Message
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Resolver = Callable[[str | None], Awaitable[ApexClient]]
 
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
@@ -139,7 +140,7 @@ class ApexWireApp:
     async def _route(self, scope: Scope, receive: _Body, send: Send) -> None:
         path: str = scope["path"]
         if path in ("/healthz", "/health"):
-            await _send_bytes(send, 200, b'{"status":"ok"}', "application/json")
+            await send_whole(send, 200, b'{"status":"ok"}', "application/json")
             return
         rpc = RPCS.get(path[len(_PREFIX) :]) if path.startswith(_PREFIX) else None
         if rpc is None:
@@ -183,7 +184,7 @@ class ApexWireApp:
             body = await receive.read()
             body = self._inflate(body, headers.get("content-encoding"))
             request = connect.decode_message(rpc.request, body)
-            client = await self.resolve(_bearer(headers))
+            client = await self.resolve(bearer_token(headers.get("authorization")))
             key = headers.get(connect.IDEMPOTENCY_KEY_HEADER)
             if key is not None and rpc.name in connect.KEYED_RPCS and self.replies is not None:
                 payload = await self.once(rpc, client, request, timeout, key)
@@ -201,7 +202,7 @@ class ApexWireApp:
         if len(payload) >= connect.COMPRESS_MIN_BYTES and "gzip" in headers.get(
             "accept-encoding", ""
         ):
-            await _send_bytes(
+            await send_whole(
                 send,
                 200,
                 connect.gzip_compress(payload),
@@ -209,7 +210,7 @@ class ApexWireApp:
                 [(b"content-encoding", b"gzip")],
             )
         else:
-            await _send_bytes(send, 200, payload, connect.UNARY_CONTENT_TYPE)
+            await send_whole(send, 200, payload, connect.UNARY_CONTENT_TYPE)
 
     async def once(
         self,
@@ -312,7 +313,7 @@ class ApexWireApp:
             timeout = connect.parse_timeout(headers.get("connect-timeout-ms"))
             body = await receive.read()
             request = self._unwrap_envelope(body, headers.get("connect-content-encoding"))
-            client = await self.resolve(_bearer(headers))
+            client = await self.resolve(bearer_token(headers.get("authorization")))
             with anyio.fail_after(math.inf if timeout is None else timeout):
                 stream: AsyncIterator[Message] = getattr(client, rpc.attr)(request, timeout=timeout)
                 try:
@@ -379,8 +380,6 @@ class ApexWireApp:
 class _Body:
     """The request body, read once with a size limit, and drained if left unread."""
 
-    DRAIN_LIMIT = 64 * 1024 * 1024
-
     def __init__(self, receive: Receive, limit: int) -> None:
         self._receive = receive
         self._limit = limit
@@ -401,10 +400,9 @@ class _Body:
         return b"".join(chunks)
 
     async def drain(self) -> None:
-        size = 0
-        with contextlib.suppress(ApexError):
-            while not self._done and size < self.DRAIN_LIMIT:
-                size += len((await self._next()).get("body", b""))
+        if not self._done:
+            self._done = True
+            await drain_body(self._receive)
 
     async def _next(self) -> MutableMapping[str, Any]:
         event = await self._receive()
@@ -448,28 +446,6 @@ def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
-def _bearer(headers: dict[str, str]) -> str | None:
-    value = headers.get("authorization", "")
-    scheme, _, token = value.partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
-
-
-async def _send_bytes(
-    send: Send,
-    status: int,
-    body: bytes,
-    content_type: str,
-    extra: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    headers = [
-        (b"content-type", content_type.encode()),
-        (b"content-length", str(len(body)).encode()),
-        *(extra or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 async def _send_error(
     send: Send,
     error: ApexError,
@@ -481,7 +457,7 @@ async def _send_error(
     if error.retry_after is not None:
         headers.append((b"retry-after", str(math.ceil(error.retry_after)).encode()))
     with contextlib.suppress(OSError):  # the client may have gone away
-        await _send_bytes(
+        await send_whole(
             send,
             status or error.code.http_status,
             connect.encode_json(connect.error_json(error)),

@@ -19,8 +19,9 @@ from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .._http import bearer_token, drain_body, header, send_whole
 from ..config import Settings
-from ..serving import discard_request_body, is_loopback, serve_until_signalled
+from ..serving import is_loopback, serve_until_signalled
 from .app import running_state
 from .state import AppState
 
@@ -106,20 +107,8 @@ def create_http_app(mcp: MCPServer[AppState], settings: Settings, host: str, por
 async def _refuse(
     receive: Any, send: Any, status: int, body: dict[str, str], *headers: tuple[bytes, bytes]
 ) -> None:
-    await discard_request_body(receive)
-    data = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(data)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": data})
+    await drain_body(receive)
+    await send_whole(send, status, json.dumps(body).encode(), "application/json", headers)
 
 
 # The SDK's transports log session ids (at INFO, some at WARNING): a session id is what lets
@@ -311,9 +300,8 @@ class BearerGate:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and not is_open(scope["path"]):
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            scheme, _, value = given.partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), self._token):
+            given = bearer_token(header(scope, b"authorization"))
+            if given is None or not hmac.compare_digest(given.encode("latin-1"), self._token):
                 body = {"error": "unauthorized", "message": "send Authorization: Bearer <token>"}
                 await _refuse(receive, send, 401, body, (b"www-authenticate", b"Bearer"))
                 return

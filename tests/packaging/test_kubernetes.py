@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from apex_mcp.cli import build_parser
+from apex_mcp.cli.main import parse_command_line
 from tests.packaging.tooling import MANIFESTS, ROOT, settings_env_names, version_in_init
 
 K8S = MANIFESTS / "k8s"
@@ -121,7 +121,7 @@ def test_the_deployments_fit_together() -> None:
     assert {e["name"] for e in server["env"]} >= {"APEX_HTTP_TOKEN", "APEX_HTTP_ALLOWED_HOSTS"}
     gateway = deployments["apex-gateway"]["spec"]["template"]["spec"]["containers"][0]
     assert gateway["command"] == ["apex-mcp"]
-    parsed = build_parser().parse_args(gateway["args"])
+    parsed = parse_command_line(gateway["args"])
     assert parsed.command == "gateway" and parsed.host == "0.0.0.0"
     assert parsed.port == gateway["ports"][0]["containerPort"]
     assert "APEX_GATEWAY_KEYS" in {e["name"] for e in gateway["env"]}

@@ -100,7 +100,7 @@ def test_the_packed_bundle_runs_as_claude_desktop_runs_it(tmp_path: Path, fake_m
         names = set(archive.namelist())
         archive.extractall(unpacked)
     assert {"manifest.json", "icon.png", "pyproject.toml", "server/main.py"} <= names
-    assert "server/apex_mcp/cli.py" in names and "server/apex_mcp/server/app.py" in names
+    assert "server/apex_mcp/cli/main.py" in names and "server/apex_mcp/server/app.py" in names
     assert not [n for n in names if n.startswith(("tests/", "bench/", "server/tests/"))]
     assert not [n for n in names if "__pycache__" in n or n.startswith(".")]
     assert json.loads((unpacked / "manifest.json").read_text()) == manifest()

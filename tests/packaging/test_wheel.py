@@ -93,7 +93,7 @@ def test_the_wheel_holds_the_package_and_nothing_else(wheel: Path) -> None:
     assert sources <= set(names), sources - set(names)
     assert metadata["Name"] == "apex-mcp" and metadata["Version"] == version
     assert metadata["Requires-Python"] == ">=3.11"
-    assert "apex-mcp = apex_mcp.cli:main" in entry_points
+    assert "apex-mcp = apex_mcp.cli.main:main" in entry_points
     # The README is the long description on PyPI, where the MCP registry looks for this line.
     name = json.loads((MANIFESTS / "server.json").read_text())["name"]
     assert f"mcp-name: {name}" in str(metadata.get_payload())

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.test_commands import APEX_MCP, run
 from tests.fakes.web import FakeSearxng, FakeWeb, hit, serve_searxng, serve_web
 from tests.server.harness import user_miner_env
 from tests.servers import free_port, gateway_process, run_process, wait_exit, wait_listening
-from tests.test_cli import APEX_MCP, run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "sk-miner-secret-42"
 
 

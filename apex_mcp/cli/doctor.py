@@ -3,16 +3,18 @@ what to do about it, naming the setting to change. No secret is shown."""
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .apex.errors import ApexError, Code
-from .config import MinerSettings, Settings, config_file_path
+from ..apex.errors import ApexError, Code
+from ..config import MinerSettings, Settings, config_file_path
+from ._shared import server_options, set_up, settings_from
 
 if TYPE_CHECKING:
-    from .engine import MinerStatus
+    from ..engine import MinerStatus
 
 # Setting up a miner from nothing, in one line.
 SET_A_MINER = (
@@ -20,15 +22,15 @@ SET_A_MINER = (
     "APEX_MINER_API_KEY and APEX_MINER_MODEL"
 )
 # What to do for a local server that was looked for and is not running, by its label.
-START_LOCAL = {
+_START_LOCAL = {
     "Ollama": "start Ollama (`ollama serve`)",
     "LM Studio": "start LM Studio's local server",
 }
-PULL_LOCAL = {
+_PULL_LOCAL = {
     "Ollama": "pull one (`ollama pull llama3.2`)",
     "LM Studio": "download and load one in LM Studio",
 }
-STORE_FIXES = {
+_STORE_FIXES = {
     Code.DATA_LOSS: "move the file away (or restore a backup), or set APEX_DB to another file",
     Code.RESOURCE_EXHAUSTED: "free some space on that disk, or set APEX_DB to a file elsewhere",
     Code.UNAVAILABLE: "another process holds the database: stop it, or set APEX_DB to another file",
@@ -45,7 +47,7 @@ async def doctor(
 ) -> int:
     """Check each part and print a line for it; 1 if any failed. ``local_probe``: where to
     look for local servers, if not on their usual ports."""
-    from . import __version__
+    from .. import __version__
 
     failures = 0
 
@@ -68,8 +70,8 @@ async def doctor(
 
 
 async def _check_remote(settings: Settings, report: Any) -> None:
-    from .apex import models as m
-    from .apex.remote import RemoteApex
+    from ..apex import models as m
+    from ..apex.remote import RemoteApex
 
     async with RemoteApex(settings.base_url, settings.api_key, timeout=20) as remote:
         report(None, "Apex server", remote.base_url)
@@ -86,8 +88,8 @@ async def _check_remote(settings: Settings, report: Any) -> None:
 async def _check_local(
     settings: Settings, report: Any, local_probe: Sequence[tuple[str, str]] | None
 ) -> None:
-    from .engine import LOCAL_PROBE, MinerPool, open_store
-    from .serving import engine_miner
+    from ..engine import LOCAL_PROBE, MinerPool, open_store
+    from ..serving import engine_miner
 
     try:
         store = await open_store(settings.db)
@@ -97,10 +99,10 @@ async def _check_local(
             await store.close()
         detail = f"{settings.db} (integrity: {integrity})"
         if integrity != "ok":
-            detail += f": the file is damaged: {STORE_FIXES[Code.DATA_LOSS]}"
+            detail += f": the file is damaged: {_STORE_FIXES[Code.DATA_LOSS]}"
         report(integrity == "ok", "store", detail)
     except ApexError as error:
-        fix = STORE_FIXES.get(
+        fix = _STORE_FIXES.get(
             error.code, "check that APEX_DB names a file in a folder you can write"
         )
         report(False, "store", f"{settings.db}: {error.message}: {fix}")
@@ -147,7 +149,7 @@ def _report_discovery(settings: Settings, statuses: list[MinerStatus], report: A
         where = f"{status.base_url} (looked for locally)"
         detail = status.detail.removesuffix(f" at {status.base_url}")
         if status.ok and status.problem == "no_models":
-            pull = PULL_LOCAL.get(status.name, "add one to it")
+            pull = _PULL_LOCAL.get(status.name, "add one to it")
             report(False, f"miner {status.name}", f"{where}: {detail}: {pull}")
         elif status.ok:
             models = f"; models: {', '.join(status.models[:5])}" if status.models else ""
@@ -155,7 +157,7 @@ def _report_discovery(settings: Settings, statuses: list[MinerStatus], report: A
         else:  # not running: a problem only if nothing else is (below)
             report(None, f"miner {status.name}", f"{where}: {detail}")
     if not any(s.ok for s in statuses):
-        start = " or ".join(START_LOCAL.get(s.name, f"start {s.name}") for s in statuses)
+        start = " or ".join(_START_LOCAL.get(s.name, f"start {s.name}") for s in statuses)
         report(False, "miners", f"none configured, and none runs here: {start}; or {SET_A_MINER}")
 
 
@@ -195,7 +197,7 @@ class _SettingNames:
                 return f"it wants an API key: set {self.key}"
             return f"the key was refused: set {self.key} to a valid key"
         if problem == "unreachable":
-            start = START_LOCAL.get(_LOCAL_LABELS.get(self.miner.preset or "", ""), "")
+            start = _START_LOCAL.get(_LOCAL_LABELS.get(self.miner.preset or "", ""), "")
             running = f"{start}, or check" if start else "check that it is running, and"
             return f"{running} that {self.url} is its address"
         if problem == "timeout":
@@ -225,3 +227,15 @@ def _is_shorthand(settings: Settings, miner: MinerSettings) -> bool:
         return MinerSettings.parse(settings.miner).name == miner.name
     except ValueError:
         return False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    server_options(parser, serves_tools=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    import anyio
+
+    settings = settings_from(args)
+    set_up()
+    return anyio.run(doctor, settings)

@@ -42,6 +42,34 @@ def engine_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         yield env
 
 
+# Runs the command in a fresh interpreter, then lists every module it imported.
+IMPORTS_OF = """
+import sys
+from apex_mcp.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print("imported:", *sorted(sys.modules))
+"""
+
+
+@pytest.mark.parametrize(
+    "words", [["--version"], ["--help"], ["gateway", "--help"], ["config", "claude"]]
+)
+def test_commands_that_serve_no_tool_never_load_the_mcp_stack(words: list[str]) -> None:
+    done = run_process(
+        [sys.executable, "-c", IMPORTS_OF, *words],
+        what=f"apex-mcp {' '.join(words)}",
+        timeout=120,
+        env=dict(os.environ),
+    )
+    assert done.returncode == 0, done.stderr
+    imported = set(done.stdout.split("imported:")[1].split())
+    assert "apex_mcp.cli.main" in imported  # the listing works: it names the command itself
+    assert not {"mcp", "apex_mcp.server", "apex_mcp.engine"} & imported
+
+
 def test_stdio_serves_the_protocol_alone_on_stdout(engine_env: dict[str, str]) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "apex_mcp"],

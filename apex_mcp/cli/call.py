@@ -14,35 +14,36 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from .config import Settings
+from ..config import Settings
+from ._shared import server_options, set_up, settings_from, toolsets_from
 
-FOLLOWED_TOOL = "deep_research_start"
-WAIT_SECONDS = 30.0  # each deep_research_status call waits this long for news
+_FOLLOWED_TOOL = "deep_research_start"
+_WAIT_SECONDS = 30.0  # each deep_research_status call waits this long for news
 
 
-class UsageError(Exception):
+class _UsageError(Exception):
     """A call written wrong: the message says what to write instead."""
 
 
 @dataclass
-class Followed:
+class _Followed:
     """The deep research job ``call`` is waiting for, if any (read after a Ctrl+C)."""
 
     job_id: str | None = None
     backend: str = "local"
 
 
-def tool_names_hint(wanted: str, names: list[str]) -> str:
+def _tool_names_hint(wanted: str, names: list[str]) -> str:
     close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.5)
     close += [n for n in names if wanted and wanted in n and n not in close][: 3 - len(close)]
     maybe = f": did you mean {' or '.join(close)}?" if close else ""
     return f"no tool named {wanted!r}{maybe} (apex-mcp call --list lists them)"
 
 
-def not_served(name: str, settings: Settings, args: argparse.Namespace) -> str | None:
+def _not_served(name: str, settings: Settings, args: argparse.Namespace) -> str | None:
     """Why a tool that exists is not served here, if it is one."""
-    from .server.app import selected_tools
-    from .server.tools import TOOLS
+    from ..server.app import selected_tools
+    from ..server.tools import TOOLS
 
     spec = next((spec for spec in TOOLS if spec.name == name), None)
     if spec is None:
@@ -54,7 +55,7 @@ def not_served(name: str, settings: Settings, args: argparse.Namespace) -> str |
     return f"{name} is in the {spec.toolset} toolset, which --toolsets {args.toolsets} leaves out"
 
 
-def parse_arguments(tool: str, words: list[str], schema: dict[str, Any]) -> dict[str, Any]:
+def _parse_arguments(tool: str, words: list[str], schema: dict[str, Any]) -> dict[str, Any]:
     """``key=value`` words to the tool's arguments: checked against its parameters, and read
     as JSON where the value parses, unless the parameter takes text."""
     properties: dict[str, Any] = schema.get("properties") or {}
@@ -64,14 +65,14 @@ def parse_arguments(tool: str, words: list[str], schema: dict[str, Any]) -> dict
         if not sep or not key:
             example = _first_text_parameter(schema) or "name"
             shown = word if len(word) <= 40 else word[:37] + "..."
-            raise UsageError(
+            raise _UsageError(
                 f"arguments are key=value: write {example}={json.dumps(shown)}, not {shown!r} "
                 f"(apex-mcp call {tool} --help lists the parameters)"
             )
         if key not in properties:
             close = difflib.get_close_matches(key, list(properties), n=3, cutoff=0.5)
             maybe = f": did you mean {' or '.join(close)}?" if close else ""
-            raise UsageError(
+            raise _UsageError(
                 f"{tool} has no parameter {key!r}{maybe} (apex-mcp call {tool} --help lists them)"
             )
         arguments[key] = _value(value, properties[key])
@@ -105,7 +106,7 @@ def _first_text_parameter(schema: dict[str, Any]) -> str | None:
     return None
 
 
-def tool_help(tool: Any) -> str:
+def _tool_help(tool: Any) -> str:
     """The tool's parameters as its input schema gives them: name, type, required or not,
     default and description."""
     schema: dict[str, Any] = tool.input_schema or {}
@@ -120,7 +121,7 @@ def tool_help(tool: Any) -> str:
     lines.append("parameters (a value is read as JSON when it parses, else as text):")
     width = max(len(name) for name in properties) + 2
     for name, prop in properties.items():
-        facts = [describe_type(prop), "required" if name in required else "optional"]
+        facts = [_describe_type(prop), "required" if name in required else "optional"]
         if "default" in prop and prop["default"] is not None:
             facts.append(f"default {json.dumps(prop['default'])}")
         about = f": {prop['description']}" if prop.get("description") else ""
@@ -128,20 +129,20 @@ def tool_help(tool: Any) -> str:
     return "\n".join(lines)
 
 
-def describe_type(schema: dict[str, Any]) -> str:
+def _describe_type(schema: dict[str, Any]) -> str:
     """A parameter's type in a few words, e.g. ``integer 1 to 65536``, ``list of objects
     (role, content)``, ``one of a, b``."""
     if "enum" in schema:
         values = [str(v) for v in schema["enum"] if v is not None]
         return "one of " + ", ".join(values)
-    options = [describe_type(s) for s in schema.get("anyOf", []) if s.get("type") != "null"]
+    options = [_describe_type(s) for s in schema.get("anyOf", []) if s.get("type") != "null"]
     if options:
         return " or ".join(options)
     types = _types(schema) or ["any"]
     words = []
     for kind in types:
         if kind == "array" and isinstance(schema.get("items"), dict):
-            words.append(f"list of {_plural(describe_type(schema['items']))}")
+            words.append(f"list of {_plural(_describe_type(schema['items']))}")
         elif kind == "object" and schema.get("properties"):
             words.append(f"object ({', '.join(schema['properties'])})")
         else:
@@ -175,24 +176,24 @@ def _error_lines(tool: str, result: Any) -> list[str]:
     return [line for line in text.splitlines() if line.strip()] or ["it failed"]
 
 
-async def call_tool(
-    settings: Settings, args: argparse.Namespace, toolsets: Any, followed: Followed
+async def _call_tool(
+    settings: Settings, args: argparse.Namespace, toolsets: Any, followed: _Followed
 ) -> int:
     from mcp import Client
 
-    from .server.app import build_server
+    from ..server.app import build_server
 
     mcp = build_server(settings, toolsets, read_only=args.read_only)
     async with Client(mcp) as client:
         try:
             return await _call(client, settings, args, followed)
-        except UsageError as error:  # raised in here, it would come out in exception groups
+        except _UsageError as error:  # raised in here, it would come out in exception groups
             print(f"apex-mcp: {error}", file=sys.stderr)
             return 2
 
 
 async def _call(
-    client: Any, settings: Settings, args: argparse.Namespace, followed: Followed
+    client: Any, settings: Settings, args: argparse.Namespace, followed: _Followed
 ) -> int:
     listed = await client.list_tools()
     tools = {tool.name: tool for tool in listed.tools}
@@ -202,26 +203,26 @@ async def _call(
         return 0
     tool = tools.get(args.tool)
     if tool is None:
-        why = not_served(args.tool, settings, args)
-        raise UsageError(why or tool_names_hint(args.tool, list(tools)))
+        why = _not_served(args.tool, settings, args)
+        raise _UsageError(why or _tool_names_hint(args.tool, list(tools)))
     if args.help:
-        print(tool_help(tool))
+        print(_tool_help(tool))
         return 0
-    arguments = parse_arguments(tool.name, args.arguments, tool.input_schema or {})
+    arguments = _parse_arguments(tool.name, args.arguments, tool.input_schema or {})
     result = await client.call_tool(tool.name, arguments)
     if result.is_error:
         for line in _error_lines(tool.name, result):
             print(f"apex-mcp: {tool.name}: {line}", file=sys.stderr)
         return 1
-    if tool.name == FOLLOWED_TOOL and not args.no_wait:
+    if tool.name == _FOLLOWED_TOOL and not args.no_wait:
         job_id = (result.structured_content or {}).get("job_id")
         if job_id:
             followed.job_id = job_id
             followed.backend = settings.resolved_backend
-            return await follow_job(client, job_id, as_json=args.json)
+            return await _follow_job(client, job_id, as_json=args.json)
     _print_result(result, as_json=args.json)
-    if tool.name == FOLLOWED_TOOL:
-        print(not_waiting(settings.resolved_backend), file=sys.stderr)
+    if tool.name == _FOLLOWED_TOOL:
+        print(_not_waiting(settings.resolved_backend), file=sys.stderr)
     return 0
 
 
@@ -233,7 +234,7 @@ def _print_result(result: Any, *, as_json: bool) -> None:
             print(getattr(block, "text", block))
 
 
-def not_waiting(backend: str) -> str:
+def _not_waiting(backend: str) -> str:
     if backend == "remote":
         return "apex-mcp: the job runs on the Apex server; follow it with deep_research_status"
     return (
@@ -243,7 +244,7 @@ def not_waiting(backend: str) -> str:
     )
 
 
-def stopped_waiting(followed: Followed) -> str:
+def _stopped_waiting(followed: _Followed) -> str:
     where = (
         "it goes on on the Apex server"
         if followed.backend == "remote"
@@ -256,7 +257,7 @@ def stopped_waiting(followed: Followed) -> str:
     )
 
 
-async def follow_job(client: Any, job_id: str, *, as_json: bool) -> int:
+async def _follow_job(client: Any, job_id: str, *, as_json: bool) -> int:
     """Wait for the job's report: its steps on stderr as they come, the report on stdout."""
     print(f"apex-mcp: deep research job {job_id} started; waiting for its report", file=sys.stderr)
     seq = 0
@@ -264,7 +265,7 @@ async def follow_job(client: Any, job_id: str, *, as_json: bool) -> int:
     while True:
         result = await client.call_tool(
             "deep_research_status",
-            {"job_id": job_id, "last_seq_id": seq, "wait_seconds": WAIT_SECONDS},
+            {"job_id": job_id, "last_seq_id": seq, "wait_seconds": _WAIT_SECONDS},
         )
         if result.is_error:
             for line in _error_lines("deep_research_status", result):
@@ -294,3 +295,44 @@ async def follow_job(client: Any, job_id: str, *, as_json: bool) -> int:
                 f"apex-mcp: deep research job {job_id} {status['status']}{reason}", file=sys.stderr
             )
             return 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Call a tool in-process, e.g. apex-mcp call web_search "
+        'search_query="what is bittensor" n_results=3. Values are read as JSON when they '
+        "parse (numbers, true/false, lists), else as text. apex-mcp call TOOL --help lists "
+        "a tool's parameters."
+    )
+    parser.add_argument("tool", help="the tool's name (see apex-mcp call --list)", nargs="?")
+    parser.add_argument("arguments", nargs="*", metavar="key=value")
+    parser.add_argument(
+        "-h", "--help", action="store_true", help="show this help, or the tool's parameters"
+    )
+    parser.add_argument("--list", action="store_true", help="list the tools and exit")
+    parser.add_argument("--json", action="store_true", help="print the structured output as JSON")
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="deep_research_start: return the job id at once instead of waiting for the report"
+        " (the job then runs in the next apex-mcp server process on the same APEX_DB)",
+    )
+    parser.set_defaults(print_help=parser.print_help)
+    server_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import anyio
+
+    if args.help and not args.tool:
+        args.print_help()
+        return 0
+    settings = settings_from(args)
+    set_up()
+    followed = _Followed()
+    try:
+        return anyio.run(_call_tool, settings, args, toolsets_from(args), followed)
+    except KeyboardInterrupt:
+        if followed.job_id:
+            print(_stopped_waiting(followed), file=sys.stderr)
+        return 130

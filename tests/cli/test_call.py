@@ -16,12 +16,12 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.cli.test_commands import APEX_MCP, run
 from tests.engine.test_research import Script
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.fakes.web import FakeSearxng, FakeWeb, hit, serve_searxng, serve_web
 from tests.server.harness import connect, user_miner_env
 from tests.servers import wait_exit, waiting_for
-from tests.test_cli import APEX_MCP, run
 
 SECRET = "sk-miner-secret-42"
 

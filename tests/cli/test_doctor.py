@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from apex_mcp.cli.doctor import doctor
 from apex_mcp.config import Settings
-from apex_mcp.doctor import doctor
 from apex_mcp.gateway import create_gateway_app
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.servers import free_port, serve_asgi

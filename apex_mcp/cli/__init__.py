@@ -1,0 +1,1 @@
+"""The ``apex-mcp`` command: ``main`` parses it and runs one subcommand module."""
