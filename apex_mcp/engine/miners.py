@@ -46,13 +46,13 @@ import random
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
-from functools import cached_property
 from urllib.parse import urlsplit
 
 import anyio
 import httpx2
 
 from .. import __version__
+from .._http import LazyClient
 from ..apex.errors import ApexError, Code
 from ..apex.models import (
     ChatCompletionChunkResponse,
@@ -168,6 +168,14 @@ class _Traffic:
 Candidate = tuple[MinerConfig, str | None]  # a miner and the model to ask it for
 
 
+def _make_http() -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(
+        headers={"user-agent": f"apex-mcp/{__version__}"},
+        limits=httpx2.Limits(max_connections=64, max_keepalive_connections=16),
+        trust_env=True,
+    )
+
+
 class MinerPool:
     """Answers chat completions with the configured miners: choice, fallback, mixture.
 
@@ -197,18 +205,9 @@ class MinerPool:
         self._probe_statuses: list[MinerStatus] = []
         self._probe_lock = anyio.Lock()
         self._traffic = traffic or _Traffic(calls_per_user, queue_seconds)
+        # A pool made with a client (a sibling) uses it and leaves closing it to its owner.
         self._owns_http = http is None
-        if http is not None:
-            self.__dict__["_http"] = http
-
-    @cached_property
-    def _http(self) -> httpx2.AsyncClient:
-        # Made on first use: a TLS context costs tens of milliseconds at start-up.
-        return httpx2.AsyncClient(
-            headers={"user-agent": f"apex-mcp/{__version__}"},
-            limits=httpx2.Limits(max_connections=64, max_keepalive_connections=16),
-            trust_env=True,
-        )
+        self._http = LazyClient(_make_http if http is None else lambda: http)
 
     def sibling(
         self, miners: Sequence[MinerConfig], *, http: httpx2.AsyncClient | None = None
@@ -217,7 +216,7 @@ class MinerPool:
         client, which stays its owner's to close: a cheap pool per session. The users' turns
         at the miners are shared too."""
         return MinerPool(
-            miners, discover_local=False, http=http or self._http, traffic=self._traffic
+            miners, discover_local=False, http=http or self._http(), traffic=self._traffic
         )
 
     def __repr__(self) -> str:
@@ -231,7 +230,7 @@ class MinerPool:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._owns_http and "_http" in self.__dict__:
+        if self._owns_http:
             await self._http.aclose()
 
     # --- the calls ------------------------------------------------------------------------
@@ -457,7 +456,7 @@ class MinerPool:
         headers = wire.auth_headers(miner)
         async with self._traffic.turn(user):
             try:
-                return await wire.complete(self._http, miner, model, request, headers)
+                return await wire.complete(self._http(), miner, model, request, headers)
             except MinerFailure as failure:
                 self._note_rest(miner, failure)
                 raise
@@ -473,7 +472,7 @@ class MinerPool:
         headers = wire.auth_headers(miner)
         async with self._traffic.turn(user):
             try:
-                answer = wire.stream(self._http, miner, model, request, headers)
+                answer = wire.stream(self._http(), miner, model, request, headers)
                 async with aclosing(answer) as chunks:
                     async for chunk in chunks:
                         yield chunk
@@ -487,7 +486,7 @@ class MinerPool:
 
     async def _check(self, miner: MinerConfig) -> MinerStatus:
         try:
-            listed = await wire.list_models(self._http, miner, min(miner.timeout, CHECK_TIMEOUT))
+            listed = await wire.list_models(self._http(), miner, min(miner.timeout, CHECK_TIMEOUT))
         except MinerFailure as failure:
             kind = problem_of(failure.reason)
             return MinerStatus(miner.name, miner.base_url, False, failure.reason, problem=kind)
@@ -528,7 +527,7 @@ class MinerPool:
             name=slug, base_url=url, supports_top_k=known, preset=slug if known else None
         )
         try:
-            listed = await wire.list_models(self._http, probe, PROBE_TIMEOUT)
+            listed = await wire.list_models(self._http(), probe, PROBE_TIMEOUT)
         except MinerFailure as failure:
             problem = problem_of(failure.reason)
             return None, MinerStatus(

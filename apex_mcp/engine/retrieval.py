@@ -43,7 +43,6 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -54,6 +53,7 @@ import httpx2
 from pydantic import BaseModel
 
 from .. import __version__
+from .._http import LazyClient
 from ..apex.errors import ApexError, Code
 from ..apex.models import WebRetrievalRequest, WebRetrievalResponse, WebSearchResult
 from ..netguard import Resolver, public_transport, refusal
@@ -200,6 +200,7 @@ class SearxngSearch:
         self.url = url
         self.timeout = timeout
         self.user_agent = user_agent
+        self._http = LazyClient(self._make_http)
 
     @property
     def label(self) -> str:
@@ -209,9 +210,7 @@ class SearxngSearch:
         where = f"{host}:{parts.port}" if parts.port else host
         return f"searxng at {parts.scheme}://{where}{parts.path}"
 
-    @cached_property
-    def _http(self) -> httpx2.AsyncClient:
-        # Made on first use: a TLS context costs tens of milliseconds at start-up.
+    def _make_http(self) -> httpx2.AsyncClient:
         return httpx2.AsyncClient(
             headers={"user-agent": self.user_agent, "accept": "application/json"},
             timeout=httpx2.Timeout(self.timeout),
@@ -222,7 +221,7 @@ class SearxngSearch:
 
     async def search(self, query: str, max_results: int) -> list[SearchHit]:
         try:
-            response = await self._http.get(
+            response = await self._http().get(
                 f"{self.url}/search", params={"q": query, "format": "json"}
             )
         except httpx2.HTTPError as exc:
@@ -247,8 +246,7 @@ class SearxngSearch:
             raise SearchError("the answer is not SearXNG JSON") from None
 
     async def aclose(self) -> None:
-        if "_http" in self.__dict__:
-            await self._http.aclose()
+        await self._http.aclose()
 
 
 def build_providers(kind: str, searxng_url: str | None) -> list[SearchProvider]:
@@ -320,10 +318,9 @@ class WebRetriever:
         self._resolver, self._network = resolver, network  # how pages are reached (tests)
         self.user_agent = user_agent
         self._extract_limiter: anyio.CapacityLimiter | None = None
+        self._http = LazyClient(self._make_http)
 
-    @cached_property
-    def _http(self) -> httpx2.AsyncClient:
-        # Made on first use: a TLS context costs tens of milliseconds at start-up.
+    def _make_http(self) -> httpx2.AsyncClient:
         limits = httpx2.Limits(max_connections=64, max_keepalive_connections=16)
         # The guard is in the connection: each one goes to an address checked as it is made.
         transport = (
@@ -359,8 +356,7 @@ class WebRetriever:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if "_http" in self.__dict__:
-            await self._http.aclose()
+        await self._http.aclose()
         for provider in self.providers:
             close = getattr(provider, "aclose", None)
             if close is not None:
@@ -503,7 +499,7 @@ class WebRetriever:
         for _ in range(self.max_redirects + 1):
             await self._guard(url)
             try:
-                async with self._http.stream("GET", url) as response:
+                async with self._http().stream("GET", url) as response:
                     if response.is_redirect:
                         url = urljoin(url, response.headers["location"])
                         continue

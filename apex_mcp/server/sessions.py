@@ -34,6 +34,7 @@ import httpx2
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from .._http import LazyClient
 from ..apex.connect import describe_validation_error
 from ..apex.errors import ApexError, Code
 from ..config import MinerSettings, split_credentials
@@ -253,7 +254,7 @@ class SessionClients:
         self._tasks = tasks
         self._remotes: OrderedDict[str, RemoteApex] = OrderedDict()
         self._open: set[RemoteApex] = set()
-        self._public_http: httpx2.AsyncClient | None = None
+        self._public_http = LazyClient(_public_http)
 
     async def client_for(self, request: ServerRequestContext[Any], engine: LocalApex) -> ApexClient:
         """The client for ``request``, from the configuration it carries (the platform sends
@@ -313,20 +314,10 @@ class SessionClients:
         return remote
 
     def _miners_http(self) -> httpx2.AsyncClient | None:
-        """The HTTP client of sessions' miners: one that connects only to public addresses,
-        each checked as its connection is made (None: the engine's own, when allowed)."""
+        """The HTTP client of sessions' miners (None: the engine's own, when allowed)."""
         if self.settings.allow_private_addresses:
             return None
-        if self._public_http is None:
-            from .. import __version__
-
-            limits = httpx2.Limits(max_connections=64, max_keepalive_connections=16)
-            self._public_http = httpx2.AsyncClient(
-                headers={"user-agent": f"apex-mcp/{__version__}"},
-                limits=limits,
-                transport=public_transport(limits=limits),
-            )
-        return self._public_http
+        return self._public_http()
 
     async def _check_reachable(self, setting: str, url: str) -> None:
         """Refuse a private endpoint early, with a clear message. (Not what keeps it out:
@@ -354,5 +345,17 @@ class SessionClients:
     async def aclose(self) -> None:
         for remote in list(self._open):
             await self._close(remote)
-        if self._public_http is not None:
-            await self._public_http.aclose()
+        await self._public_http.aclose()
+
+
+def _public_http() -> httpx2.AsyncClient:
+    """Sessions' miners' client: it connects only to public addresses, each checked as its
+    connection is made."""
+    from .. import __version__
+
+    limits = httpx2.Limits(max_connections=64, max_keepalive_connections=16)
+    return httpx2.AsyncClient(
+        headers={"user-agent": f"apex-mcp/{__version__}"},
+        limits=limits,
+        transport=public_transport(limits=limits),
+    )
