@@ -164,3 +164,10 @@ RPCS: dict[str, Rpc] = {
     )
     for method in METHODS
 }
+
+
+@runtime_checkable
+class CancelsResearch(Protocol):
+    """An Apex service that can stop a deep research job (beyond apex.v1)."""
+
+    async def cancel_deep_researcher_job(self, job_id: str) -> GetDeepResearcherJobResponse: ...
