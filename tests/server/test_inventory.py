@@ -7,6 +7,7 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from mcp import Client
@@ -15,13 +16,16 @@ from mcp_types import PromptReference, ResourceTemplateReference
 import apex_mcp.server
 from apex_mcp.apex import models as m
 from apex_mcp.apex.client import CancelsResearch
-from apex_mcp.apex.errors import ApexError, Code
 from apex_mcp.apex.remote import RemoteApex
+from apex_mcp.config import Settings
 from apex_mcp.engine.local import LocalApex
+from apex_mcp.gateway import create_gateway_app
 from apex_mcp.server.app import build_server
-from apex_mcp.server.conversation import cancel_research
 from apex_mcp.server.inventory import TOOLSETS, Offer, Selection, offers, toolsets_help
-from tests.server.harness import Backend, backend, connect
+from tests.fakes.openai_server import FakeOpenAI, serve_openai
+from tests.server.harness import Backend, backend, connect, text_of
+from tests.server.test_hosted_sessions import hosting, session
+from tests.servers import serve_asgi
 
 pytestmark = pytest.mark.anyio
 
@@ -152,15 +156,32 @@ def test_cancelling_is_offered_by_the_backend_that_can() -> None:
     assert not Selection(backend=RemoteApex).serves(cancel)
 
 
-async def test_a_client_that_cannot_cancel_says_so() -> None:
-    class Remote:  # a hosted session's client may be one without the capability
-        async def get_deep_researcher_job(self, request: Any) -> Any:
-            raise AssertionError("not called")
-
-    with pytest.raises(ApexError) as raised:
-        await cancel_research(Remote(), "job-1")  # type: ignore[arg-type]
-    assert raised.value.code is Code.UNIMPLEMENTED
-    assert "cannot cancel" in raised.value.explain()
+async def test_a_hosted_session_on_an_apex_server_is_told_it_cannot_cancel(
+    tmp_path: Path,
+) -> None:
+    """Hosted sessions choose their client per request: the tool is offered (the configured
+    backend, the engine, can cancel), and a session on an Apex server of its own hears why it
+    cannot."""
+    with serve_openai(FakeOpenAI(models=["g1"])) as miner_url:
+        gateway = Settings(
+            db=tmp_path / "gateway.db",
+            miners=[{"name": "g", "base_url": miner_url}],
+            discover_local_miners=False,
+            gateway_keys={"carol": "gk-carol-SECRET"},
+        )
+        with serve_asgi(create_gateway_app(gateway)) as gateway_url, hosting(tmp_path) as h:
+            own = urlencode({"apexBaseUrl": gateway_url, "apexApiKey": "gk-carol-SECRET"})
+            async with session(h.url, own) as carol:
+                offered = {t.name for t in (await carol.list_tools()).tools}
+                refused = await carol.call_tool("deep_research_cancel", {"job_id": "j-1"})
+            async with session(h.url) as engine_user:
+                unknown = await engine_user.call_tool(
+                    "deep_research_cancel", {"job_id": "00000000-0000-4000-8000-000000000000"}
+                )
+    assert "deep_research_cancel" in offered
+    assert refused.is_error
+    assert "unimplemented: this Apex backend cannot cancel jobs" in text_of(refused)
+    assert unknown.is_error and "not_found" in text_of(unknown)  # the engine looked for it
 
 
 # --- the research entry of completion metadata ----------------------------------------------
