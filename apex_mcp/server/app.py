@@ -90,7 +90,8 @@ def build_server(
         middleware=[remember_request, client_logs.middleware, follow_listened_research],
     )
     # logging/setLevel, and with it the logging capability, for the handshake protocol
-    # versions; the SDK refuses the method at 2026-07-28, which dropped it.
+    # versions; the SDK refuses the method at 2026-07-28, which dropped it. MCPServer has no
+    # public hook for it (mcp 2.3): the low-level server's.
     mcp._lowlevel_server.add_request_handler(
         "logging/setLevel", SetLevelRequestParams, client_logs.set_level
     )
