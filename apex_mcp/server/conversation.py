@@ -19,6 +19,7 @@ from ..apex import models as m
 from ..apex.client import ApexClient, CancelsResearch
 from ..apex.errors import ApexError, Code
 from .outputs import Chat, Completion
+from .state import FINISHED
 from .views import job_state
 
 log = logging.getLogger(__name__)
@@ -270,6 +271,36 @@ async def start_research(
     )
     started.chat_id, started.completion_id = created.parsed_chat.id, created.parsed_completion.id
     return started
+
+
+Waiting = Callable[[float, str], Awaitable[None]]  # seconds waited so far, the job's status
+
+
+async def follow_research(
+    client: ApexClient,
+    job_id: str,
+    *,
+    after_seq: int,
+    wait_seconds: float,
+    poll_seconds: float,
+    waiting: Waiting | None = None,
+) -> tuple[m.GetDeepResearcherJobResponse, list[m.DeepResearcherResultChunk]]:
+    """The job and its chunks after ``after_seq``, as soon as there are some, the job ends, or
+    ``wait_seconds`` pass (``waiting`` hears of each wait). A job that ended has its stored
+    entry brought in step."""
+    deadline = anyio.current_time() + wait_seconds
+    while True:
+        job = await client.get_deep_researcher_job(m.GetDeepResearcherJobRequest(job_id=job_id))
+        new = [c for c in job.result if c.seq_id > after_seq]
+        left = deadline - anyio.current_time()
+        if new or job.status in FINISHED or left <= 0:
+            break
+        if waiting is not None:
+            await waiting(wait_seconds - left, job.status)
+        await anyio.sleep(min(poll_seconds, left))
+    if job.status in FINISHED:
+        await sync_research_entry(client, job)
+    return job, new
 
 
 async def research_completions(client: ApexClient) -> list[Completion]:

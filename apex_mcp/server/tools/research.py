@@ -5,21 +5,15 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-import anyio
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
 from pydantic import Field
 
 from ...apex import models as m
 from ...apex.client import CancelsResearch
-from ..conversation import (
-    cancel_research,
-    research_completions,
-    start_research,
-    sync_research_entry,
-)
+from ..conversation import cancel_research, follow_research, research_completions, start_research
 from ..outputs import CompletionList, ResearchJob, ResearchStatus, page
-from ..state import FINISHED, AppState
+from ..state import AppState
 from ..views import research_lines, status_text
 from . import apex, apex_errors, app_state, reply, tool
 
@@ -91,21 +85,20 @@ async def deep_research_status(
     """The job's status and the chunks after last_seq_id. With wait_seconds, returns as soon
     as there is something new (or the job ends). Once completed: the report and its sources."""
     state = app_state(ctx)
-    deadline = anyio.current_time() + wait_seconds
+
+    async def waiting(waited: float, status: str) -> None:
+        await ctx.report_progress(waited, wait_seconds, f"job {status}; waiting for news")
+
     with apex_errors():
         client = await apex(ctx)
-        while True:
-            job = await client.get_deep_researcher_job(m.GetDeepResearcherJobRequest(job_id=job_id))
-            new = [c for c in job.result if c.seq_id > last_seq_id]
-            left = deadline - anyio.current_time()
-            if new or job.status in FINISHED or left <= 0:
-                break
-            await ctx.report_progress(
-                wait_seconds - left, wait_seconds, f"job {job.status}; waiting for news"
-            )
-            await anyio.sleep(min(state.research_poll_seconds, left))
-    if job.status in FINISHED:
-        await sync_research_entry(client, job)
+        job, new = await follow_research(
+            client,
+            job_id,
+            after_seq=last_seq_id,
+            wait_seconds=wait_seconds,
+            poll_seconds=state.research_poll_seconds,
+            waiting=waiting,
+        )
     if new:
         await state.notify_research(job_id)
     output = status_of(job, new, last_seq_id)
