@@ -61,10 +61,10 @@ class Selection:
         return (
             offer.toolset in self.toolsets
             and not (self.read_only and offer.writes)
-            and (offer.needs is None or self.offers(offer.needs))
+            and (offer.needs is None or self.backend_has(offer.needs))
         )
 
-    def offers(self, capability: type) -> bool:
+    def backend_has(self, capability: type) -> bool:
         """Whether the configured backend has ``capability``. Hosted sessions may each choose
         another client; a tool checks the client it gets, too."""
         return self.backend is not None and issubclass(self.backend, capability)
