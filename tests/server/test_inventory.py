@@ -129,6 +129,14 @@ async def test_a_toolset_left_out_completes_nothing_of_it(local: Backend) -> Non
     assert completion.completion.values == []
 
 
+async def test_tools_are_listed_by_toolset_chat_first(local: Backend) -> None:
+    async with Client(build_server(local.settings())) as client:
+        names = [t.name for t in (await client.list_tools()).tools]
+    toolset_of = {offer.name: offer.toolset for offer in offers()}
+    order = [TOOLSETS.index(toolset_of[name]) for name in names]
+    assert names[0] == "chat" and order == sorted(order)
+
+
 def test_the_inventory_declares_each_offer_once_in_a_known_toolset() -> None:
     everything = offers()
     names = [offer.name for offer in everything]
