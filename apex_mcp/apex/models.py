@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Self
 
@@ -495,3 +497,53 @@ class GetCompletionsWithDeepResearcherEntryResponse(Message):
 
 class Empty(Message):
     """``google.protobuf.Empty``."""
+
+
+# --- conventions in completion metadata -----------------------------------------------------
+
+
+RESEARCH_KEY = "deep-researcher"
+
+
+@dataclass(frozen=True)
+class ResearchEntry:
+    """The Apex convention linking a stored completion to its deep research job: its metadata's
+    ``"deep-researcher"`` entry, ``{"jobId", "status", "createdAt"}``. Keys it does not know
+    are kept as they were (``others``), so rewriting an entry loses nothing another client put
+    there."""
+
+    job_id: str
+    status: str = ""
+    created_at: str = ""
+    others: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any] | None) -> ResearchEntry | None:
+        """The entry of a completion's metadata; None without one that names a job."""
+        entry = (metadata or {}).get(RESEARCH_KEY)
+        if not isinstance(entry, Mapping):
+            return None
+        job_id, status, created_at = (entry.get(k) for k in ("jobId", "status", "createdAt"))
+        if not isinstance(job_id, str) or not job_id:
+            return None
+        return cls(
+            job_id=job_id,
+            status=status if isinstance(status, str) else "",
+            created_at=created_at if isinstance(created_at, str) else "",
+            others={k: v for k, v in entry.items() if k not in _RESEARCH_FIELDS},
+        )
+
+    def to_metadata(self, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``metadata`` (a copy; empty if None) holding this entry."""
+        entry: dict[str, Any] = {**self.others, "jobId": self.job_id}
+        if self.status:
+            entry["status"] = self.status
+        if self.created_at:
+            entry["createdAt"] = self.created_at
+        return {**(metadata or {}), RESEARCH_KEY: entry}
+
+    def with_status(self, status: str) -> ResearchEntry:
+        return replace(self, status=status)
+
+
+_RESEARCH_FIELDS = frozenset({"jobId", "status", "createdAt"})

@@ -16,8 +16,9 @@ from .. import __version__
 from ..apex.client import ApexClient
 from ..config import Settings
 from .client_logs import EVERY_CLIENT, ClientLogs
+from .inventory import Selection, Toolset
 from .state import AppState, follow_listened_research, remember_request
-from .tools import TOOLS, TOOLSETS, Toolset, ToolSpec, build_tool
+from .tools import ToolSpec, all_tools, build_tool
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +42,15 @@ def selected_tools(
     settings: Settings, toolsets: Iterable[Toolset] | None = None, *, read_only: bool = False
 ) -> list[ToolSpec]:
     """The tools to serve: from the chosen toolsets, only the read-only ones in read-only mode,
-    and the ones that need the embedded engine only on it."""
-    from .tools import chat, history, research, search  # noqa: F401  (they declare the tools)
-
-    chosen = set(toolsets or TOOLSETS)
-    local = settings.resolved_backend == "local"
-    served = [
-        spec
-        for spec in TOOLS
-        if spec.toolset in chosen
-        and (spec.read_only or not read_only)
-        and (local or not spec.local_only)
-    ]
-    return sorted(served, key=lambda spec: TOOLSETS.index(spec.toolset))  # stable: chat first
+    and the ones that need a capability beyond apex.v1 only on a backend that has it."""
+    selection = Selection.of(settings, toolsets, read_only=read_only)
+    return [spec for spec in all_tools() if selection.serves(spec.offer)]
 
 
 def build_server(
     settings: Settings, toolsets: Iterable[Toolset] | None = None, *, read_only: bool = False
 ) -> MCPServer[AppState]:
-    from . import prompts, resources
+    from . import inventory, resources
 
     bus = InMemorySubscriptionBus()
     running: list[AppState] = []
@@ -83,7 +74,8 @@ def build_server(
             raise RuntimeError("the server is not running")
         return running[-1]
 
-    tools = [build_tool(spec) for spec in selected_tools(settings, toolsets, read_only=read_only)]
+    selection = Selection.of(settings, toolsets, read_only=read_only)
+    tools = [build_tool(spec) for spec in all_tools() if selection.serves(spec.offer)]
 
     mcp: MCPServer[AppState] = MCPServer(
         "apex-mcp",
@@ -98,12 +90,12 @@ def build_server(
         middleware=[remember_request, client_logs.middleware, follow_listened_research],
     )
     # logging/setLevel, and with it the logging capability, for the handshake protocol
-    # versions; the SDK refuses the method at 2026-07-28, which dropped it.
+    # versions; the SDK refuses the method at 2026-07-28, which dropped it. MCPServer has no
+    # public hook for it (mcp 2.3): the low-level server's.
     mcp._lowlevel_server.add_request_handler(
         "logging/setLevel", SetLevelRequestParams, client_logs.set_level
     )
-    resources.register(mcp, current)
-    prompts.register(mcp)
+    resources.register(mcp, selection, inventory.install(mcp, selection))
     _RUNNING[mcp] = current
     return mcp
 

@@ -1,5 +1,7 @@
-"""Chat with history: load a stored chat, record the turn, stream the answer, save it.
+"""The use cases behind the tools, resources and prompts, written once.
 
+Chat with history (load a stored chat, record the turn, stream the answer, save it); read a
+stored chat; start a deep research job and keep its stored completion's entry in step with it.
 All of it through the ApexClient, so it works the same on the embedded engine and on any Apex
 server: the stored chat is the conversation's memory.
 """
@@ -14,8 +16,11 @@ from dataclasses import dataclass
 import anyio
 
 from ..apex import models as m
-from ..apex.client import ApexClient
-from ..apex.errors import ApexError
+from ..apex.client import ApexClient, CancelsResearch
+from ..apex.errors import ApexError, Code
+from .outputs import Chat, Completion
+from .state import FINISHED
+from .views import job_state
 
 log = logging.getLogger(__name__)
 
@@ -173,3 +178,176 @@ async def _stream(
             if progress is not None and chunk.choices:
                 await progress(received, f"{received} characters from {model or 'the model'}")
     return Answer("".join(parts), model, miner, finish, None, None)
+
+
+# --- stored chats ---------------------------------------------------------------------------
+
+
+async def chat_sessions(client: ApexClient, chat_type: str | None = None) -> list[m.ChatSession]:
+    listed = await client.get_chat_sessions(m.GetChatSessionsRequest(chat_type=chat_type or ""))
+    return listed.chat_sessions
+
+
+async def find_chat(client: ApexClient, chat_id: str) -> m.ChatSession:
+    """A chat by id. The Apex API has no GetChat: look it up in the user's list."""
+    for chat in await chat_sessions(client):
+        if chat.id == chat_id:
+            return chat
+    # Let the backend judge the id (a malformed one is invalid_argument, not not_found).
+    await client.get_stored_chat_completions(m.GetStoredChatCompletionsRequest(chat_id=chat_id))
+    raise ApexError(Code.NOT_FOUND, f"no chat {chat_id}")
+
+
+@dataclass
+class StoredChat:
+    chat: Chat
+    completions: list[Completion]  # oldest first
+
+
+async def read_chat(client: ApexClient, chat_id: str) -> StoredChat:
+    """A stored chat and all its completions."""
+    chat = await find_chat(client, chat_id)
+    stored = await client.get_stored_chat_completions(
+        m.GetStoredChatCompletionsRequest(chat_id=chat_id)
+    )
+    return StoredChat(Chat.of(chat), [Completion.of(c) for c in stored.chat_completions])
+
+
+async def read_completion(client: ApexClient, completion_id: str) -> Completion:
+    got = await client.get_chat_completion(m.GetChatCompletionRequest(completion_id=completion_id))
+    return Completion.of(got)
+
+
+async def research_states(client: ApexClient, completions: list[Completion]) -> dict[str, str]:
+    """For each completion without an answer that holds a research job: the job as it is now,
+    in words (how far it got, or why it failed). A job that cannot be read is left out: its
+    completion's entry says what it can."""
+    states: dict[str, str] = {}
+    for c in completions:
+        entry = m.ResearchEntry.from_metadata(c.metadata)
+        if c.completion_text or entry is None:
+            continue
+        try:
+            job = await client.get_deep_researcher_job(
+                m.GetDeepResearcherJobRequest(job_id=entry.job_id)
+            )
+        except ApexError:
+            continue
+        states[c.id] = job_state(job)
+    return states
+
+
+# --- deep research --------------------------------------------------------------------------
+
+
+@dataclass
+class StartedResearch:
+    job: m.SubmitDeepResearcherJobResponse
+    chat_id: str | None = None  # of the stored chat keeping the report, when saved
+    completion_id: str | None = None
+
+
+async def start_research(
+    client: ApexClient, request: m.ChatCompletionRequest, question: str, *, save: bool
+) -> StartedResearch:
+    """Submit a research job; with ``save``, a stored chat for it whose completion carries the
+    job's entry (``ResearchEntry``), for the report to land in."""
+    job = await client.submit_deep_researcher_job(request)
+    started = StartedResearch(job)
+    if not save:
+        return started
+    created = await client.create_chat_and_completion(
+        m.CreateChatAndCompletionRequest(
+            user_prompt=question, chat_type="apex", completion_type="chain-of-thought"
+        )
+    )
+    if created.parsed_completion is None or created.parsed_chat is None:
+        return started
+    entry = m.ResearchEntry(job.job_id, job.status, job.created_at)
+    await client.update_completion_attributes(
+        m.UpdateCompletionAttributesRequest(
+            completion_id=created.parsed_completion.id, metadata=entry.to_metadata()
+        )
+    )
+    started.chat_id, started.completion_id = created.parsed_chat.id, created.parsed_completion.id
+    return started
+
+
+Waiting = Callable[[float, str], Awaitable[None]]  # seconds waited so far, the job's status
+
+
+async def follow_research(
+    client: ApexClient,
+    job_id: str,
+    *,
+    after_seq: int,
+    wait_seconds: float,
+    poll_seconds: float,
+    waiting: Waiting | None = None,
+) -> tuple[m.GetDeepResearcherJobResponse, list[m.DeepResearcherResultChunk]]:
+    """The job and its chunks after ``after_seq``, as soon as there are some, the job ends, or
+    ``wait_seconds`` pass (``waiting`` hears of each wait). A job that ended has its stored
+    entry brought in step."""
+    deadline = anyio.current_time() + wait_seconds
+    while True:
+        job = await client.get_deep_researcher_job(m.GetDeepResearcherJobRequest(job_id=job_id))
+        new = [c for c in job.result if c.seq_id > after_seq]
+        left = deadline - anyio.current_time()
+        if new or job.status in FINISHED or left <= 0:
+            break
+        if waiting is not None:
+            await waiting(wait_seconds - left, job.status)
+        await anyio.sleep(min(poll_seconds, left))
+    if job.status in FINISHED:
+        await sync_research_entry(client, job)
+    return job, new
+
+
+async def research_completions(client: ApexClient) -> list[Completion]:
+    """The stored completions holding a research job's entry, newest first."""
+    listed = await client.get_completions_with_deep_researcher_entry(m.Empty())
+    return [Completion.of(c) for c in listed.completions]
+
+
+async def research_job_ids(client: ApexClient) -> list[str]:
+    entries = [
+        m.ResearchEntry.from_metadata(c.metadata) for c in await research_completions(client)
+    ]
+    return [entry.job_id for entry in entries if entry is not None]
+
+
+async def sync_research_entry(client: ApexClient, job: m.GetDeepResearcherJobResponse) -> None:
+    """Bring the research entry of the job's stored completions up to date (and give them its
+    report), for backends that do not do it themselves. Best effort: the job's status itself is
+    the answer."""
+    try:
+        await _sync_research_entry(client, job)
+    except ApexError as error:
+        log.info("could not update the stored entry of job %s: %s", job.job_id, error)
+
+
+async def _sync_research_entry(client: ApexClient, job: m.GetDeepResearcherJobResponse) -> None:
+    for completion in await research_completions(client):
+        entry = m.ResearchEntry.from_metadata(completion.metadata)
+        if entry is None or entry.job_id != job.job_id or entry.status == job.status:
+            continue
+        report = job.report
+        await client.update_completion_attributes(
+            m.UpdateCompletionAttributesRequest(
+                completion_id=completion.id,
+                metadata=entry.with_status(job.status).to_metadata(completion.metadata),
+                completion_text=report if report and not completion.completion_text else None,
+            )
+        )
+
+
+async def cancel_research(client: ApexClient, job_id: str) -> m.GetDeepResearcherJobResponse:
+    """Stop a job, on a backend that can (the server offers the tool only on such a backend;
+    a hosted session may still have chosen one that cannot)."""
+    if not isinstance(client, CancelsResearch):
+        raise ApexError(
+            Code.UNIMPLEMENTED,
+            "this Apex backend cannot cancel jobs",
+            hint="the embedded engine can; an Apex server offers no way to",
+        )
+    return await client.cancel_deep_researcher_job(job_id)

@@ -3,16 +3,16 @@ completion for their ids; subscriptions to research jobs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp_types import Completion as Suggestions
 from mcp_types import (
-    CompleteRequestParams,
-    CompleteResult,
-    Completion,
+    CompletionArgument,
+    CompletionContext,
     EmptyResult,
     PromptReference,
     ResourceTemplateReference,
@@ -22,80 +22,112 @@ from mcp_types import (
 
 from ..apex import models as m
 from ..apex.errors import ApexError, Code
-from .outputs import Chat
-from .outputs import Completion as CompletionOut
-from .state import AppState, research_uri
-from .tools.history import completion_markdown, find_chat, research_states, transcript
-from .tools.research import report_markdown
+from .conversation import (
+    chat_sessions,
+    read_chat,
+    read_completion,
+    research_job_ids,
+    research_states,
+)
+from .inventory import Offer, Selection, Toolset, declare
+from .state import HANDLING, AppState, research_uri
+from .views import chats_index, completion_markdown, report_markdown, transcript
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer, ServerRequestContext
 
 MAX_COMPLETIONS = 100
 
+Reader = Callable[..., Coroutine[Any, Any, str]]
 
-def register(mcp: MCPServer[AppState], current: Callable[[], AppState]) -> None:
-    """Add the resources. ``current`` gives the running state to handlers that get no context."""
 
-    @mcp.resource("apex://chats", name="chats", title="Stored chats", mime_type="text/markdown")
-    async def chats() -> str:
-        """Every stored chat, newest first, with its id."""
-        with _errors("apex://chats"):
-            client = await current().apex()
-            listed = await client.get_chat_sessions(m.GetChatSessionsRequest())
-        lines = [
-            f"- [{c.title or 'Untitled'}](apex://chats/{c.id}) · {c.chat_type}"
-            for c in listed.chat_sessions
-        ]
-        return "# Stored chats\n\n" + ("\n".join(lines) or "_none yet_") + "\n"
+def resource(toolset: Toolset, uri: str, *, name: str, title: str) -> Callable[[Reader], Reader]:
+    """Declare a resource (a template if ``uri`` has parameters); they all only read."""
 
-    @mcp.resource(
-        "apex://chats/{chat_id}", name="chat", title="A stored chat", mime_type="text/markdown"
-    )
-    async def chat(chat_id: str, ctx: Context[AppState]) -> str:
-        """A stored chat's transcript."""
-        with _errors(f"apex://chats/{chat_id}"):
-            client = await ctx.request_context.lifespan_context.apex()
-            found = await find_chat(client, chat_id)
-            stored = await client.get_stored_chat_completions(
-                m.GetStoredChatCompletionsRequest(chat_id=chat_id)
-            )
-            completions = [CompletionOut.of(c) for c in stored.chat_completions]
-            states = await research_states(client, completions)
-        return transcript(Chat.of(found), completions, states=states) + "\n"
+    def add(fn: Reader) -> Reader:
+        def install(mcp: MCPServer[AppState]) -> None:
+            mcp.resource(uri, name=name, title=title, mime_type="text/markdown")(fn)
 
-    @mcp.resource(
-        "apex://completions/{completion_id}",
-        name="completion",
-        title="A stored completion",
-        mime_type="text/markdown",
-    )
-    async def completion(completion_id: str, ctx: Context[AppState]) -> str:
-        """One prompt and its answer."""
-        with _errors(f"apex://completions/{completion_id}"):
-            client = await ctx.request_context.lifespan_context.apex()
-            got = CompletionOut.of(
-                await client.get_chat_completion(
-                    m.GetChatCompletionRequest(completion_id=completion_id)
-                )
-            )
-            states = await research_states(client, [got])
-        return completion_markdown(got, states.get(got.id)) + "\n"
+        declare(Offer("template" if "{" in uri else "resource", uri, toolset), install)
+        return fn
 
-    @mcp.resource(
-        "apex://research/{job_id}",
-        name="research",
-        title="A deep research report",
-        mime_type="text/markdown",
-    )
-    async def research(job_id: str, ctx: Context[AppState]) -> str:
-        """A deep research job: its report so far (subscribe to hear of each step)."""
-        with _errors(research_uri(job_id)):
-            client = await ctx.request_context.lifespan_context.apex()
-            job = await client.get_deep_researcher_job(m.GetDeepResearcherJobRequest(job_id=job_id))
-        return report_markdown(job)
+    return add
 
-    lowlevel = mcp._lowlevel_server  # no public hook for these in mcp 2.3
+
+def _state() -> AppState:
+    """The running state, for a static resource's reader (the SDK gives it no context)."""
+    request = HANDLING.get()
+    if request is None:
+        raise RuntimeError("a resource read outside any request")
+    state: AppState = request.lifespan_context
+    return state
+
+
+@resource("history", "apex://chats", name="chats", title="Stored chats")
+async def chats() -> str:
+    """Every stored chat, newest first, with its id."""
+    with _errors("apex://chats"):
+        listed = await chat_sessions(await _state().apex())
+    return chats_index(listed)
+
+
+@resource("history", "apex://chats/{chat_id}", name="chat", title="A stored chat")
+async def chat(chat_id: str, ctx: Context[AppState]) -> str:
+    """A stored chat's transcript."""
+    with _errors(f"apex://chats/{chat_id}"):
+        client = await ctx.request_context.lifespan_context.apex()
+        stored = await read_chat(client, chat_id)
+        states = await research_states(client, stored.completions)
+    return transcript(stored.chat, stored.completions, states=states) + "\n"
+
+
+@resource(
+    "history", "apex://completions/{completion_id}", name="completion", title="A stored completion"
+)
+async def completion(completion_id: str, ctx: Context[AppState]) -> str:
+    """One prompt and its answer."""
+    with _errors(f"apex://completions/{completion_id}"):
+        client = await ctx.request_context.lifespan_context.apex()
+        got = await read_completion(client, completion_id)
+        states = await research_states(client, [got])
+    return completion_markdown(got, states.get(got.id)) + "\n"
+
+
+@resource("research", "apex://research/{job_id}", name="research", title="A deep research report")
+async def research(job_id: str, ctx: Context[AppState]) -> str:
+    """A deep research job: its report so far (subscribe to hear of each step)."""
+    with _errors(research_uri(job_id)):
+        client = await ctx.request_context.lifespan_context.apex()
+        job = await client.get_deep_researcher_job(m.GetDeepResearcherJobRequest(job_id=job_id))
+    return report_markdown(job)
+
+
+def register(mcp: MCPServer[AppState], selection: Selection, served: list[Offer]) -> None:
+    """Add what serves the resources and prompts ``served``: subscriptions, when a resource
+    is served, and completion of their ids."""
+    if any(offer.kind in ("resource", "template") for offer in served):
+        _subscriptions(mcp)
+    if not any(offer.kind in ("template", "prompt") for offer in served):
+        return
+    names = {offer.name for offer in served}
+
+    @mcp.completion()  # type: ignore[no-untyped-call, untyped-decorator]  # the SDK's is untyped
+    async def complete(
+        ref: PromptReference | ResourceTemplateReference,
+        argument: CompletionArgument,
+        context: CompletionContext | None,
+    ) -> Suggestions:
+        values = await _candidates(_state(), ref, argument.name, names)
+        matches = [v for v in values if v.startswith(argument.value)]
+        return Suggestions(
+            values=matches[:MAX_COMPLETIONS],
+            total=len(matches),
+            has_more=len(matches) > MAX_COMPLETIONS,
+        )
+
+
+def _subscriptions(mcp: MCPServer[AppState]) -> None:
+    lowlevel = mcp._lowlevel_server  # MCPServer has no public hook for these (mcp 2.3)
 
     async def subscribe(
         ctx: ServerRequestContext[AppState], params: SubscribeRequestParams
@@ -112,41 +144,29 @@ def register(mcp: MCPServer[AppState], current: Callable[[], AppState]) -> None:
         ctx.lifespan_context.unsubscribe(str(params.uri), ctx.session)
         return EmptyResult()
 
-    async def complete(
-        ctx: ServerRequestContext[AppState], params: CompleteRequestParams
-    ) -> CompleteResult:
-        values = await _candidates(ctx.lifespan_context, params)
-        prefix = params.argument.value
-        matches = [v for v in values if v.startswith(prefix)]
-        return CompleteResult(
-            completion=Completion(
-                values=matches[:100], total=len(matches), has_more=len(matches) > 100
-            )
-        )
-
     lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
-    lowlevel.add_request_handler("completion/complete", CompleteRequestParams, complete)
 
 
-async def _candidates(state: AppState, params: CompleteRequestParams) -> list[str]:
-    """The ids that fit the argument being completed."""
-    ref, name = params.ref, params.argument.name
-    wants_chat = (
-        isinstance(ref, ResourceTemplateReference) and ref.uri == "apex://chats/{chat_id}"
-    ) or (isinstance(ref, PromptReference) and ref.name == "continue_chat" and name == "chat_id")
+async def _candidates(
+    state: AppState,
+    ref: PromptReference | ResourceTemplateReference,
+    argument: str,
+    served: set[str],
+) -> list[str]:
+    """The ids that fit the argument being completed, for what this server serves."""
+    target = ref.uri if isinstance(ref, ResourceTemplateReference) else ref.name
+    if target not in served:
+        return []
+    wants_chat = target == "apex://chats/{chat_id}" or (
+        target == "continue_chat" and argument == "chat_id"
+    )
     try:
         client = await state.apex()
         if wants_chat:
-            listed = await client.get_chat_sessions(m.GetChatSessionsRequest())
-            return [c.id for c in listed.chat_sessions]
-        if isinstance(ref, ResourceTemplateReference) and ref.uri == "apex://research/{job_id}":
-            research = await client.get_completions_with_deep_researcher_entry(m.Empty())
-            jobs = [
-                (c.metadata or {}).get("deep-researcher", {}).get("jobId")
-                for c in research.completions
-            ]
-            return [j for j in jobs if isinstance(j, str)]
+            return [c.id for c in await chat_sessions(client)]
+        if target == "apex://research/{job_id}":
+            return await research_job_ids(client)
     except ApexError:
         return []  # completion is a convenience: no suggestions rather than an error
     return []

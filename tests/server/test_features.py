@@ -23,7 +23,7 @@ from tests.servers import free_port, serve_asgi, waiting_for
 
 pytestmark = pytest.mark.anyio
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
+SNAPSHOTS = Path(__file__).parent / "snapshots" / "tools"  # one file per tool: a diff names it
 
 
 @pytest.fixture
@@ -227,15 +227,24 @@ def test_http_beyond_loopback_needs_a_token(local: Backend) -> None:
 
 
 async def test_tools_list_snapshot(local: Backend) -> None:
-    """Any change to what a model sees must be a reviewed change: update the snapshot with
-    UPDATE_SNAPSHOTS=1 and commit it with the change."""
+    """Any change to what a model sees must be a reviewed change: update the snapshots with
+    UPDATE_SNAPSHOTS=1 and commit them with the change."""
     async with Client(build_server(local.settings()), mode="legacy") as client:
         tools = (await client.list_tools()).tools
-    current = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools]
+    current = {
+        tool.name: tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools
+    }
     if os.environ.get("UPDATE_SNAPSHOTS"):
-        SNAPSHOT.parent.mkdir(exist_ok=True)
-        SNAPSHOT.write_text(json.dumps(current, indent=2, ensure_ascii=False) + "\n")
-    assert current == json.loads(SNAPSHOT.read_text())
+        SNAPSHOTS.mkdir(parents=True, exist_ok=True)
+        for stale in SNAPSHOTS.glob("*.json"):
+            stale.unlink()
+        for name, shown in current.items():
+            text = json.dumps(shown, indent=2, ensure_ascii=False) + "\n"
+            (SNAPSHOTS / f"{name}.json").write_text(text)
+    snapshotted = {path.stem for path in SNAPSHOTS.glob("*.json")}
+    assert set(current) == snapshotted, "tools added or removed: update the snapshots"
+    for name, shown in current.items():
+        assert shown == json.loads((SNAPSHOTS / f"{name}.json").read_text()), name
 
 
 async def test_a_backend_that_cannot_start_is_explained_by_every_tool(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """The MCP tools, in toolsets. Each module declares its tools with ``@tool``; ``app`` picks
-which to serve (``--toolsets``, ``--read-only``) and adds them to the server.
+which to serve (see ``inventory.Selection``) and adds them to the server.
 
-A tool translates its arguments to ApexClient calls and the answers to typed output; it holds
-no HTTP, SQL or prompt engineering.
+A tool translates its arguments to a use case (``conversation``) or ApexClient calls, and the
+answer to typed output (``outputs``) and text (``views``); it holds no HTTP, SQL or prompt
+engineering.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
@@ -19,14 +20,14 @@ from pydantic import BaseModel, ValidationError
 
 from ...apex.client import ApexClient
 from ...apex.errors import ApexError
+from ..inventory import TOOLSETS as TOOLSETS
+from ..inventory import Offer
+from ..inventory import Toolset as Toolset
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import Context
 
     from ..state import AppState
-
-Toolset = Literal["chat", "search", "research", "history"]
-TOOLSETS: tuple[Toolset, ...] = ("chat", "search", "research", "history")
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class ToolSpec:
     toolset: Toolset
     title: str
     annotations: ToolAnnotations
-    local_only: bool = False  # needs a backend method outside the Apex contract
+    needs: type | None = None  # a capability beyond apex.v1 (apex/client.py) it calls
 
     @property
     def name(self) -> str:
@@ -50,8 +51,19 @@ class ToolSpec:
     def read_only(self) -> bool:
         return bool(self.annotations.read_only_hint)
 
+    @property
+    def offer(self) -> Offer:
+        return Offer("tool", self.name, self.toolset, not self.read_only, self.needs)
+
 
 TOOLS: list[ToolSpec] = []
+
+
+def all_tools() -> list[ToolSpec]:
+    """Every tool declared, chat first (the order of TOOLSETS)."""
+    from . import chat, history, research, search  # noqa: F401  (they declare the tools)
+
+    return sorted(TOOLS, key=lambda spec: TOOLSETS.index(spec.toolset))
 
 
 def tool(
@@ -62,7 +74,7 @@ def tool(
     destructive: bool = False,
     idempotent: bool = False,
     open_world: bool = False,
-    local_only: bool = False,
+    needs: type | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a tool; its docstring is the description a model reads."""
 
@@ -75,7 +87,7 @@ def tool(
             idempotent_hint=idempotent or None,
             open_world_hint=open_world,
         )
-        TOOLS.append(ToolSpec(fn, toolset, title, annotations, local_only))
+        TOOLS.append(ToolSpec(fn, toolset, title, annotations, needs))
         return fn
 
     return declare
@@ -218,7 +230,3 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     if isinstance(schema.get("anyOf"), list) and {"type": "null"} not in schema["anyOf"]:
         schema["anyOf"] = [*schema["anyOf"], {"type": "null"}]
     return schema
-
-
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

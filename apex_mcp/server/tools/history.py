@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
@@ -12,8 +11,7 @@ from mcp_types import CallToolResult
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from ...apex import models as m
-from ...apex.client import ApexClient
-from ...apex.errors import ApexError, Code
+from ..conversation import chat_sessions, read_chat, read_completion, research_states
 from ..outputs import (
     Chat,
     ChatList,
@@ -24,7 +22,8 @@ from ..outputs import (
     page,
 )
 from ..state import AppState
-from . import apex, apex_errors, clip, reply, tool
+from ..views import chat_lines, completion_markdown, transcript
+from . import apex, apex_errors, reply, tool
 
 ChatType = Literal["apex", "gravity"]
 CompletionType = Literal["basic", "combined", "web-search", "chain-of-thought", "reasoning"]
@@ -109,10 +108,10 @@ async def list_chats(
     """The stored chats, newest first, a page at a time."""
     with apex_errors():
         client = await apex(ctx)
-        chats = await _sessions(client, chat_type)
+        chats = await chat_sessions(client, chat_type)
         items, next_cursor = page(chats, cursor, limit)
     output = ChatList(chats=[Chat.of(c) for c in items], next_cursor=next_cursor)
-    return reply(output, _chat_lines(output.chats, next_cursor) or "No stored chats.")
+    return reply(output, chat_lines(output.chats, next_cursor) or "No stored chats.")
 
 
 @tool("history", "Read a stored chat", read_only=True, idempotent=True)
@@ -125,14 +124,9 @@ async def get_chat(
     """A stored chat and its completions (prompts and answers), oldest first."""
     with apex_errors():
         client = await apex(ctx)
-        chat = await find_chat(client, chat_id)
-        stored = await client.get_stored_chat_completions(
-            m.GetStoredChatCompletionsRequest(chat_id=chat_id)
-        )
-        items, next_cursor = page(stored.chat_completions, cursor, limit)
-    output = ChatWithCompletions(
-        chat=Chat.of(chat), completions=[Completion.of(c) for c in items], next_cursor=next_cursor
-    )
+        stored = await read_chat(client, chat_id)
+        items, next_cursor = page(stored.completions, cursor, limit)
+    output = ChatWithCompletions(chat=stored.chat, completions=items, next_cursor=next_cursor)
     states = await research_states(client, output.completions)
     return reply(output, transcript(output.chat, output.completions, next_cursor, states))
 
@@ -184,10 +178,10 @@ async def search_chats(
             m.SearchChatIdsByPromptAndCompletionTextRequest(search_term=search_term)
         )
         ids, next_cursor = page(found.chat_ids, cursor, limit)
-        by_id = {c.id: c for c in await _sessions(client, None)}
+        by_id = {c.id: c for c in await chat_sessions(client)}
     chats = [Chat.of(by_id[i]) if i in by_id else Chat(id=i, title="", chat_type="") for i in ids]
     output = ChatList(chats=chats, next_cursor=next_cursor)
-    text = _chat_lines(output.chats, next_cursor) or f"No chat mentions {search_term!r}."
+    text = chat_lines(output.chats, next_cursor) or f"No chat mentions {search_term!r}."
     return reply(output, text)
 
 
@@ -219,10 +213,7 @@ async def get_completion(
     """One stored completion: its prompt, answer and metadata."""
     with apex_errors():
         client = await apex(ctx)
-        got = await client.get_chat_completion(
-            m.GetChatCompletionRequest(completion_id=completion_id)
-        )
-    output = Completion.of(got)
+        output = await read_completion(client, completion_id)
     states = await research_states(client, [output])
     return reply(output, completion_markdown(output, states.get(output.id)))
 
@@ -267,101 +258,3 @@ async def delete_completions(
         )
     output = Deleted(success=done.success, deleted=completion_ids if done.success else [])
     return reply(output, f"Deleted {len(output.deleted)} completion(s).")
-
-
-# --- shared with the resources --------------------------------------------------------------
-
-
-async def _sessions(client: ApexClient, chat_type: str | None) -> list[m.ChatSession]:
-    listed = await client.get_chat_sessions(m.GetChatSessionsRequest(chat_type=chat_type or ""))
-    return listed.chat_sessions
-
-
-async def find_chat(client: ApexClient, chat_id: str) -> m.ChatSession:
-    """A chat by id. The Apex API has no GetChat: look it up in the user's list."""
-    for chat in await _sessions(client, None):
-        if chat.id == chat_id:
-            return chat
-    # Let the backend judge the id (a malformed one is invalid_argument, not not_found).
-    await client.get_stored_chat_completions(m.GetStoredChatCompletionsRequest(chat_id=chat_id))
-    raise ApexError(Code.NOT_FOUND, f"no chat {chat_id}")
-
-
-def _chat_lines(chats: list[Chat], next_cursor: str | None) -> str:
-    lines = [f"- {c.title or '(untitled)'} · {c.chat_type} · chat_id {c.id}" for c in chats]
-    if next_cursor:
-        lines.append(f"(more: cursor {next_cursor})")
-    return "\n".join(lines)
-
-
-def completion_markdown(c: Completion, state: str | None = None) -> str:
-    """A prompt and its answer; without an answer, why not: the turn's failure, or its research
-    job's state (``state``, the job as it is now, when known; else what the entry says)."""
-    answer = c.completion_text or state or stored_state(c)
-    return f"**User:** {c.user_prompt_text}\n\n**Assistant:** {answer}"
-
-
-def transcript(
-    chat: Chat,
-    completions: list[Completion],
-    next_cursor: str | None = None,
-    states: Mapping[str, str] | None = None,
-) -> str:
-    """A chat as markdown; ``states`` holds, by completion id, what research_states found."""
-    parts = [f"# {chat.title or 'Untitled chat'}", f"chat_id {chat.id} · {chat.chat_type}"]
-    parts += [completion_markdown(c, (states or {}).get(c.id)) for c in completions]
-    if next_cursor:
-        parts.append(f"(more: cursor {next_cursor})")
-    return clip("\n\n".join(parts), 200_000)
-
-
-def stored_state(c: Completion) -> str:
-    """What a completion without an answer records of why: the failure of its chat turn (see
-    conversation.py), or the status of its research job as last synced."""
-    error = c.metadata.get("error")
-    if isinstance(error, str) and error:
-        return f"_(failed)_ {_one_line(error)}"
-    entry = c.metadata.get("deep-researcher")
-    if isinstance(entry, dict) and entry.get("jobId"):
-        status = entry.get("status") or "pending"
-        return f"_(research {status})_ job {entry['jobId']}: follow it with deep_research_status"
-    return "_(no answer yet)_"
-
-
-async def research_states(client: ApexClient, completions: list[Completion]) -> dict[str, str]:
-    """For each completion without an answer that holds a research job: the job as it is now,
-    in words (how far it got, or why it failed). A job that cannot be read is left out: its
-    completion's entry says what it can."""
-    states: dict[str, str] = {}
-    for c in completions:
-        entry = c.metadata.get("deep-researcher")
-        job_id = entry.get("jobId") if isinstance(entry, dict) else None
-        if c.completion_text or not isinstance(job_id, str) or not job_id:
-            continue
-        try:
-            job = await client.get_deep_researcher_job(m.GetDeepResearcherJobRequest(job_id=job_id))
-        except ApexError:
-            continue
-        states[c.id] = job_state(job)
-    return states
-
-
-def job_state(job: m.GetDeepResearcherJobResponse) -> str:
-    """A research job without its report, in one line: ``_(research running)_ step 3:
-    Searching: ...``, ``_(research failed)_ <why>``..."""
-    head = f"_(research {job.status or 'pending'})_"
-    if job.status == "failed" and job.error:
-        return f"{head} {_one_line(job.error)}"
-    if job.report is not None:  # completed; its completion not synced yet
-        return job.report
-    # The steps of a job are its headed chunks ("## Searching: ...", "### Reading: ...").
-    steps = [c.text.strip() for c in job.result if c.text.lstrip().startswith("#")]
-    if steps:
-        return f"{head} step {len(steps)}: {_one_line(steps[-1].lstrip('# '))}"
-    if job.result:
-        return f"{head} {len(job.result)} chunk(s) written"
-    return head
-
-
-def _one_line(text: str) -> str:
-    return clip(" ".join(text.split()), 1000)

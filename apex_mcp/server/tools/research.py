@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Annotated
 
-import anyio
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field
 
 from ...apex import models as m
-from ...apex.client import ApexClient
-from ...apex.errors import ApexError
-from ..outputs import Completion, CompletionList, ResearchJob, ResearchStatus, page
+from ...apex.client import CancelsResearch
+from ..conversation import cancel_research, follow_research, research_completions, start_research
+from ..outputs import CompletionList, ResearchJob, ResearchStatus, page
 from ..state import AppState
+from ..views import research_lines, status_text
 from . import apex, apex_errors, app_state, reply, tool
 
-log = logging.getLogger(__name__)
-
 MAX_WAIT = 50.0  # hosts commonly cut a tool call at 60 s
-FINISHED = frozenset({"completed", "failed", "cancelled"})
 URL = re.compile(r"https?://[^\s)\]>\"'<]+")
 
 
@@ -57,44 +52,22 @@ async def deep_research_start(
     )
     with apex_errors():
         client = await apex(ctx)
-        job = await client.submit_deep_researcher_job(request)
-        chat_id = completion_id = None
-        if save:
-            chat_id, completion_id = await _record(client, user_prompt, job)
+        started = await start_research(client, request, user_prompt, save=save)
+    job = started.job
     state.watch_research(job.job_id, client)  # its resource's subscribers hear of each step
     output = ResearchJob(
         job_id=job.job_id,
         status=job.status,
         created_at=job.created_at,
         updated_at=job.updated_at,
-        chat_id=chat_id,
-        completion_id=completion_id,
+        chat_id=started.chat_id,
+        completion_id=started.completion_id,
     )
     return reply(
         output,
         f"Deep research job {job.job_id} is {job.status}. Follow it with deep_research_status "
         f'(job_id "{job.job_id}", wait_seconds up to 50).',
     )
-
-
-async def _record(
-    client: ApexClient, question: str, job: m.SubmitDeepResearcherJobResponse
-) -> tuple[str | None, str | None]:
-    """A stored chat for the job, its completion carrying the deep-researcher entry."""
-    created = await client.create_chat_and_completion(
-        m.CreateChatAndCompletionRequest(
-            user_prompt=question, chat_type="apex", completion_type="chain-of-thought"
-        )
-    )
-    if created.parsed_completion is None or created.parsed_chat is None:
-        return None, None
-    entry = {"createdAt": job.created_at, "jobId": job.job_id, "status": job.status}
-    await client.update_completion_attributes(
-        m.UpdateCompletionAttributesRequest(
-            completion_id=created.parsed_completion.id, metadata={"deep-researcher": entry}
-        )
-    )
-    return created.parsed_chat.id, created.parsed_completion.id
 
 
 @tool("research", "Follow a deep research job", read_only=True, idempotent=True)
@@ -112,21 +85,20 @@ async def deep_research_status(
     """The job's status and the chunks after last_seq_id. With wait_seconds, returns as soon
     as there is something new (or the job ends). Once completed: the report and its sources."""
     state = app_state(ctx)
-    deadline = anyio.current_time() + wait_seconds
+
+    async def waiting(waited: float, status: str) -> None:
+        await ctx.report_progress(waited, wait_seconds, f"job {status}; waiting for news")
+
     with apex_errors():
         client = await apex(ctx)
-        while True:
-            job = await client.get_deep_researcher_job(m.GetDeepResearcherJobRequest(job_id=job_id))
-            new = [c for c in job.result if c.seq_id > last_seq_id]
-            left = deadline - anyio.current_time()
-            if new or job.status in FINISHED or left <= 0:
-                break
-            await ctx.report_progress(
-                wait_seconds - left, wait_seconds, f"job {job.status}; waiting for news"
-            )
-            await anyio.sleep(min(state.research_poll_seconds, left))
-    if job.status in FINISHED:
-        await sync_research_entry(client, job)
+        job, new = await follow_research(
+            client,
+            job_id,
+            after_seq=last_seq_id,
+            wait_seconds=wait_seconds,
+            poll_seconds=state.research_poll_seconds,
+            waiting=waiting,
+        )
     if new:
         await state.notify_research(job_id)
     output = status_of(job, new, last_seq_id)
@@ -149,63 +121,20 @@ def status_of(
     )
 
 
-def status_text(status: ResearchStatus) -> str:
-    if status.report is not None:
-        return status.report
-    head = f"Job {status.job_id}: {status.status}"
-    if status.error:
-        head += f": {status.error}"
-    if status.status not in FINISHED:
-        head += f". Next call: last_seq_id {status.next_seq_id}"
-    return "\n\n".join([head + ".", *status.chunks])
-
-
-async def sync_research_entry(client: ApexClient, job: m.GetDeepResearcherJobResponse) -> None:
-    """Bring the deep-researcher entry of the job's stored completions up to date, for
-    backends that do not do it themselves. Best effort: the status itself is the answer."""
-    try:
-        await _sync_research_entry(client, job)
-    except ApexError as error:
-        log.info("could not update the stored entry of job %s: %s", job.job_id, error)
-
-
-async def _sync_research_entry(client: ApexClient, job: m.GetDeepResearcherJobResponse) -> None:
-    listed = await client.get_completions_with_deep_researcher_entry(m.Empty())
-    for completion in listed.completions:
-        meta = dict(completion.metadata or {})
-        entry = meta.get("deep-researcher")
-        if not isinstance(entry, dict) or entry.get("jobId") != job.job_id:
-            continue
-        if entry.get("status") == job.status:
-            continue
-        meta["deep-researcher"] = {**entry, "status": job.status}
-        report = job.report
-        await client.update_completion_attributes(
-            m.UpdateCompletionAttributesRequest(
-                completion_id=completion.id,
-                metadata=meta,
-                completion_text=report if report and not completion.completion_text else None,
-            )
-        )
-
-
 @tool(
     "research",
     "Cancel a deep research job",
     read_only=False,
     destructive=True,
     idempotent=True,
-    local_only=True,
+    needs=CancelsResearch,
 )
 async def deep_research_cancel(
     ctx: Context[AppState], job_id: Annotated[str, Field(min_length=1)]
 ) -> Annotated[CallToolResult, ResearchJob]:
     """Stop a running or pending deep research job; what it wrote so far is kept."""
     with apex_errors():
-        cancel = getattr(await apex(ctx), "cancel_deep_researcher_job", None)
-        if cancel is None:
-            raise ToolError("this Apex backend cannot cancel jobs")
-        job = await cancel(job_id)
+        job = await cancel_research(await apex(ctx), job_id)
     output = ResearchJob(
         job_id=job.job_id, status=job.status, created_at=job.created_at, updated_at=job.updated_at
     )
@@ -221,25 +150,6 @@ async def list_research(
     """The stored completions that hold a deep research job, with its job id and status."""
     with apex_errors():
         client = await apex(ctx)
-        listed = await client.get_completions_with_deep_researcher_entry(m.Empty())
-        items, next_cursor = page(listed.completions, cursor, limit)
-    output = CompletionList(completions=[Completion.of(c) for c in items], next_cursor=next_cursor)
-    lines = []
-    for c in output.completions:
-        entry = c.metadata.get("deep-researcher") or {}
-        lines.append(
-            f"- {c.user_prompt_text[:80]!r}: job {entry.get('jobId')} {entry.get('status')}"
-            f" (chat {c.chat_id})"
-        )
-    more = f"\n(more: cursor {next_cursor})" if next_cursor else ""
-    return reply(output, ("\n".join(lines) or "No deep research yet.") + more)
-
-
-def report_markdown(job: m.GetDeepResearcherJobResponse) -> str:
-    """The job as a document: its report once completed, else what it has written so far."""
-    head = f"<!-- deep research job {job.job_id}: {job.status} -->"
-    if job.report is not None:
-        return f"{head}\n\n{job.report}\n"
-    body = "".join(c.text for c in job.result) or "_nothing written yet_"
-    error = f"\n\n**Failed:** {job.error}" if job.error else ""
-    return f"{head}\n\n{body}{error}\n"
+        items, next_cursor = page(await research_completions(client), cursor, limit)
+    output = CompletionList(completions=items, next_cursor=next_cursor)
+    return reply(output, research_lines(output.completions, next_cursor))

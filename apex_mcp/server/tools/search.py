@@ -12,7 +12,8 @@ from pydantic import Field
 from ...apex import models as m
 from ..outputs import SearchResult, SearchResults
 from ..state import AppState
-from . import apex, apex_errors, clip, reply, tool
+from ..views import clip
+from . import apex, apex_errors, reply, tool
 
 RELEVANT_CHARS = 800  # a passage (SN1 cut pages into ~500-character ones), not a page
 
