@@ -77,7 +77,7 @@ def backend_class(settings: Settings) -> type:
         from ..apex.remote import RemoteApex
 
         return RemoteApex
-    from ..engine.local import LocalApex
+    from ..engine import LocalApex
 
     return LocalApex
 
