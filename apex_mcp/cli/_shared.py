@@ -23,9 +23,12 @@ def server_options(parser: argparse.ArgumentParser, *, serves_tools: bool = True
     each. ``serves_tools=False``: the command accepts them but serves no tool (doctor), so the
     tool stack is not imported to list the toolsets."""
     if serves_tools:
-        from ..server.tools import TOOLSETS
+        from ..server.inventory import toolsets_help
 
-        toolsets = f"comma-separated groups of tools to serve: {', '.join(TOOLSETS)} (default: all)"
+        toolsets = (
+            "comma-separated toolsets to serve, each with its tools, resources and prompts"
+            f" (default: all): {toolsets_help()}"
+        )
         read_only = "hide every tool that changes data"
     else:
         toolsets = read_only = "accepted so that apex-mcp serve's arguments work here; unused"

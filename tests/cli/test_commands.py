@@ -70,6 +70,16 @@ def test_commands_that_serve_no_tool_never_load_the_mcp_stack(words: list[str]) 
     assert not {"mcp", "apex_mcp.server", "apex_mcp.engine"} & imported
 
 
+def test_serve_help_says_what_each_toolset_holds() -> None:
+    from apex_mcp.server.inventory import TOOLSET_DESCRIPTIONS
+
+    done = run("serve", "--help", env={})
+    assert done.returncode == 0, done.stderr
+    help_text = " ".join(done.stdout.split())  # argparse wraps lines
+    for name, description in TOOLSET_DESCRIPTIONS.items():
+        assert f"{name}: {' '.join(description.split())}" in help_text
+
+
 def test_stdio_serves_the_protocol_alone_on_stdout(engine_env: dict[str, str]) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "apex_mcp"],
