@@ -10,7 +10,11 @@ sqlite3 doing the same query or transaction on its own connection (the floor):
   floor: the same full-text stream's first 21 rows, without the store's per-chat checks);
 - writes: renaming a chat, deleting one, and creating a chat with its first completion;
 
-and prints p50 and p99 of each, and the store/floor ratio's median and p10-p90 spread. Then
+and prints p50 and p99 of each, and the store/floor ratio's median and p10-p90 spread. The
+reads the MCP tools make (a list page, a chat by id, the rare search) are timed through the
+tool too, just before: an in-process ``mcp.Client`` on ``build_server`` over the same store
+file, as the one stdio user (``list_chats`` with the same cursor, ``get_chat``, which also
+reads the chat's completions, ``search_chats``). Then
 the write rate: chats/s creating a chat with its first completion, store against plain
 sqlite3 doing the same transactions, in alternating blocks. A built database is reused when
 ``--db-dir`` already holds it (``store-<size>.db``); the writes change it a little.
@@ -36,6 +40,7 @@ from typing import Any
 
 import anyio
 
+from apex_mcp.engine import DEFAULT_USER
 from apex_mcp.engine.store import SqliteStore, open_store
 from apex_mcp.engine.store.sqlite import (
     _AFTER,
@@ -45,7 +50,7 @@ from apex_mcp.engine.store.sqlite import (
     fts_query,
 )
 
-USER = "bench-user"
+USER = DEFAULT_USER  # the one user of apex-mcp over stdio, so the MCP server sees the chats
 WORDS = [f"w{n:04d}" for n in range(2000)]  # the vocabulary of the filler text
 START = datetime(2025, 1, 1, tzinfo=UTC)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -125,12 +130,23 @@ def insert(conn: sqlite3.Connection, batch: list[tuple[str, ...]]) -> None:
 
 
 class Pairs:
-    """Store and floor times of one operation, taken in pairs."""
+    """Store and floor times of one operation, taken in pairs; for the reads the MCP tools
+    make, the tool's time too, right before."""
 
     def __init__(self, name: str) -> None:
         self.name, self.store, self.floor = name, list[float](), list[float]()
+        self.tool = list[float]()
 
-    async def time(self, through_store: Awaitable[Any], floor: Callable[[], Any]) -> None:
+    async def time(
+        self,
+        through_store: Awaitable[Any],
+        floor: Callable[[], Any],
+        through_tool: Awaitable[Any] | None = None,
+    ) -> None:
+        if through_tool is not None:
+            start = time.perf_counter()
+            await through_tool
+            self.tool.append(time.perf_counter() - start)
         start = time.perf_counter()
         await through_store
         self.store.append(time.perf_counter() - start)
@@ -140,8 +156,10 @@ class Pairs:
 
     def line(self) -> str:
         ratios = sorted(s / f for s, f in zip(self.store, self.floor, strict=True))
+        tool = (ms(self.tool, 50), ms(self.tool, 99)) if self.tool else ("-", "-")
         return (
-            f"| {self.name:15} | {ms(self.store, 50):>8} | {ms(self.store, 99):>8} "
+            f"| {self.name:15} | {tool[0]:>8} | {tool[1]:>8} "
+            f"| {ms(self.store, 50):>8} | {ms(self.store, 99):>8} "
             f"| {ms(self.floor, 50):>8} | {ms(self.floor, 99):>8} "
             f"| {statistics.median(ratios):5.1f}x ({pct(ratios, 10):.1f}-{pct(ratios, 90):.1f}) |"
         )
@@ -179,12 +197,34 @@ def now() -> str:
     return datetime.now(UTC).strftime(TIME_FORMAT)
 
 
+def mcp_server(path: Path) -> Any:
+    """The MCP server (all its tools, the embedded engine) on the store at ``path``, as
+    ``apex-mcp`` serves its one user over stdio, for an in-process ``mcp.Client``."""
+    from apex_mcp.config import Settings
+    from apex_mcp.server.app import build_server
+
+    settings = Settings(db=path, backend="local", discover_local_miners=False, log_level="WARNING")
+    return build_server(settings)
+
+
+async def through_tool(client: Any, tool: str, arguments: dict[str, Any]) -> None:
+    result = await client.call_tool(tool, arguments)
+    if result.is_error:
+        raise SystemExit(f"{tool} failed: {result.content}")
+
+
 async def measure(path: Path, runs: int) -> list[Pairs]:
+    from mcp import Client
+
     floor = floor_connection(path)
     rng = random.Random(1)
-    keys = floor.execute("SELECT id, created_at, seq FROM chats").fetchall()
-    async with await open_store(path) as store:
+    mine = "SELECT id, created_at, seq FROM chats WHERE user_id = ?"
+    keys = floor.execute(mine, (USER,)).fetchall()
+    if not keys:
+        raise SystemExit(f"{path} has no chats of {USER!r}: delete it to have it built again")
+    async with await open_store(path) as store, Client(mcp_server(path)) as tools:
         signer = await store._cursor_signer()
+        await through_tool(tools, "list_chats", {"limit": 1})  # the first call opens the engine
         results = []
 
         page = Pairs("list page")
@@ -195,6 +235,7 @@ async def measure(path: Path, runs: int) -> list[Pairs]:
             await page.time(
                 store.list_chats_page(USER, cursor=cursor),
                 partial(query, floor, sql, (USER, created_at, seq, 21)),
+                through_tool(tools, "list_chats", {"cursor": cursor}),
             )
         results.append(page)
 
@@ -204,6 +245,7 @@ async def measure(path: Path, runs: int) -> list[Pairs]:
             await get.time(
                 store.get_chat(USER, chat_id),
                 partial(query, floor, BY_ID, (chat_id, USER)),
+                through_tool(tools, "get_chat", {"chat_id": chat_id}),
             )
         results.append(get)
 
@@ -214,7 +256,11 @@ async def measure(path: Path, runs: int) -> list[Pairs]:
             params = (fts_query(term), 2**62, USER)
             for _ in range(runs):
                 await search.time(
-                    store.search_chats_page(USER, term), partial(query, floor, sql, params)
+                    store.search_chats_page(USER, term),
+                    partial(query, floor, sql, params),
+                    through_tool(tools, "search_chats", {"search_term": term})
+                    if kind == "rare"
+                    else None,
                 )
             results.append(search)
 
@@ -315,8 +361,14 @@ def main() -> None:
                 build(path, size)
                 print(f"\nbuilt {size:,} chats in {time.perf_counter() - start:.0f} s")
             print(f"\n{size:,} chats, {args.runs} calls each (ms; ratio median (p10-p90))\n")
-            print("| operation       | p50      | p99      | floor 50 | floor 99 | ratio |")
-            print("| --------------- | -------- | -------- | -------- | -------- | ----- |")
+            print(
+                "| operation       | tool 50  | tool 99  | p50      | p99      "
+                "| floor 50 | floor 99 | ratio |"
+            )
+            print(
+                "| --------------- | -------- | -------- | -------- | -------- "
+                "| -------- | -------- | ----- |"
+            )
             for pairs in anyio.run(measure, path, args.runs):
                 print(pairs.line())
             store_rates, floor_rates = anyio.run(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from . import models
 from .errors import ApexError, Code
@@ -21,6 +21,8 @@ from .models import (
     ChatCompletionChunkResponse,
     ChatCompletionRequest,
     ChatCompletionResponse,
+    ChatPage,
+    ChatSession,
     CreateChatAndCompletionRequest,
     CreateChatAndCompletionResponse,
     CreateCompletionRequest,
@@ -171,3 +173,43 @@ class CancelsResearch(Protocol):
     """An Apex service that can stop a deep research job (beyond apex.v1)."""
 
     async def cancel_deep_researcher_job(self, job_id: str) -> GetDeepResearcherJobResponse: ...
+
+
+@runtime_checkable
+class PagesChats(Protocol):
+    """An Apex service that reads a user's chats a page at a time and one by id (beyond
+    apex.v1, whose listings are whole): each call costs about one page, however many chats
+    the user has.
+
+    A cursor is the ``next_cursor`` of the same listing's previous page, opaque and bound to
+    the user and the listing (chat type, search term); any other is ``INVALID_ARGUMENT``.
+    """
+
+    async def list_chats_page(
+        self, *, chat_type: str | None = None, cursor: str | None = None, limit: int = 20
+    ) -> ChatPage:
+        """The chats, newest first (the order of GetChatSessions), only those of
+        ``chat_type`` if given. Each chat that exists throughout the paging comes exactly
+        once, whatever is created or updated between pages."""
+        ...
+
+    async def get_chat(self, chat_id: str) -> ChatSession:
+        """The chat; ``NOT_FOUND`` when the user has none with that id."""
+        ...
+
+    async def search_chats_page(
+        self, search_term: str, *, cursor: str | None = None, limit: int = 20
+    ) -> ChatPage:
+        """The chats SearchChatIdsByPromptAndCompletionText finds for ``search_term``, with
+        their titles, the chat with the newest matching completion first."""
+        ...
+
+
+@runtime_checkable
+class RecordsChats(Protocol):
+    """An Apex service that creates a chat whose first completion already holds metadata, in
+    one write (apex.v1 needs CreateChatAndCompletion, then UpdateCompletionAttributes)."""
+
+    async def create_chat_with_metadata(
+        self, request: CreateChatAndCompletionRequest, metadata: dict[str, Any] | None
+    ) -> CreateChatAndCompletionResponse: ...

@@ -547,3 +547,15 @@ class ResearchEntry:
 
 
 _RESEARCH_FIELDS = frozenset({"jobId", "status", "createdAt"})
+
+
+# --- beyond apex.v1 -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatPage:
+    """One page of a user's chats, and the opaque cursor of the next page (None: it is the
+    last). Not an apex.v1 message: the Apex RPCs have no paging (see ``client.PagesChats``)."""
+
+    chats: list[ChatSession]
+    next_cursor: str | None = None

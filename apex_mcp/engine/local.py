@@ -6,16 +6,18 @@ import copy
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..apex.client import ApexClient, CancelsResearch
+from ..apex.client import ApexClient, CancelsResearch, PagesChats, RecordsChats
 from ..apex.errors import ApexError, Code, invalid_argument
 from ..apex.models import (
     ChatCompletionChunkResponse,
     ChatCompletionRequest,
     ChatCompletionResponse,
+    ChatPage,
+    ChatSession,
     CreateChatAndCompletionRequest,
     CreateChatAndCompletionResponse,
     CreateCompletionRequest,
@@ -59,6 +61,7 @@ CHAT_ATTRIBUTES = {"title": "title", "chat_type": "chat_type", "chatType": "chat
 # Far beyond any open model's context window; a larger prompt is a mistake, not a request.
 MAX_PROMPT_CHARS = 1_000_000
 MAX_TITLE_CHARS = 200
+MAX_SEARCH_CHARS = 1000
 MAX_IDS = 1000
 CHAT_TIMEOUT_RANGE = (60, 300)  # seconds, as the hosted service clamped a request's timeout
 MAX_MINER_SETS = 1024  # sessions' miner sets held at once; the least recently used are let go
@@ -288,6 +291,13 @@ class LocalApex:
     async def create_chat_and_completion(
         self, request: CreateChatAndCompletionRequest, *, timeout: float | None = None
     ) -> CreateChatAndCompletionResponse:
+        return await self.create_chat_with_metadata(request, None)
+
+    async def create_chat_with_metadata(
+        self, request: CreateChatAndCompletionRequest, metadata: dict[str, Any] | None
+    ) -> CreateChatAndCompletionResponse:
+        """CreateChatAndCompletion whose completion starts with ``metadata``, in one write
+        (not part of apex.v1)."""
         prompt = _prompt(request.user_prompt)
         chat, completion = await self.store.create_chat(
             self.user_id,
@@ -297,6 +307,7 @@ class LocalApex:
                 "completion_type", request.completion_type, COMPLETION_TYPES, default="basic"
             ),
             title=_title(request.title) if request.title else None,  # the store titles by prompt
+            metadata=metadata,
         )
         return CreateChatAndCompletionResponse(parsed_chat=chat, parsed_completion=completion)
 
@@ -328,9 +339,7 @@ class LocalApex:
         *,
         timeout: float | None = None,
     ) -> SearchChatIdsByPromptAndCompletionTextResponse:
-        if len(request.search_term) > 1000:
-            raise invalid_argument("search_term is over 1000 characters: search for less")
-        ids = await self.store.search_chat_ids(self.user_id, request.search_term)
+        ids = await self.store.search_chat_ids(self.user_id, _search_term(request.search_term))
         return SearchChatIdsByPromptAndCompletionTextResponse(chat_ids=ids)
 
     async def update_completion_attributes(
@@ -359,6 +368,30 @@ class LocalApex:
         )
         return UpdateCompletionAttributesResponse(completion=completion)
 
+    # --- paged reads (not part of apex.v1) ---------------------------------------------------
+
+    async def list_chats_page(
+        self, *, chat_type: str | None = None, cursor: str | None = None, limit: int = 20
+    ) -> ChatPage:
+        chats = await self.store.list_chats_page(
+            self.user_id,
+            chat_type=_optional_choice("chat_type", chat_type or "", CHAT_TYPES),
+            cursor=cursor,
+            limit=limit,
+        )
+        return ChatPage(chats.chats, chats.next_cursor)
+
+    async def get_chat(self, chat_id: str) -> ChatSession:
+        return await self.store.get_chat(self.user_id, chat_id)
+
+    async def search_chats_page(
+        self, search_term: str, *, cursor: str | None = None, limit: int = 20
+    ) -> ChatPage:
+        found = await self.store.search_chats_page(
+            self.user_id, _search_term(search_term), cursor=cursor, limit=limit
+        )
+        return ChatPage(found.chats, found.next_cursor)
+
     async def get_completions_with_deep_researcher_entry(
         self, request: Empty, *, timeout: float | None = None
     ) -> GetCompletionsWithDeepResearcherEntryResponse:
@@ -369,6 +402,8 @@ class LocalApex:
 if TYPE_CHECKING:
     _local_is_a_client: type[ApexClient] = LocalApex
     _local_cancels_research: type[CancelsResearch] = LocalApex
+    _local_pages_chats: type[PagesChats] = LocalApex
+    _local_records_chats: type[RecordsChats] = LocalApex
 
 
 # --- checks ---------------------------------------------------------------------------------
@@ -413,6 +448,14 @@ def _prompt(text: str) -> str:
             f"user_prompt is {len(text):,} characters, over the {MAX_PROMPT_CHARS:,} limit"
         )
     return text
+
+
+def _search_term(term: str) -> str:
+    if len(term) > MAX_SEARCH_CHARS:
+        raise invalid_argument(
+            f"search_term is over {MAX_SEARCH_CHARS} characters: search for less"
+        )
+    return term
 
 
 def _title(text: str) -> str:

@@ -1,9 +1,11 @@
 """The use cases behind the tools, resources and prompts, written once.
 
-Chat with history (load a stored chat, record the turn, stream the answer, save it); read a
-stored chat; start a deep research job and keep its stored completion's entry in step with it.
-All of it through the ApexClient, so it works the same on the embedded engine and on any Apex
-server: the stored chat is the conversation's memory.
+Chat with history (load a stored chat, record the turn, stream the answer, save it); list,
+search and read stored chats; start a deep research job and keep its stored completion's entry
+in step with it. All of it through the ApexClient, so it works the same on the embedded engine
+and on any Apex server: the stored chat is the conversation's memory. Where the backend has a
+capability beyond apex.v1 (``PagesChats``, ``RecordsChats``), the use case takes it: the same
+answer for a page's cost instead of a whole listing's.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from dataclasses import dataclass
 import anyio
 
 from ..apex import models as m
-from ..apex.client import ApexClient, CancelsResearch
+from ..apex.client import ApexClient, CancelsResearch, PagesChats, RecordsChats
 from ..apex.errors import ApexError, Code
-from .outputs import Chat, Completion
+from .outputs import Chat, Completion, page
 from .state import FINISHED
 from .views import job_state
 
@@ -184,12 +186,43 @@ async def _stream(
 
 
 async def chat_sessions(client: ApexClient, chat_type: str | None = None) -> list[m.ChatSession]:
+    """Every chat of the user, newest first."""
     listed = await client.get_chat_sessions(m.GetChatSessionsRequest(chat_type=chat_type or ""))
     return listed.chat_sessions
 
 
+async def chats_page(
+    client: ApexClient, chat_type: str | None, cursor: str | None, limit: int
+) -> m.ChatPage:
+    """A page of the user's chats, newest first, after ``cursor`` (a previous page's
+    ``next_cursor``). An Apex server lists them all, and the page is cut from that list."""
+    if isinstance(client, PagesChats):
+        return await client.list_chats_page(chat_type=chat_type, cursor=cursor, limit=limit)
+    chats, next_cursor = page(await chat_sessions(client, chat_type), cursor, limit)
+    return m.ChatPage(chats, next_cursor)
+
+
+async def search_page(
+    client: ApexClient, search_term: str, cursor: str | None, limit: int
+) -> m.ChatPage:
+    """A page of the chats whose prompts or answers hold the words of ``search_term``, with
+    their titles. In the order the backend finds them: an Apex server gives ids only, most
+    recently updated first, and the titles come from its whole listing."""
+    if isinstance(client, PagesChats):
+        return await client.search_chats_page(search_term, cursor=cursor, limit=limit)
+    found = await client.search_chat_ids_by_prompt_and_completion_text(
+        m.SearchChatIdsByPromptAndCompletionTextRequest(search_term=search_term)
+    )
+    ids, next_cursor = page(found.chat_ids, cursor, limit)
+    by_id = {c.id: c for c in await chat_sessions(client)} if ids else {}
+    return m.ChatPage([by_id.get(i) or m.ChatSession(id=i) for i in ids], next_cursor)
+
+
 async def find_chat(client: ApexClient, chat_id: str) -> m.ChatSession:
-    """A chat by id. The Apex API has no GetChat: look it up in the user's list."""
+    """A chat by id. apex.v1 has no GetChat: without ``PagesChats``, look it up in the
+    user's list."""
+    if isinstance(client, PagesChats):
+        return await client.get_chat(chat_id)
     for chat in await chat_sessions(client):
         if chat.id == chat_id:
             return chat
@@ -256,19 +289,23 @@ async def start_research(
     started = StartedResearch(job)
     if not save:
         return started
-    created = await client.create_chat_and_completion(
-        m.CreateChatAndCompletionRequest(
-            user_prompt=question, chat_type="apex", completion_type="chain-of-thought"
-        )
+    chat = m.CreateChatAndCompletionRequest(
+        user_prompt=question, chat_type="apex", completion_type="chain-of-thought"
     )
+    entry = m.ResearchEntry(job.job_id, job.status, job.created_at).to_metadata()
+    # One write where the backend can; else the entry goes in as the completion's first edit.
+    if isinstance(client, RecordsChats):
+        created, recorded = await client.create_chat_with_metadata(chat, entry), True
+    else:
+        created, recorded = await client.create_chat_and_completion(chat), False
     if created.parsed_completion is None or created.parsed_chat is None:
         return started
-    entry = m.ResearchEntry(job.job_id, job.status, job.created_at)
-    await client.update_completion_attributes(
-        m.UpdateCompletionAttributesRequest(
-            completion_id=created.parsed_completion.id, metadata=entry.to_metadata()
+    if not recorded:
+        await client.update_completion_attributes(
+            m.UpdateCompletionAttributesRequest(
+                completion_id=created.parsed_completion.id, metadata=entry
+            )
         )
-    )
     started.chat_id, started.completion_id = created.parsed_chat.id, created.parsed_completion.id
     return started
 

@@ -11,7 +11,7 @@ from mcp_types import CallToolResult
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from ...apex import models as m
-from ..conversation import chat_sessions, read_chat, read_completion, research_states
+from ..conversation import chats_page, read_chat, read_completion, research_states, search_page
 from ..outputs import (
     Chat,
     ChatList,
@@ -108,10 +108,9 @@ async def list_chats(
     """The stored chats, newest first, a page at a time."""
     with apex_errors():
         client = await apex(ctx)
-        chats = await chat_sessions(client, chat_type)
-        items, next_cursor = page(chats, cursor, limit)
-    output = ChatList(chats=[Chat.of(c) for c in items], next_cursor=next_cursor)
-    return reply(output, chat_lines(output.chats, next_cursor) or "No stored chats.")
+        found = await chats_page(client, chat_type, cursor, limit)
+    output = ChatList(chats=[Chat.of(c) for c in found.chats], next_cursor=found.next_cursor)
+    return reply(output, chat_lines(output.chats, found.next_cursor) or "No stored chats.")
 
 
 @tool("history", "Read a stored chat", read_only=True, idempotent=True)
@@ -174,14 +173,9 @@ async def search_chats(
     """Find chats whose prompts or answers contain the words of search_term."""
     with apex_errors():
         client = await apex(ctx)
-        found = await client.search_chat_ids_by_prompt_and_completion_text(
-            m.SearchChatIdsByPromptAndCompletionTextRequest(search_term=search_term)
-        )
-        ids, next_cursor = page(found.chat_ids, cursor, limit)
-        by_id = {c.id: c for c in await chat_sessions(client)}
-    chats = [Chat.of(by_id[i]) if i in by_id else Chat(id=i, title="", chat_type="") for i in ids]
-    output = ChatList(chats=chats, next_cursor=next_cursor)
-    text = chat_lines(output.chats, next_cursor) or f"No chat mentions {search_term!r}."
+        found = await search_page(client, search_term, cursor, limit)
+    output = ChatList(chats=[Chat.of(c) for c in found.chats], next_cursor=found.next_cursor)
+    text = chat_lines(output.chats, found.next_cursor) or f"No chat mentions {search_term!r}."
     return reply(output, text)
 
 
