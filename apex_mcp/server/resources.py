@@ -23,7 +23,7 @@ from mcp_types import (
 from ..apex import models as m
 from ..apex.errors import ApexError, Code
 from .conversation import (
-    chat_sessions,
+    chats_page,
     read_chat,
     read_completion,
     research_job_ids,
@@ -63,12 +63,18 @@ def _state() -> AppState:
     return state
 
 
+# A read costs the same however many chats there are: the index shows the newest, the
+# list_chats tool pages through the rest, and completion offers ids of the newest.
+INDEX_CHATS = 100
+COMPLETION_CHATS = 1000
+
+
 @resource("history", "apex://chats", name="chats", title="Stored chats")
 async def chats() -> str:
-    """Every stored chat, newest first, with its id."""
+    """The newest stored chats (up to 100), with their ids."""
     with _errors("apex://chats"):
-        listed = await chat_sessions(await _state().apex())
-    return chats_index(listed)
+        newest = await chats_page(await _state().apex(), None, None, INDEX_CHATS)
+    return chats_index(newest.chats, more=newest.next_cursor is not None)
 
 
 @resource("history", "apex://chats/{chat_id}", name="chat", title="A stored chat")
@@ -164,7 +170,8 @@ async def _candidates(
     try:
         client = await state.apex()
         if wants_chat:
-            return [c.id for c in await chat_sessions(client)]
+            newest = await chats_page(client, None, None, COMPLETION_CHATS)
+            return [c.id for c in newest.chats]
         if target == "apex://research/{job_id}":
             return await research_job_ids(client)
     except ApexError:

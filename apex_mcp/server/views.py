@@ -33,9 +33,14 @@ def chat_lines(chats: list[Chat], next_cursor: str | None) -> str:
     return "\n".join(lines)
 
 
-def chats_index(chats: list[m.ChatSession]) -> str:
-    """The stored chats as a markdown list of links to their resources."""
+def chats_index(chats: list[m.ChatSession], *, more: bool = False) -> str:
+    """The stored chats as a markdown list of links to their resources; ``more``: older chats
+    are left out."""
     lines = [f"- [{c.title or 'Untitled'}](apex://chats/{c.id}) · {c.chat_type}" for c in chats]
+    if more:
+        lines.append(
+            f"\n_The newest {len(chats)} are shown: the list_chats tool pages through all._"
+        )
     return "# Stored chats\n\n" + ("\n".join(lines) or "_none yet_") + "\n"
 
 

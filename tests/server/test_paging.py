@@ -195,3 +195,23 @@ async def test_get_chat_reads_the_chat_by_id_on_either_backend(apex: Backend) ->
     assert [c["user_prompt_text"] for c in got["completions"]] == ["the one to read"]
     assert "Wanted" in resource.contents[0].text  # type: ignore[union-attr]
     assert "the one to read" in prompt.messages[0].content.text  # type: ignore[union-attr]
+
+
+async def test_the_chat_index_shows_the_newest_and_says_where_the_rest_are(
+    local: Backend,
+) -> None:
+    from mcp_types import ResourceTemplateReference
+
+    from apex_mcp.server.resources import INDEX_CHATS
+
+    async with Client(build_server(local.settings())) as client:
+        made = [await new_chat(client, f"chat {i}") for i in range(INDEX_CHATS + 3)]
+        index = (await client.read_resource("apex://chats")).contents[0].text  # type: ignore[union-attr]
+        linked = [line for line in index.splitlines() if line.startswith("- [")]
+        assert len(linked) == INDEX_CHATS
+        assert f"apex://chats/{made[-1]})" in linked[0]  # newest first
+        assert f"apex://chats/{made[2]})" not in index  # the oldest three are left out
+        assert "list_chats tool pages through all" in index
+        ref = ResourceTemplateReference(type="ref/resource", uri="apex://chats/{chat_id}")
+        offered = await client.complete(ref, {"name": "chat_id", "value": made[-1][:8]})
+        assert made[-1] in offered.completion.values
