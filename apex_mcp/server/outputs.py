@@ -155,6 +155,7 @@ def decode_cursor(cursor: str | None) -> int:
             raise ValueError
     except ValueError:
         raise invalid_argument(
-            "cursor is not one this server gave: pass next_cursor as it was returned"
+            "the cursor is not one this listing gave: pass next_cursor as it was returned, or"
+            " start again from the first page, without a cursor"
         ) from None
     return value
