@@ -16,15 +16,32 @@ from apex_mcp.engine.store.base import (
 from apex_mcp.engine.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
-    _sqlite_is_a_store: type[Store] = SqliteStore  # mypy checks that it follows the protocol
+    from apex_mcp.engine.store.postgres import PostgresStore
+
+    _sqlite_is_a_store: type[Store] = SqliteStore  # mypy checks that they follow the protocol
+    _postgres_is_a_store: type[Store] = PostgresStore
 
 
-async def open_store(path: str | Path) -> SqliteStore:
-    """The store in the SQLite file at ``path``, opened (created and migrated if needed).
+def is_database_url(target: str | Path) -> bool:
+    """Whether ``target`` is a PostgreSQL URL (``postgresql://`` or ``postgres://``), not a
+    SQLite file's path."""
+    return isinstance(target, str) and target.lower().startswith(("postgresql://", "postgres://"))
+
+
+async def open_store(target: str | Path) -> SqliteStore | PostgresStore:
+    """The store at ``target``, opened (created and migrated if needed): the PostgreSQL
+    database of a ``postgresql://`` or ``postgres://`` URL, else the SQLite file at that path.
 
     Close it with ``await store.close()``, or use it as ``async with await open_store(p)``.
     """
-    store = SqliteStore(path)
+    store: SqliteStore | PostgresStore
+    if is_database_url(target):
+        # Imported here: the SQLite path (stdio start-up) never loads psycopg.
+        from apex_mcp.engine.store.postgres import PostgresStore
+
+        store = PostgresStore(str(target))
+    else:
+        store = SqliteStore(target)
     await store.open()
     return store
 
@@ -37,5 +54,6 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoredReply",
+    "is_database_url",
     "open_store",
 ]
