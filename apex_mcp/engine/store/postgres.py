@@ -906,7 +906,9 @@ class PostgresStore:
             job, count = await outdated(conn, " FOR SHARE")
             if count == 0:
                 return 0
-            changes = ["metadata = jsonb_set(metadata, '{deep-researcher,status}', to_jsonb(%s))"]
+            changes = [
+                "metadata = jsonb_set(metadata, '{deep-researcher,status}', to_jsonb(%s::text))"
+            ]
             values: list[str] = [status]
             if status == "failed":
                 changes.append("error_message = %s")
@@ -1039,12 +1041,17 @@ _WORD = re.compile(r"[^\W_]+")  # letters and digits, as FTS5's unicode61 tokeni
 
 def words_of(text: str) -> list[str]:
     """The words of ``text`` as the index holds them: split at what is not a letter or digit,
-    lowercased, diacritics removed (also in decomposed form: "cre\\u0300me" is "creme")."""
+    lowercased, diacritics removed (also in decomposed form: "cre\\u0300me" is "creme");
+    a word too long for PostgreSQL's index is left out."""
+    return [word for word in _fold(text) if len(word.encode()) <= MAX_LEXEME_BYTES]
+
+
+def _fold(text: str) -> list[str]:
     if not text.isascii():
         decomposed = unicodedata.normalize("NFD", text)
         marks = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
         text = unicodedata.normalize("NFC", marks)
-    return [word for word in _WORD.findall(text.lower()) if len(word.encode()) <= MAX_LEXEME_BYTES]
+    return _WORD.findall(text.lower())
 
 
 def tsvector(text: str, *, first: int = 1) -> str:
@@ -1069,13 +1076,12 @@ def tsquery(term: str) -> str | None:
     term = term.replace("\x00", " ").encode("utf-8", "replace").decode("utf-8")
     phrases = []
     for part in term.split():
-        words = _WORD.findall(part)
+        words = _fold(part)
         if not words:
             continue
-        folded = words_of(part)
-        if len(folded) < len(words):
+        if any(len(word.encode()) > MAX_LEXEME_BYTES for word in words):
             return None  # a word longer than any the index holds: nothing matches
-        phrases.append([f"'{word}'" for word in folded])
+        phrases.append([f"'{word}'" for word in words])
     if not phrases:
         return None
     phrases[-1][-1] += ":*"
