@@ -79,6 +79,7 @@ T = TypeVar("T")
 Conn = psycopg.AsyncConnection[DictRow]
 
 POOL_SIZE = 10  # connections per store (per replica); a call waits for a free one
+CONNECT_TIMEOUT = 10  # seconds to connect at open
 POOL_TIMEOUT = 30.0  # seconds a call waits for a connection before it is unavailable
 WRITE_ATTEMPTS = 8  # tries of a write that loses a deadlock or a serialization conflict
 # pg_advisory_xact_lock key held while migrating: b"apexmcp1" as a bigint.
@@ -249,6 +250,16 @@ class PostgresStore:
         """Connect and bring the schema up to date (once, whichever replica comes first)."""
         if self._pool is not None:
             return
+        try:
+            # One connection first: a wrong host, database or password is told at once (a
+            # pool would keep trying until its timeout), and it brings the schema up to date.
+            conn = await psycopg.AsyncConnection.connect(
+                self._url, autocommit=True, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT
+            )
+            async with conn:
+                await _migrate(conn, self.display)
+        except psycopg.Error as e:
+            raise _apex_error(e, self.display) from None
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self._url,
             min_size=1,
@@ -263,14 +274,10 @@ class PostgresStore:
         )
         try:
             await pool.open(wait=True, timeout=POOL_TIMEOUT)
-            async with pool.connection() as conn:
-                await _migrate(conn, self.display)
         except BaseException as e:
             await pool.close()
             if isinstance(e, PoolTimeout):
                 raise self._unreachable() from None
-            if isinstance(e, psycopg.Error):
-                raise _apex_error(e, self.display) from None
             raise
         self._pool = pool
 
