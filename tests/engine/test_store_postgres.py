@@ -326,7 +326,8 @@ def test_the_sqlite_store_never_loads_the_postgresql_driver(tmp_path: Any) -> No
         f"    store = await open_store({str(tmp_path / 'a.db')!r})\n"
         "    await store.close()\n"
         "asyncio.run(main())\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('psycopg', 'apex_mcp.engine.store'))))\n"
+        "wanted = ('psycopg', 'apex_mcp.engine.store')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(wanted)))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
