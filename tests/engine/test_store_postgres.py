@@ -18,10 +18,11 @@ from typing import Any
 import anyio
 import pytest
 
+from apex_mcp._dburl import redacted_url
 from apex_mcp.apex.errors import ApexError, Code
 from apex_mcp.engine.store import Store, open_store
 from apex_mcp.engine.store import postgres as pg
-from apex_mcp.engine.store.postgres import PostgresStore, redacted, tsquery
+from apex_mcp.engine.store.postgres import PostgresStore, tsquery
 
 pytestmark = pytest.mark.anyio
 # The store and backend fixtures (tests/engine/conftest.py), of PostgreSQL only.
@@ -311,11 +312,12 @@ async def test_the_password_of_the_url_never_shows(where: str) -> None:
 
 
 def test_redacted_urls_keep_all_but_the_password() -> None:
-    assert redacted("postgresql://u:p@h:5433/db?sslmode=require") == (
+    assert redacted_url("postgresql://u:p@h:5433/db?sslmode=require") == (
         "postgresql://u:***@h:5433/db?sslmode=require"
     )
-    assert redacted("postgres://u@h/db") == "postgres://u@h/db"
-    assert redacted("postgresql://u:p@[::1]:5432/db") == "postgresql://u:***@[::1]:5432/db"
+    assert redacted_url("postgres://u@h/db") == "postgres://u@h/db"
+    assert redacted_url("postgresql://u:p@[::1]:5432/db") == "postgresql://u:***@[::1]:5432/db"
+    assert "p4ss" not in redacted_url("postgresql://u:p4ss@h:port/db")
 
 
 def test_the_sqlite_store_never_loads_the_postgresql_driver(tmp_path: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from apex_mcp._dburl import is_database_url
 from apex_mcp.engine.store.base import (
     JOB_STATUSES,
     ChatPage,
@@ -20,12 +21,6 @@ if TYPE_CHECKING:
 
     _sqlite_is_a_store: type[Store] = SqliteStore  # mypy checks that they follow the protocol
     _postgres_is_a_store: type[Store] = PostgresStore
-
-
-def is_database_url(target: str | Path) -> bool:
-    """Whether ``target`` is a PostgreSQL URL (``postgresql://`` or ``postgres://``), not a
-    SQLite file's path."""
-    return isinstance(target, str) and target.lower().startswith(("postgresql://", "postgres://"))
 
 
 async def open_store(target: str | Path) -> SqliteStore | PostgresStore:

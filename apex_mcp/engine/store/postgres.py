@@ -36,7 +36,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import anyio
 import psycopg
@@ -44,6 +44,7 @@ import psycopg.errors
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from apex_mcp._dburl import redacted_url
 from apex_mcp.apex.errors import ApexError, Code
 from apex_mcp.apex.models import (
     ChatSession,
@@ -215,29 +216,16 @@ SEARCH_PAGE_SQL = (
 _RETRIED = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 
 
-def redacted(url: str) -> str:
-    """``url`` without its password: what errors, logs and reprs may show."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.hostname or ""
-        if ":" in host:  # an IPv6 address
-            host = f"[{host}]"
-        netloc = f"{parts.username or ''}:***@{host}"
-        if parts.port is not None:
-            netloc += f":{parts.port}"
-        return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:
-        return "postgresql://(unreadable URL)"
-
-
 class PostgresStore:
     """The ``Store`` in a PostgreSQL database. ``await open()`` before use (or ``async with``)."""
 
     def __init__(self, url: str) -> None:
         self._url = url
-        self.display = redacted(url)
+        self.display = redacted_url(url)
+        try:
+            self._password = urlsplit(url).password or ""
+        except ValueError:
+            self._password = ""
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._cursors: _Cursors | None = None
 
@@ -259,7 +247,7 @@ class PostgresStore:
             async with conn:
                 await _migrate(conn, self.display)
         except psycopg.Error as e:
-            raise _apex_error(e, self.display) from None
+            raise self._error(e) from None
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self._url,
             min_size=1,
@@ -298,6 +286,14 @@ class PostgresStore:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    def _error(self, error: psycopg.Error) -> ApexError:
+        made = _apex_error(error, self.display)
+        message = made.message
+        # libpq may quote a piece of a malformed URL back: never the password.
+        for secret in {self._password, unquote(self._password)} - {""}:
+            message = message.replace(secret, "***")
+        return ApexError(made.code, message)
 
     def _unreachable(self) -> ApexError:
         return ApexError(
@@ -347,7 +343,7 @@ class PostgresStore:
             except PoolTimeout:
                 raise self._unreachable() from None
             except psycopg.Error as e:
-                raise _apex_error(e, self.display) from None
+                raise self._error(e) from None
             except UnicodeEncodeError:
                 raise ApexError(
                     Code.INVALID_ARGUMENT, "the text is not valid Unicode (it has lone surrogates)"
@@ -1264,8 +1260,8 @@ _INVALID_TEXT = {
 
 
 def _apex_error(error: psycopg.Error, display: str) -> ApexError:
-    state = error.sqlstate or ""
-    if isinstance(error, psycopg.DataError) and "NUL" in str(error):
+    state, detail = error.sqlstate or "", str(error).strip()
+    if isinstance(error, psycopg.DataError) and "NUL" in detail:
         return ApexError(
             Code.INVALID_ARGUMENT, "the text has a NUL character, which PostgreSQL cannot store"
         )
@@ -1274,7 +1270,7 @@ def _apex_error(error: psycopg.Error, display: str) -> ApexError:
     if state == "53100":
         return ApexError(Code.RESOURCE_EXHAUSTED, f"the disk of the database {display} is full")
     if state in ("XX001", "XX002"):
-        return ApexError(Code.DATA_LOSS, f"the database {display} is damaged: {error}")
+        return ApexError(Code.DATA_LOSS, f"the database {display} is damaged: {detail}")
     if isinstance(error, psycopg.OperationalError):
-        return ApexError(Code.UNAVAILABLE, f"the database {display} is unavailable: {error}")
-    return ApexError(Code.INTERNAL, f"database error in {display}: {error}")
+        return ApexError(Code.UNAVAILABLE, f"the database {display} is unavailable: {detail}")
+    return ApexError(Code.INTERNAL, f"database error in {display}: {detail}")
