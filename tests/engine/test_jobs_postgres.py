@@ -16,16 +16,8 @@ from apex_mcp.apex import models as m
 from apex_mcp.engine import LocalApex, MinerConfig, MinerPool, ResearchLimits, jobs
 from apex_mcp.engine.jobs import ResearchRunner
 from apex_mcp.engine.store import open_store
-from tests.engine.test_research import (  # the fixtures too: the same fake miner and script
-    FakeOpenAI,
-    FakeRetriever,
-    Script,
-    ask,
-    fake,
-    script,
-    status_is,
-    texts,
-)
+from tests.engine.test_research import FakeRetriever, Script, ask, status_is, texts
+from tests.fakes.openai_server import FakeOpenAI, serve_openai
 
 pytestmark = [
     pytest.mark.anyio,
