@@ -237,6 +237,24 @@ async def test_a_deadlock_is_retried_inside_the_store_not_told_to_the_caller(
     assert len({c.title for c in await store.list_chats(ALICE)}) == 1
 
 
+@postgres_only
+async def test_a_cancelled_caller_waits_for_its_transaction_and_the_store_goes_on(
+    store: PostgresStore,
+) -> None:
+    chat_id, _ = await new_chat(store, ALICE, "before")
+
+    async def slow_rename(conn: Any) -> None:
+        await conn.execute("SELECT pg_sleep(0.3)")
+        await conn.execute("UPDATE chats SET title = 'renamed' WHERE id = %s", (chat_id,))
+
+    with anyio.move_on_after(0.05) as scope:
+        await store._write(slow_rename)
+    assert scope.cancel_called  # cancelled during the transaction, which still ended whole
+    assert (await store.get_chat(ALICE, chat_id)).title == "renamed"
+    for _ in range(pg.POOL_SIZE + 1):  # every connection of the pool still works
+        await new_chat(store, ALICE, "after")
+
+
 # --- full-text search -----------------------------------------------------------------------
 
 

@@ -31,8 +31,7 @@ import random
 import re
 import secrets
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -301,23 +300,30 @@ class PostgresStore:
             f"cannot connect to the database {self.display} within {POOL_TIMEOUT:g} s",
         )
 
-    @asynccontextmanager
-    async def _transaction(self, begin: str) -> AsyncIterator[Conn]:
+    async def _transaction(self, work: Callable[[Conn], Awaitable[T]], begin: str) -> T:
         pool = self._pool
         if pool is None:
             raise RuntimeError("the store is not open: await store.open() first")
-        async with pool.connection() as conn:
-            await conn.execute(begin)
-            try:
-                yield conn
-            except BaseException:
-                with anyio.CancelScope(shield=True):
+        conn = await pool.getconn()  # waiting for a connection may be cancelled
+        try:
+            # Once begun, never cut off half-way by a cancel: the caller waits for the end of
+            # the transaction (as the SQLite store waits for its thread), and the connection
+            # goes back to the pool clean instead of being closed mid-statement.
+            with anyio.CancelScope(shield=True):
+                await conn.execute(begin)
+                try:
+                    done = await work(conn)
+                except BaseException:
                     if not conn.closed:
                         # A broken connection cannot roll back: the pool replaces it.
                         with contextlib.suppress(psycopg.Error):
                             await conn.execute("ROLLBACK")
-                raise
-            await conn.execute("COMMIT")
+                    raise
+                await conn.execute("COMMIT")
+        finally:
+            with anyio.CancelScope(shield=True):
+                await pool.putconn(conn)
+        return done
 
     async def _read(self, work: Callable[[Conn], Awaitable[T]]) -> T:
         # One snapshot for the read's statements; a read-only one never fails on a conflict.
@@ -329,8 +335,7 @@ class PostgresStore:
     async def _run(self, work: Callable[[Conn], Awaitable[T]], begin: str, attempts: int) -> T:
         for attempt in range(1, attempts + 1):
             try:
-                async with self._transaction(begin) as conn:
-                    return await work(conn)
+                return await self._transaction(work, begin)
             except _RETRIED as e:
                 if attempt == attempts:
                     raise ApexError(
