@@ -209,6 +209,25 @@ async def new_chat(store: Store, user: str, prompt: str) -> tuple[str, str]:
 
 
 @postgres_only
+async def test_tries_of_one_key_at_once_in_three_replicas_claim_it_once(backend: Any) -> None:
+    replicas = [await backend.open() for _ in range(3)]
+    try:
+        claims: list[object] = []
+
+        async def claim(n: int) -> None:
+            claims.append(await replicas[n % 3].claim_reply(ALICE, "k", "CreateChat", "d"))
+
+        async with anyio.create_task_group() as tg:
+            for n in range(30):
+                tg.start_soon(claim, n)
+        assert claims.count(None) == 1  # one claimed it; the others saw the claim
+        assert all(c is None or c.reply is None for c in claims)  # type: ignore[attr-defined]
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+
+@postgres_only
 async def test_a_deadlock_is_retried_inside_the_store_not_told_to_the_caller(
     store: PostgresStore,
 ) -> None:
