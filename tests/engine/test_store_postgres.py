@@ -335,7 +335,13 @@ async def test_a_nul_character_is_invalid_not_an_internal_error(store: PostgresS
 
 
 @pytest.mark.parametrize(
-    "where", ["127.0.0.1:5432/apex_no_such_database", "127.0.0.1:1/apex", "localhost:5432/x"]
+    "where",
+    [
+        "127.0.0.1:5432/apex_no_such_database",
+        "127.0.0.1:1/apex",
+        "localhost:5432/x",
+        "127.0.0.1:5432/x?password=hunter2-secret",
+    ],
 )
 async def test_the_password_of_the_url_never_shows(where: str) -> None:
     url = f"postgresql://postgres:hunter2-secret@{where}"
@@ -355,6 +361,9 @@ def test_redacted_urls_keep_all_but_the_password() -> None:
     assert redacted_url("postgres://u@h/db") == "postgres://u@h/db"
     assert redacted_url("postgresql://u:p@[::1]:5432/db") == "postgresql://u:***@[::1]:5432/db"
     assert "p4ss" not in redacted_url("postgresql://u:p4ss@h:port/db")
+    assert redacted_url("postgresql://h/db?user=u&password=p4ss&sslmode=require") == (
+        "postgresql://h/db?user=u&password=***&sslmode=require"
+    )
 
 
 def test_the_sqlite_store_never_loads_the_postgresql_driver(tmp_path: Any) -> None:

@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote
 
 import anyio
 import psycopg
@@ -43,7 +43,7 @@ import psycopg.errors
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from apex_mcp._dburl import redacted_url
+from apex_mcp._dburl import redacted_url, url_passwords
 from apex_mcp.apex.errors import ApexError, Code
 from apex_mcp.apex.models import (
     ChatSession,
@@ -221,10 +221,7 @@ class PostgresStore:
     def __init__(self, url: str) -> None:
         self._url = url
         self.display = redacted_url(url)
-        try:
-            self._password = urlsplit(url).password or ""
-        except ValueError:
-            self._password = ""
+        self._passwords = url_passwords(url)
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._cursors: _Cursors | None = None
 
@@ -290,7 +287,7 @@ class PostgresStore:
         made = _apex_error(error, self.display)
         message = made.message
         # libpq may quote a piece of a malformed URL back: never the password.
-        for secret in {self._password, unquote(self._password)} - {""}:
+        for secret in {form for word in self._passwords for form in (word, quote(word))}:
             message = message.replace(secret, "***")
         return ApexError(made.code, message)
 
