@@ -124,6 +124,22 @@ async def test_a_database_from_a_newer_version_is_refused(backend: Any, fresh_sc
     assert "newer" in error.message
 
 
+@postgres_only
+async def test_a_cursor_from_another_database_is_refused(
+    store: PostgresStore, backend: Any, fresh_schema: str
+) -> None:
+    for _ in range(3):
+        await new_chat(store, ALICE, "needle")
+    cursor = (await store.list_chats_page(ALICE, limit=1)).next_cursor
+    assert cursor is not None
+    async with await open_store(backend.database.schema_url(fresh_schema)) as other:
+        for _ in range(3):
+            await new_chat(other, ALICE, "needle")
+        with pytest.raises(ApexError) as refused:
+            await other.list_chats_page(ALICE, cursor=cursor)
+    assert refused.value.code == Code.INVALID_ARGUMENT
+
+
 # --- many writers in three replicas ----------------------------------------------------------
 
 
