@@ -310,7 +310,7 @@ async def test_the_search_page_reads_the_full_text_index(
         " FROM generate_series(1, 5000) AS n;"
         " ANALYZE chats; ANALYZE completions"
     )
-    params = (tsquery("needle"), ALICE, 10_000, 10_001, ALICE, 21)
+    params = (tsquery("needle"), ALICE, 10_000, 10_001, 21, ALICE)
     plan = backend.database.query("EXPLAIN " + pg.SEARCH_PAGE_SQL, params)
     text = "\n".join(row[0] for row in plan)
     assert "Bitmap Index Scan on completions_words" in text, text

@@ -202,14 +202,17 @@ SEARCH_SQL = (
 # A page of the search (see search_chats_page): the user's chats, each at its newest matching
 # completion no newer than ``top``, those whose newest match is below ``position`` (the chats
 # at or above it were on earlier pages), newest match first. The matches are found in the
-# GIN index. Parameters: the tsquery, the user, top, position, the user, the limit.
+# GIN index; only the page's chats are then read (a completion's chat is always there, the
+# user's: the foreign key). Parameters: the tsquery, the user, top, position, the limit, the
+# user.
 SEARCH_PAGE_SQL = (
     f"SELECT {CHAT_COLUMNS}, found.at FROM ("
     " SELECT completions.chat_id, max(completions.seq) AS at FROM completions"
     f" WHERE {WORDS} @@ %s::tsquery AND completions.user_id = %s AND completions.seq <= %s"
-    " GROUP BY completions.chat_id HAVING max(completions.seq) < %s) AS found"
+    " GROUP BY completions.chat_id HAVING max(completions.seq) < %s"
+    " ORDER BY at DESC LIMIT %s) AS found"
     " JOIN chats ON chats.id = found.chat_id AND chats.user_id = %s"
-    " ORDER BY found.at DESC LIMIT %s"
+    " ORDER BY found.at DESC"
 )
 
 _RETRIED = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
@@ -651,7 +654,7 @@ class PostgresStore:
                 position = top + 1
             else:
                 top, position = int(after[0]), after[1]
-            params = (query, user_id, top, position, user_id, limit + 1)
+            params = (query, user_id, top, position, limit + 1, user_id)
             return top, await _all(conn, SEARCH_PAGE_SQL, params)
 
         top, rows = await self._read(read)
