@@ -382,6 +382,15 @@ def test_redacted_urls_keep_all_but_the_password() -> None:
     )
 
 
+async def test_without_the_driver_a_postgresql_url_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if apex-mcp[postgres] were not there
+    monkeypatch.delitem(sys.modules, "apex_mcp.engine.store.postgres")
+    error = await raises(Code.FAILED_PRECONDITION, open_store("postgresql://u:pw@h/db"))
+    assert 'pip install "apex-mcp[postgres]"' in error.message and "pw" not in error.message
+
+
 def test_the_sqlite_store_never_loads_the_postgresql_driver(tmp_path: Any) -> None:
     script = (
         "import asyncio, sys\n"

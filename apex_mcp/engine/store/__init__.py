@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from apex_mcp._dburl import is_database_url
+from apex_mcp.apex.errors import ApexError, Code
 from apex_mcp.engine.store.base import (
     JOB_STATUSES,
     ChatPage,
@@ -31,8 +32,14 @@ async def open_store(target: str | Path) -> SqliteStore | PostgresStore:
     """
     store: SqliteStore | PostgresStore
     if is_database_url(target):
-        # Imported here: the SQLite path (stdio start-up) never loads psycopg.
-        from apex_mcp.engine.store.postgres import PostgresStore
+        try:  # imported here: the SQLite path (stdio start-up) never loads psycopg
+            from apex_mcp.engine.store.postgres import PostgresStore
+        except ImportError as e:
+            raise ApexError(
+                Code.FAILED_PRECONDITION,
+                f"APEX_DB is a PostgreSQL URL, whose driver is not installed ({e.name}): "
+                'pip install "apex-mcp[postgres]"',
+            ) from None
 
         store = PostgresStore(str(target))
     else:
@@ -49,6 +56,5 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoredReply",
-    "is_database_url",
     "open_store",
 ]
