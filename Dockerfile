@@ -9,7 +9,8 @@
 # and refuses to start without it, unless APEX_HTTP_SESSION_CONFIG says a platform in front
 # authenticates clients and passes each session's settings (smithery.yaml sets it). It accepts the Host names localhost/127.0.0.1 on $PORT;
 # add the names clients use (another published port, a proxy) with APEX_HTTP_ALLOWED_HOSTS.
-# Chats live in /data/apex.db: mount a volume there. Extra arguments go to `apex-mcp serve`
+# Chats live in /data/apex.db: mount a volume there (or set APEX_DB=postgresql://user@host/db to
+# keep them in PostgreSQL, shared by every replica). Extra arguments go to `apex-mcp serve`
 # (e.g. --toolsets chat,search --read-only); `--entrypoint apex-mcp` runs other commands,
 # such as `gateway --host 0.0.0.0`.
 
@@ -18,8 +19,9 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY apex_mcp ./apex_mcp
-# [gateway]: gRPC, gRPC-Web and Connect binary for `apex-mcp gateway` (stdio never loads them)
-RUN python -m venv /opt/apex-mcp && /opt/apex-mcp/bin/pip install ".[gateway]"
+# [gateway]: gRPC, gRPC-Web and Connect binary for `apex-mcp gateway` (stdio never loads them);
+# [postgres]: the PostgreSQL store, for APEX_DB=postgresql://... (replicas sharing one database)
+RUN python -m venv /opt/apex-mcp && /opt/apex-mcp/bin/pip install ".[gateway,postgres]"
 
 FROM python:3.11-slim
 LABEL org.opencontainers.image.title="apex-mcp" \

@@ -38,8 +38,18 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ._dburl import is_database_url, redacted_url
+
 APP_NAME = "apex-mcp"
 GATEWAY_KEYS_FORMAT = 'a JSON object of user to API key, e.g. {"alice": "key-1", "bob": "key-2"}'
+
+
+class DatabaseUrl(SecretStr):
+    """``APEX_DB`` as a PostgreSQL URL: shown (str, repr, logs, doctor) without its password;
+    ``get_secret_value()`` is the URL itself, for the store alone."""
+
+    def _display(self) -> str:
+        return redacted_url(self.get_secret_value())
 
 
 def user_data_dir() -> Path:
@@ -208,7 +218,8 @@ class Settings(BaseSettings):
     research_poll_seconds: float | None = Field(None, gt=0, le=60)
 
     # The embedded engine.
-    db: Path = Field(default_factory=lambda: user_data_dir() / "apex.db")
+    # A SQLite file, or a PostgreSQL database (its URL shown without the password).
+    db: Path | DatabaseUrl = Field(default_factory=lambda: user_data_dir() / "apex.db")
     miners: list[MinerSettings] = Field(default_factory=list)
     miner: str | None = None  # shorthand for one miner: a preset ("ollama") or an endpoint URL
     miner_api_key: SecretStr | None = None
@@ -266,6 +277,8 @@ class Settings(BaseSettings):
     @field_validator("db", mode="before")
     @classmethod
     def _expand_db(cls, value: Any) -> Any:
+        if is_database_url(value):
+            return DatabaseUrl(value)
         if isinstance(value, str):
             value = _sqlite_path(value)
         return Path(value).expanduser() if isinstance(value, str | Path) else value
@@ -339,6 +352,12 @@ class Settings(BaseSettings):
             return self.backend
         return "remote" if (self.api_key or self.base_url) else "local"
 
+    @property
+    def store_target(self) -> str | Path:
+        """What the engine opens its store at: the SQLite file, or the whole PostgreSQL URL
+        (password included: for the store alone, never to show)."""
+        return self.db.get_secret_value() if isinstance(self.db, DatabaseUrl) else self.db
+
     @cached_property
     def _gateway_secrets(self) -> list[tuple[bytes, str]]:
         return [(key.get_secret_value().encode(), user) for user, key in self.gateway_keys.items()]
@@ -370,8 +389,9 @@ def _sqlite_path(value: str) -> str:
         if path.startswith("/") and path != "/":
             return path[1:]  # sqlite:///apex.db is relative, sqlite:////data/apex.db absolute
     raise ValueError(
-        f"a {scheme.group(1)}:// URL is not a store apex-mcp can use yet: give a SQLite file "
-        "path, or sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        f"a {scheme.group(1)}:// URL is not a store apex-mcp can use: give a PostgreSQL URL "
+        "(postgresql://user@host:5432/database), a SQLite file path, or "
+        "sqlite:///relative/path.db or sqlite:////absolute/path.db"
     )
 
 

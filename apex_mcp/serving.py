@@ -26,7 +26,7 @@ def engine_config(settings: Settings) -> EngineConfig:
     from .engine import EngineConfig, ResearchLimits
 
     return EngineConfig(
-        db=settings.db,
+        db=settings.store_target,
         miners=tuple(engine_miner(entry) for entry in settings.miners),
         discover_local_miners=settings.discover_local_miners,
         miner_calls_per_user=settings.miner_calls_per_user,

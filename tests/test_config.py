@@ -10,7 +10,7 @@ from pydantic import SecretStr, ValidationError
 from apex_mcp.apex.connect import describe_validation_error
 from apex_mcp.config import MinerSettings, Settings, default_config_file, load_settings
 from apex_mcp.engine import MinerPool
-from apex_mcp.serving import engine_miner
+from apex_mcp.serving import engine_config, engine_miner
 
 MINER_SECRET = "sk-test-0123456789abcdef"
 
@@ -131,6 +131,39 @@ def test_secrets_stay_out_of_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
     text = repr(settings) + str(settings) + str(settings.model_dump())
     for secret in ("apex-key-secret-1", "miner-key-secret-2", "gateway-key-secret-3", "http-token"):
         assert secret not in text
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://apex:db-secret-8@db.example:5433/apex", "POSTGRES://apex:db-secret-8@db/apex"],
+)
+def test_a_postgresql_url_is_the_store_and_its_password_never_shows(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("APEX_DB", url)
+    settings = load_settings()
+    assert settings.store_target == url  # what the engine opens: the whole URL
+    assert engine_config(settings).db == url
+    shown = str(settings.db)
+    assert shown.startswith(url.split(":")[0].lower() + "://apex:***@db")
+    assert shown.endswith("/apex")
+    engine = engine_config(settings)
+    text = f"{settings.db} {settings!r} {settings} {settings.model_dump()} {engine!r}"
+    assert "db-secret-8" not in text
+
+
+def test_a_file_path_and_a_sqlite_url_stay_files(tmp_path: Path) -> None:
+    assert load_settings(db=str(tmp_path / "a.db")).store_target == tmp_path / "a.db"
+    assert load_settings(db="sqlite:////data/apex.db").store_target == Path("/data/apex.db")
+
+
+@pytest.mark.parametrize("url", ["mysql://u:db-secret-9@h/apex", "sqlserver://h", "redis://h"])
+def test_another_database_url_is_refused_with_what_to_give(url: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        load_settings(db=url)
+    message = describe_validation_error(refused.value)
+    assert "not a store apex-mcp can use: give a PostgreSQL URL" in message
+    assert "db-secret-9" not in message
 
 
 @pytest.mark.parametrize(

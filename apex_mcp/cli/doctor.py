@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..apex.errors import ApexError, Code
-from ..config import MinerSettings, Settings, config_file_path
+from ..config import DatabaseUrl, MinerSettings, Settings, config_file_path
 from ._shared import server_options, set_up, settings_from
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ async def _check_local(
     from ..serving import engine_miner
 
     try:
-        store = await open_store(settings.db)
+        store = await open_store(settings.store_target)
         try:
             integrity = await store.integrity_check()
         finally:
@@ -102,9 +102,15 @@ async def _check_local(
             detail += f": the file is damaged: {_STORE_FIXES[Code.DATA_LOSS]}"
         report(integrity == "ok", "store", detail)
     except ApexError as error:
-        fix = _STORE_FIXES.get(
-            error.code, "check that APEX_DB names a file in a folder you can write"
-        )
+        if isinstance(settings.db, DatabaseUrl):
+            fix = (
+                "check that PostgreSQL runs at that address, that the database exists and "
+                "that the user may connect to it and create tables"
+            )
+        else:
+            fix = _STORE_FIXES.get(
+                error.code, "check that APEX_DB names a file in a folder you can write"
+            )
         report(False, "store", f"{settings.db}: {error.message}: {fix}")
     async with MinerPool(
         [engine_miner(miner) for miner in settings.miners],

@@ -106,7 +106,8 @@ class ResearchLimits:
 class EngineConfig:
     """Everything ``LocalApex.open`` builds the engine from."""
 
-    db: Path
+    # A SQLite file, or a postgresql:// URL: not in the repr, which would show its password.
+    db: str | Path = field(repr=False)
     miners: tuple[MinerConfig, ...] = ()
     discover_local_miners: bool = True
     # Fair sharing of the miners: calls one user may have running at once, and how long one

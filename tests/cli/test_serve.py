@@ -101,16 +101,17 @@ def test_a_port_in_use_is_one_line(engine_env: dict[str, str]) -> None:
     assert gateway.stderr.splitlines()[-1] == line and "Traceback" not in gateway.stderr
 
 
-def test_a_database_url_is_refused_without_echoing_it(tmp_path: Path) -> None:
-    url = "postgresql://apex:pg-password-77@db.example/apex"
+def test_a_database_url_of_another_kind_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    url = "mysql://apex:pg-password-77@db.example/apex"
     done = run("call", "list_chats", env={"APEX_DB": url}, cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr == (
-        "apex-mcp: bad setting: db: a postgresql:// URL is not a store apex-mcp can use yet: "
-        "give a SQLite file path, or sqlite:///relative/path.db or sqlite:////absolute/path.db\n"
+        "apex-mcp: bad setting: db: a mysql:// URL is not a store apex-mcp can use: give a "
+        "PostgreSQL URL (postgresql://user@host:5432/database), a SQLite file path, or "
+        "sqlite:///relative/path.db or sqlite:////absolute/path.db\n"
     )
     assert "pg-password-77" not in done.stdout + done.stderr
-    assert list(tmp_path.iterdir()) == []  # no folder named "postgresql:"
+    assert list(tmp_path.iterdir()) == []  # no folder named "mysql:"
 
 
 def test_a_sqlite_url_is_a_file_path(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""SqliteStore against real SQLite files: what callers of the engine's storage can rely on."""
+"""The store against real SQLite files and a real PostgreSQL database: what callers of the
+engine's storage can rely on, whichever it is (``@sqlite_only``: about SQLite itself)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import closing
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -20,9 +21,10 @@ import anyio.to_thread
 import pytest
 
 from apex_mcp.apex.errors import ApexError, Code
-from apex_mcp.engine.store import SqliteStore, open_store
+from apex_mcp.engine.store import SqliteStore, Store, open_store
 from apex_mcp.engine.store import sqlite as sqlite_store
 from apex_mcp.engine.store.sqlite import fts_query
+from tests.engine.conftest import sqlite_only
 from tests.servers import waiting_for
 
 pytestmark = pytest.mark.anyio
@@ -30,19 +32,8 @@ pytestmark = pytest.mark.anyio
 ALICE, BOB = "alice", "bob"
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "apex.db"
-
-
-@pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(db_path) as opened:
-        yield opened
-
-
 async def new_chat(
-    store: SqliteStore, prompt: str = "hello", *, user: str = ALICE, chat_type: str = "apex"
+    store: Store, prompt: str = "hello", *, user: str = ALICE, chat_type: str = "apex"
 ) -> tuple[str, str]:
     """(chat id, completion id) of a new chat."""
     chat, completion = await store.create_chat(
@@ -73,7 +64,7 @@ def user_version(path: Path) -> int:
 
 
 async def test_create_chat_returns_the_chat_and_an_empty_first_completion(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     chat, completion = await store.create_chat(
         ALICE,
@@ -101,7 +92,7 @@ async def test_create_chat_returns_the_chat_and_an_empty_first_completion(
 
 
 async def test_a_chat_without_title_is_titled_with_the_start_of_its_prompt(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     chat_id, _ = await new_chat(store, "  Explain\nproof of stake " + "in detail " * 20)
     title = (await store.get_chat(ALICE, chat_id)).title
@@ -110,7 +101,7 @@ async def test_a_chat_without_title_is_titled_with_the_start_of_its_prompt(
 
 
 async def test_create_completion_adds_to_the_chat_and_bumps_its_updated_at(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     chat_id, first = await new_chat(store, "first")
     second = await store.create_completion(
@@ -125,7 +116,7 @@ async def test_create_completion_adds_to_the_chat_and_bumps_its_updated_at(
     assert completions[1].completion_type == "web-search"
 
 
-async def test_list_chats_is_newest_first_and_filters_by_chat_type(store: SqliteStore) -> None:
+async def test_list_chats_is_newest_first_and_filters_by_chat_type(store: Store) -> None:
     types = ["apex", "gravity", "apex", "apex"]
     ids = [(await new_chat(store, f"chat {i}", chat_type=t))[0] for i, t in enumerate(types)]
     chats = await store.list_chats(ALICE)
@@ -137,7 +128,7 @@ async def test_list_chats_is_newest_first_and_filters_by_chat_type(store: Sqlite
     assert await store.list_chats(ALICE, "other") == []
 
 
-async def test_get_completion(store: SqliteStore) -> None:
+async def test_get_completion(store: Store) -> None:
     chat_id, completion_id = await new_chat(store, "question")
     completion = await store.get_completion(ALICE, completion_id)
     assert (completion.id, completion.chat_id) == (completion_id, chat_id)
@@ -145,7 +136,7 @@ async def test_get_completion(store: SqliteStore) -> None:
 
 
 async def test_update_chat_changes_only_what_is_given_and_bumps_updated_at(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     chat_id, _ = await new_chat(store)
     before = await store.get_chat(ALICE, chat_id)
@@ -161,7 +152,7 @@ async def test_update_chat_changes_only_what_is_given_and_bumps_updated_at(
 
 
 async def test_update_completion_sets_given_fields_and_replaces_metadata(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     _, completion_id = await new_chat(store, "prompt")
     await store.update_completion(ALICE, completion_id, metadata={"a": 1, "b": {"c": [1, 2]}})
@@ -185,13 +176,13 @@ async def test_update_completion_sets_given_fields_and_replaces_metadata(
 
 
 @pytest.mark.parametrize("bad", [{"x": math.nan}, {"x": object()}, ["not", "an", "object"]])
-async def test_metadata_that_is_not_a_json_object_is_invalid(store: SqliteStore, bad: Any) -> None:
+async def test_metadata_that_is_not_a_json_object_is_invalid(store: Store, bad: Any) -> None:
     _, completion_id = await new_chat(store)
     await raises(Code.INVALID_ARGUMENT, store.update_completion(ALICE, completion_id, metadata=bad))
     assert (await store.get_completion(ALICE, completion_id)).metadata == {}
 
 
-async def test_text_with_lone_surrogates_is_invalid_not_a_crash(store: SqliteStore) -> None:
+async def test_text_with_lone_surrogates_is_invalid_not_a_crash(store: Store) -> None:
     error = await raises(
         Code.INVALID_ARGUMENT,
         store.create_chat(
@@ -202,7 +193,7 @@ async def test_text_with_lone_surrogates_is_invalid_not_a_crash(store: SqliteSto
     assert await store.list_chats(ALICE) == []
 
 
-async def test_delete_chats_deletes_them_with_their_completions(store: SqliteStore) -> None:
+async def test_delete_chats_deletes_them_with_their_completions(store: Store) -> None:
     chat_a, completion_a = await new_chat(store, "a")
     second = await store.create_completion(ALICE, chat_a, user_prompt="a2", completion_type="basic")
     chat_b, completion_b = await new_chat(store, "b")
@@ -217,7 +208,7 @@ async def test_delete_chats_deletes_them_with_their_completions(store: SqliteSto
     assert await store.delete_chats(ALICE, []) == 0
 
 
-async def test_delete_completions_leaves_the_chat(store: SqliteStore) -> None:
+async def test_delete_completions_leaves_the_chat(store: Store) -> None:
     chat_id, first = await new_chat(store)
     second = await store.create_completion(ALICE, chat_id, user_prompt="2", completion_type="basic")
     assert await store.delete_completions(ALICE, [first, str(uuid.uuid4())]) == 1
@@ -225,7 +216,7 @@ async def test_delete_completions_leaves_the_chat(store: SqliteStore) -> None:
     assert await store.delete_completions(ALICE, [first]) == 0
 
 
-async def test_ids_are_accepted_in_any_uuid_spelling(store: SqliteStore) -> None:
+async def test_ids_are_accepted_in_any_uuid_spelling(store: Store) -> None:
     chat_id, completion_id = await new_chat(store)
     assert (await store.get_chat(ALICE, chat_id.upper())).id == chat_id
     assert (await store.get_chat(ALICE, "{" + chat_id + "}")).id == chat_id
@@ -233,7 +224,7 @@ async def test_ids_are_accepted_in_any_uuid_spelling(store: SqliteStore) -> None
 
 
 # Every method that takes an id: (the kind of row the id names, the call for a user and an id).
-UserCall = Callable[[SqliteStore, str, str], Awaitable[Any]]
+UserCall = Callable[[Store, str, str], Awaitable[Any]]
 USER_CALLS: dict[str, tuple[str, UserCall]] = {
     "get_chat": ("chat", lambda s, u, i: s.get_chat(u, i)),
     "list_completions": ("chat", lambda s, u, i: s.list_completions(u, i)),
@@ -263,7 +254,7 @@ ID_CALLS = {**{name: call for name, (_, call) in USER_CALLS.items()}, **RUNNER_C
 
 
 @pytest.mark.parametrize("method", ID_CALLS)
-async def test_an_unknown_id_is_not_found(store: SqliteStore, method: str) -> None:
+async def test_an_unknown_id_is_not_found(store: Store, method: str) -> None:
     unknown = str(uuid.uuid4())
     error = await raises(Code.NOT_FOUND, ID_CALLS[method](store, ALICE, unknown))
     assert unknown in error.message
@@ -271,9 +262,7 @@ async def test_an_unknown_id_is_not_found(store: SqliteStore, method: str) -> No
 
 @pytest.mark.parametrize("method", [*ID_CALLS, *DELETE_CALLS])
 @pytest.mark.parametrize("bad_id", ["", "1234", "not-a-uuid", "x" * 500, "' OR 1=1 --"])
-async def test_an_id_that_is_not_a_uuid_is_invalid(
-    store: SqliteStore, method: str, bad_id: str
-) -> None:
+async def test_an_id_that_is_not_a_uuid_is_invalid(store: Store, method: str, bad_id: str) -> None:
     call = {**ID_CALLS, **DELETE_CALLS}[method]
     error = await raises(Code.INVALID_ARGUMENT, call(store, ALICE, bad_id))
     assert "not a UUID" in error.message and len(error.message) < 100
@@ -283,9 +272,7 @@ async def test_an_id_that_is_not_a_uuid_is_invalid(
 
 
 @pytest.mark.parametrize("method", USER_CALLS)
-async def test_another_users_id_is_answered_like_an_unknown_id(
-    store: SqliteStore, method: str
-) -> None:
+async def test_another_users_id_is_answered_like_an_unknown_id(store: Store, method: str) -> None:
     chat_id, completion_id = await new_chat(store, "alice's secret recipe")
     await store.update_completion(
         ALICE, completion_id, completion_text="secret", metadata={"deep-researcher": {}}
@@ -310,7 +297,7 @@ async def test_another_users_id_is_answered_like_an_unknown_id(
     ) == alice_sees
 
 
-async def test_a_user_lists_searches_and_deletes_only_their_own_rows(store: SqliteStore) -> None:
+async def test_a_user_lists_searches_and_deletes_only_their_own_rows(store: Store) -> None:
     chat_id, completion_id = await new_chat(store, "alice's secret recipe")
     await store.update_completion(ALICE, completion_id, metadata={"deep-researcher": {}})
 
@@ -326,7 +313,7 @@ async def test_a_user_lists_searches_and_deletes_only_their_own_rows(store: Sqli
     assert (await store.get_completion(ALICE, completion_id)).chat_id == chat_id
 
 
-async def test_bobs_chats_and_alices_do_not_mix(store: SqliteStore) -> None:
+async def test_bobs_chats_and_alices_do_not_mix(store: Store) -> None:
     alice_chat, _ = await new_chat(store, "shared words", user=ALICE)
     bob_chat, _ = await new_chat(store, "shared words", user=BOB)
     assert [c.id for c in await store.list_chats(ALICE)] == [alice_chat]
@@ -397,8 +384,9 @@ async def test_a_file_that_is_not_a_database_is_reported(db_path: Path) -> None:
     await raises(Code.DATA_LOSS, SqliteStore(db_path).open())
 
 
+@sqlite_only
 async def test_integrity_check_notices_a_full_text_index_out_of_step(
-    store: SqliteStore, db_path: Path
+    store: Store, db_path: Path
 ) -> None:
     _, completion_id = await new_chat(store, "indexed words")
     assert await store.integrity_check() == "ok"
@@ -407,8 +395,8 @@ async def test_integrity_check_notices_a_full_text_index_out_of_step(
     assert "full-text index" in await store.integrity_check()
 
 
-async def test_using_a_store_that_is_not_open_is_a_clear_error(db_path: Path) -> None:
-    store = SqliteStore(db_path)
+async def test_using_a_store_that_is_not_open_is_a_clear_error(backend: Any) -> None:
+    store = backend.make()
     with pytest.raises(RuntimeError, match="not open"):
         await store.list_chats(ALICE)
     await store.open()
@@ -422,7 +410,7 @@ async def test_using_a_store_that_is_not_open_is_a_clear_error(db_path: Path) ->
 
 
 async def test_search_matches_prompt_or_completion_text_once_per_chat(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     coffee, first = await new_chat(store, "how do I brew coffee")
     await store.update_completion(ALICE, first, completion_text="Grind the beans, then pour.")
@@ -442,7 +430,7 @@ async def test_search_matches_prompt_or_completion_text_once_per_chat(
     assert await store.search_chat_ids(ALICE, "coffee") == [coffee]  # still the first prompt
 
 
-async def test_search_lists_the_most_recently_updated_chat_first(store: SqliteStore) -> None:
+async def test_search_lists_the_most_recently_updated_chat_first(store: Store) -> None:
     older, _ = await new_chat(store, "topic one")
     newer, _ = await new_chat(store, "topic two")
     assert await store.search_chat_ids(ALICE, "topic") == [newer, older]
@@ -462,7 +450,7 @@ async def test_search_lists_the_most_recently_updated_chat_first(store: SqliteSt
     ],
 )  # fmt: skip
 async def test_search_terms_are_plain_text_and_never_break_the_query(
-    store: SqliteStore, term: str
+    store: Store, term: str
 ) -> None:
     chat_id, _ = await new_chat(store, "coffee AND tea, NOT near the user_prompt_text")
     found = await store.search_chat_ids(ALICE, term)
@@ -486,15 +474,13 @@ async def test_search_terms_are_plain_text_and_never_break_the_query(
         ("'; DROP TABLE chats; --", False),
     ],
 )
-async def test_search_syntax_is_searched_as_words(
-    store: SqliteStore, term: str, found: bool
-) -> None:
+async def test_search_syntax_is_searched_as_words(store: Store, term: str, found: bool) -> None:
     chat_id, _ = await new_chat(store, "coffee AND tea, NOT near the user_prompt_text")
     assert await store.search_chat_ids(ALICE, term) == ([chat_id] if found else [])
 
 
 @pytest.mark.parametrize("term", ["", "   ", "\t\n", "*", '""', "-- ;", "🙂 ✓", "\x00"])
-async def test_a_term_without_words_finds_nothing(store: SqliteStore, term: str) -> None:
+async def test_a_term_without_words_finds_nothing(store: Store, term: str) -> None:
     await new_chat(store, "anything at all -- ; * 🙂")
     assert await store.search_chat_ids(ALICE, term) == []
     assert fts_query(term) is None
@@ -514,12 +500,12 @@ async def test_a_term_without_words_finds_nothing(store: SqliteStore, term: str)
         ("São Paulo", "sao"),
     ],
 )
-async def test_search_folds_case_and_diacritics(store: SqliteStore, text: str, term: str) -> None:
+async def test_search_folds_case_and_diacritics(store: Store, text: str, term: str) -> None:
     chat_id, _ = await new_chat(store, text)
     assert await store.search_chat_ids(ALICE, term) == [chat_id]
 
 
-async def test_deleted_and_edited_text_leaves_the_search(store: SqliteStore, db_path: Path) -> None:
+async def test_deleted_and_edited_text_leaves_the_search(store: Store) -> None:
     gone_chat, _ = await new_chat(store, "ephemeral chat")
     kept_chat, kept = await new_chat(store, "ephemeral completion")
     extra = await store.create_completion(
@@ -542,7 +528,7 @@ async def test_deleted_and_edited_text_leaves_the_search(store: SqliteStore, db_
 
 
 async def test_deep_research_completions_are_those_with_the_metadata_entry(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     chat_id, plain = await new_chat(store)
     first = await store.create_completion(ALICE, chat_id, user_prompt="1", completion_type="basic")
@@ -565,7 +551,7 @@ async def test_deep_research_completions_are_those_with_the_metadata_entry(
 # --- jobs ---------------------------------------------------------------------------------------
 
 
-async def test_changing_or_deleting_a_completion_bumps_its_chat(store: SqliteStore) -> None:
+async def test_changing_or_deleting_a_completion_bumps_its_chat(store: Store) -> None:
     older, older_completion = await new_chat(store, "topic one")
     newer, _ = await new_chat(store, "topic two")
     extra = await store.create_completion(
@@ -591,7 +577,7 @@ async def test_changing_or_deleting_a_completion_bumps_its_chat(store: SqliteSto
     assert (await store.get_chat(ALICE, older)).updated_at == before
 
 
-async def test_a_job_starts_pending_and_collects_chunks_in_order(store: SqliteStore) -> None:
+async def test_a_job_starts_pending_and_collects_chunks_in_order(store: Store) -> None:
     _, completion_id = await new_chat(store)
     request = {"messages": [{"role": "user", "content": "research ünïcode"}], "seed": 7}
     job = await store.create_job(ALICE, request=request, completion_id=completion_id)
@@ -607,7 +593,7 @@ async def test_a_job_starts_pending_and_collects_chunks_in_order(store: SqliteSt
     assert (await store.get_job(ALICE, job.id, after_seq=3)).chunks == []
 
 
-async def test_a_job_needs_no_completion_and_forgets_a_deleted_one(store: SqliteStore) -> None:
+async def test_a_job_needs_no_completion_and_forgets_a_deleted_one(store: Store) -> None:
     assert (await store.create_job(ALICE, request={})).completion_id is None
     chat_id, completion_id = await new_chat(store)
     job = await store.create_job(ALICE, request={}, completion_id=completion_id)
@@ -615,7 +601,7 @@ async def test_a_job_needs_no_completion_and_forgets_a_deleted_one(store: Sqlite
     assert (await store.get_job(ALICE, job.id)).completion_id is None
 
 
-async def test_job_status_moves_until_the_job_is_finished(store: SqliteStore) -> None:
+async def test_job_status_moves_until_the_job_is_finished(store: Store) -> None:
     job = await store.create_job(ALICE, request={})
     running = await store.set_job_status(job.id, "running")
     assert running.status == "running" and running.updated_at >= job.updated_at
@@ -632,20 +618,20 @@ async def test_job_status_moves_until_the_job_is_finished(store: SqliteStore) ->
     assert await store.get_job(ALICE, job.id) == failed
 
 
-async def test_recovering_a_job_clears_its_error(store: SqliteStore) -> None:
+async def test_recovering_a_job_clears_its_error(store: Store) -> None:
     job = await store.create_job(ALICE, request={})
     await store.set_job_status(job.id, "running", error="worker restarted")
     assert (await store.set_job_status(job.id, "pending")).error is None
 
 
-async def test_an_unknown_job_status_is_invalid(store: SqliteStore) -> None:
+async def test_an_unknown_job_status_is_invalid(store: Store) -> None:
     job = await store.create_job(ALICE, request={})
     await raises(Code.INVALID_ARGUMENT, store.set_job_status(job.id, "done"))  # type: ignore[arg-type]
     await raises(Code.INVALID_ARGUMENT, store.list_jobs_by_status(["nope"]))  # type: ignore[list-item]
     assert (await store.get_job(ALICE, job.id)).status == "pending"
 
 
-async def test_list_jobs_by_status_covers_every_user_oldest_first(store: SqliteStore) -> None:
+async def test_list_jobs_by_status_covers_every_user_oldest_first(store: Store) -> None:
     a = await store.create_job(ALICE, request={"n": 1})
     b = await store.create_job(BOB, request={"n": 2})
     c = await store.create_job(ALICE, request={"n": 3})
@@ -661,7 +647,7 @@ async def test_list_jobs_by_status_covers_every_user_oldest_first(store: SqliteS
     assert await store.list_jobs_by_status([]) == []
 
 
-async def test_job_request_must_be_a_json_object(store: SqliteStore) -> None:
+async def test_job_request_must_be_a_json_object(store: Store) -> None:
     await raises(Code.INVALID_ARGUMENT, store.create_job(ALICE, request={"x": math.inf}))
     assert await store.list_jobs_by_status(["pending"]) == []
 
@@ -669,7 +655,7 @@ async def test_job_request_must_be_a_json_object(store: SqliteStore) -> None:
 # --- concurrency ------------------------------------------------------------------------------
 
 
-async def test_concurrent_appends_get_every_seq_id_once_in_order(store: SqliteStore) -> None:
+async def test_concurrent_appends_get_every_seq_id_once_in_order(store: Store) -> None:
     job = await store.create_job(ALICE, request={})
     writers, per_writer = 20, 25
     returned: dict[int, list[int]] = {w: [] for w in range(writers)}
@@ -692,12 +678,12 @@ async def test_concurrent_appends_get_every_seq_id_once_in_order(store: SqliteSt
         assert [by_seq[s] for s in seqs] == [f"{w}:{i}" for i in range(per_writer)]
 
 
-async def test_two_connections_writing_at_once_lose_nothing(db_path: Path) -> None:
-    # Two stores, two connections, two worker threads: SQLite's locking does the ordering.
-    async with SqliteStore(db_path) as one, SqliteStore(db_path) as two:
+async def test_two_connections_writing_at_once_lose_nothing(backend: Any) -> None:
+    # Two stores, two connections: the database's locking does the ordering.
+    async with await backend.open() as one, await backend.open() as two:
         job = await one.create_job(ALICE, request={})
 
-        async def write(store: SqliteStore, user: str) -> None:
+        async def write(store: Store, user: str) -> None:
             for i in range(50):
                 await new_chat(store, f"{user} {i}", user=user)
                 await store.append_chunk(job.id, f"{user}:{i}")
@@ -763,7 +749,7 @@ async def test_two_processes_writing_one_new_file_lose_nothing(db_path: Path) ->
 # --- the job runner's methods -------------------------------------------------------------------
 
 
-async def test_claim_next_job_takes_the_oldest_pending_job_once(store: SqliteStore) -> None:
+async def test_claim_next_job_takes_the_oldest_pending_job_once(store: Store) -> None:
     first = await store.create_job(ALICE, request={"n": 1})
     second = await store.create_job(BOB, request={"n": 2})
     await store.set_job_status(first.id, "running", error="left over")
@@ -777,12 +763,12 @@ async def test_claim_next_job_takes_the_oldest_pending_job_once(store: SqliteSto
     assert await store.claim_next_job() is None
 
 
-async def test_two_stores_claiming_at_once_never_take_one_job_twice(db_path: Path) -> None:
-    async with SqliteStore(db_path) as one, SqliteStore(db_path) as two:
+async def test_two_stores_claiming_at_once_never_take_one_job_twice(backend: Any) -> None:
+    async with await backend.open() as one, await backend.open() as two:
         jobs = {(await one.create_job(ALICE, request={})).id for _ in range(30)}
         claimed: list[str] = []
 
-        async def claim(store: SqliteStore) -> None:
+        async def claim(store: Store) -> None:
             while (job := await store.claim_next_job()) is not None:
                 claimed.append(job.id)
 
@@ -792,7 +778,7 @@ async def test_two_stores_claiming_at_once_never_take_one_job_twice(db_path: Pat
     assert sorted(claimed) == sorted(jobs)
 
 
-async def test_touch_jobs_is_the_heartbeat_of_running_jobs_only(store: SqliteStore) -> None:
+async def test_touch_jobs_is_the_heartbeat_of_running_jobs_only(store: Store) -> None:
     running = await store.set_job_status((await store.create_job(ALICE, request={})).id, "running")
     pending = await store.create_job(ALICE, request={})
     done = await store.set_job_status((await store.create_job(ALICE, request={})).id, "cancelled")
@@ -804,7 +790,7 @@ async def test_touch_jobs_is_the_heartbeat_of_running_jobs_only(store: SqliteSto
     assert await store.touch_jobs([]) == {}
 
 
-async def test_fail_stale_jobs_fails_running_jobs_without_a_heartbeat(store: SqliteStore) -> None:
+async def test_fail_stale_jobs_fails_running_jobs_without_a_heartbeat(store: Store) -> None:
     stale = await store.set_job_status((await store.create_job(ALICE, request={})).id, "running")
     kept = await store.set_job_status((await store.create_job(BOB, request={})).id, "running")
     pending = await store.create_job(ALICE, request={})
@@ -823,7 +809,7 @@ async def test_fail_stale_jobs_fails_running_jobs_without_a_heartbeat(store: Sql
 
 
 async def test_sync_job_completions_follows_the_job_and_keeps_other_metadata(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     chat_id, linked = await new_chat(store)
     other = await store.create_completion(ALICE, chat_id, user_prompt="2", completion_type="basic")
@@ -868,7 +854,7 @@ async def test_sync_job_completions_follows_the_job_and_keeps_other_metadata(
     await raises(Code.NOT_FOUND, store.sync_job_completions(BOB, job.id, "completed"))
 
 
-async def test_sync_job_completions_of_a_failed_job_sets_the_error(store: SqliteStore) -> None:
+async def test_sync_job_completions_of_a_failed_job_sets_the_error(store: Store) -> None:
     _, linked = await new_chat(store)
     job = await store.create_job(ALICE, request={})
     metadata = {"deep-researcher": {"jobId": job.id, "status": "running"}}
@@ -884,7 +870,7 @@ async def test_sync_job_completions_of_a_failed_job_sets_the_error(store: Sqlite
 
 
 async def test_a_job_on_named_miners_is_claimed_only_by_a_runner_that_holds_them(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     theirs = await store.create_job(ALICE, request={"n": 1}, miners="s1")
     assert (theirs.status, theirs.miners) == ("pending", "s1")
@@ -898,7 +884,7 @@ async def test_a_job_on_named_miners_is_claimed_only_by_a_runner_that_holds_them
     assert await store.claim_next_job(["s1"]) is None
 
 
-async def test_a_job_on_the_engines_miners_is_claimed_by_any_runner(store: SqliteStore) -> None:
+async def test_a_job_on_the_engines_miners_is_claimed_by_any_runner(store: Store) -> None:
     jobs = [await store.create_job(ALICE, request={"n": n}) for n in range(3)]
     assert [j.miners for j in jobs] == [None, None, None]
     claimed = [await store.claim_next_job(), await store.claim_next_job(["s1"])]
@@ -906,7 +892,7 @@ async def test_a_job_on_the_engines_miners_is_claimed_by_any_runner(store: Sqlit
     assert [(j.id, j.miners) for j in claimed if j is not None] == [(j.id, None) for j in jobs]
 
 
-async def test_a_runner_passes_over_jobs_for_miners_it_does_not_hold(store: SqliteStore) -> None:
+async def test_a_runner_passes_over_jobs_for_miners_it_does_not_hold(store: Store) -> None:
     theirs = await store.create_job(BOB, request={"n": 1}, miners="s1")
     ours = await store.create_job(ALICE, request={"n": 2})
     mine = await store.create_job(ALICE, request={"n": 3}, miners="s2")
@@ -921,10 +907,10 @@ async def test_a_runner_passes_over_jobs_for_miners_it_does_not_hold(store: Sqli
     assert (await store.get_job(BOB, theirs.id)).miners == "s1"
 
 
-async def test_the_miners_of_a_job_outlive_the_store_that_wrote_them(db_path: Path) -> None:
-    async with SqliteStore(db_path) as store:
+async def test_the_miners_of_a_job_outlive_the_store_that_wrote_them(backend: Any) -> None:
+    async with await backend.open() as store:
         job = await store.create_job(ALICE, request={}, miners="session:abc")
-    async with SqliteStore(db_path) as store:
+    async with await backend.open() as store:
         assert (await store.get_job(ALICE, job.id)).miners == "session:abc"
         assert await store.claim_next_job() is None
         claimed = await store.claim_next_job(["session:abc"])
@@ -964,7 +950,8 @@ async def test_a_database_of_schema_version_1_gains_the_miners_of_jobs(
 # --- searches and writes side by side, fair claims, session jobs nobody runs ------------------
 
 
-async def test_the_search_plan_starts_from_the_full_text_index(store: SqliteStore) -> None:
+@sqlite_only
+async def test_the_search_plan_starts_from_the_full_text_index(store: Store) -> None:
     # Starting from the user's completions and probing the index per row was quadratic:
     # 83 s for one search at 50k chats (bench.store_search measures it).
     plan = await store._read(
@@ -977,7 +964,8 @@ async def test_the_search_plan_starts_from_the_full_text_index(store: SqliteStor
     assert not any(d.startswith("SCAN") for d in scans[1:] if "found" not in d), scans
 
 
-async def test_a_write_completes_while_a_slow_read_holds_a_connection(store: SqliteStore) -> None:
+@sqlite_only
+async def test_a_write_completes_while_a_slow_read_holds_a_connection(store: Store) -> None:
     await new_chat(store, "before the read")
     reading, release = anyio.Event(), threading.Event()
     loop = anyio.lowlevel.current_token()  # the store's threads are not anyio's own
@@ -1011,7 +999,7 @@ async def test_a_write_completes_while_a_slow_read_holds_a_connection(store: Sql
     assert counted == [1]  # the read saw its snapshot: the chat written during it came later
 
 
-async def test_claims_go_round_the_users_not_first_come(store: SqliteStore) -> None:
+async def test_claims_go_round_the_users_not_first_come(store: Store) -> None:
     alice_jobs = [await store.create_job(ALICE, request={"n": n}) for n in range(30)]
     bobs = await store.create_job(BOB, request={"n": 0})
     carols = await store.create_job("carol", request={"n": 0})
@@ -1031,7 +1019,7 @@ async def test_claims_go_round_the_users_not_first_come(store: SqliteStore) -> N
 
 
 async def test_the_user_whose_last_job_started_longest_ago_goes_first(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     # Both have nothing running: bob's turn came before alice's, so he is next.
     for user in (BOB, ALICE):
@@ -1044,7 +1032,7 @@ async def test_the_user_whose_last_job_started_longest_ago_goes_first(
     assert (claimed := await store.claim_next_job()) is not None and claimed.id == alices.id
 
 
-async def test_session_jobs_nobody_holds_fail_after_waiting(store: SqliteStore) -> None:
+async def test_session_jobs_nobody_holds_fail_after_waiting(store: Store) -> None:
     orphan = await store.create_job(ALICE, request={}, miners="session:gone")
     held = await store.create_job(ALICE, request={}, miners="session:here")
     engines = await store.create_job(BOB, request={})
@@ -1077,7 +1065,7 @@ async def test_a_database_of_schema_version_2_gains_fair_claims(
 
 
 async def test_a_key_is_claimed_once_then_answers_its_reply_per_user_for_24_hours(
-    store: SqliteStore, db_path: Path
+    store: Store, backend: Any
 ) -> None:
     assert await store.claim_reply(ALICE, "k", "CreateCompletion", "digest") is None  # ours
     pending = await store.claim_reply(ALICE, "k", "CreateCompletion", "digest")
@@ -1095,14 +1083,14 @@ async def test_a_key_is_claimed_once_then_answers_its_reply_per_user_for_24_hour
     assert (again := await store.claim_reply(ALICE, "k", "x", "y")) is not None
     assert again.reply == b'{"id": 1}'
 
-    query(db_path, "UPDATE replies SET created_at = '2020-01-01T00:00:00.000000Z'")
+    backend.query("UPDATE replies SET created_at = '2020-01-01T00:00:00.000000Z'")
     assert await store.claim_reply(ALICE, "k", "DeleteChats", "d2") is None  # forgotten
-    assert query(db_path, "SELECT user_id, key, method FROM replies") == [
+    assert backend.query("SELECT user_id, key, method FROM replies") == [
         (ALICE, "k", "DeleteChats")
     ]
 
 
-async def test_a_key_whose_write_failed_is_let_go(store: SqliteStore) -> None:
+async def test_a_key_whose_write_failed_is_let_go(store: Store) -> None:
     assert await store.claim_reply(ALICE, "k", "CreateCompletion", "digest") is None
     await store.forget_reply(ALICE, "k")
     assert await store.claim_reply(ALICE, "k", "CreateCompletion", "digest") is None

@@ -1,18 +1,19 @@
-"""Paged listings of the store: keyset pages, signed cursors, the full-text index driving search."""
+"""Paged listings of the store (both stores): keyset pages, signed cursors, the full-text
+index driving search."""
 
 from __future__ import annotations
 
 import base64
-import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import closing
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from apex_mcp.apex.errors import ApexError, Code
-from apex_mcp.engine.store import ChatPage, SqliteStore
+from apex_mcp.engine.store import ChatPage, SqliteStore, Store
 from apex_mcp.engine.store.sqlite import LIST_PAGE_SQL, SEARCH_STREAM_SQL, fts_query
+from tests.engine.conftest import sqlite_only
 
 pytestmark = pytest.mark.anyio
 
@@ -20,19 +21,8 @@ ALICE, BOB = "alice", "bob"
 Pager = Callable[[str | None], Awaitable[ChatPage]]
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "apex.db"
-
-
-@pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(db_path) as opened:
-        yield opened
-
-
 async def new_chat(
-    store: SqliteStore, prompt: str = "hello", *, user: str = ALICE, chat_type: str = "apex"
+    store: Store, prompt: str = "hello", *, user: str = ALICE, chat_type: str = "apex"
 ) -> str:
     chat, _ = await store.create_chat(
         user, user_prompt=prompt, chat_type=chat_type, completion_type="basic"
@@ -55,7 +45,7 @@ def flat(pages: list[list[str]]) -> list[str]:
     return [chat_id for page in pages for chat_id in page]
 
 
-async def plan_of(store: SqliteStore, sql: str, params: tuple[object, ...]) -> list[str]:
+async def plan_of(store: Store, sql: str, params: tuple[object, ...]) -> list[str]:
     """The details of SQLite's plan for ``sql``, on the store's own connection."""
     rows = await store._read(
         lambda conn: conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
@@ -73,7 +63,7 @@ async def refused(call: Awaitable[object]) -> str:
 # --- list_chats_page --------------------------------------------------------------------------
 
 
-async def test_pages_of_chats_follow_list_chats_order_and_end(store: SqliteStore) -> None:
+async def test_pages_of_chats_follow_list_chats_order_and_end(store: Store) -> None:
     for n in range(7):
         await new_chat(store, f"prompt {n}", chat_type="apex" if n % 3 else "research")
 
@@ -89,7 +79,7 @@ async def test_pages_of_chats_follow_list_chats_order_and_end(store: SqliteStore
     assert research.next_cursor is None
 
 
-async def test_a_page_that_fills_exactly_has_no_next_page_after_it(store: SqliteStore) -> None:
+async def test_a_page_that_fills_exactly_has_no_next_page_after_it(store: Store) -> None:
     for _ in range(4):
         await new_chat(store)
     first = await store.list_chats_page(ALICE, limit=2)
@@ -99,7 +89,7 @@ async def test_a_page_that_fills_exactly_has_no_next_page_after_it(store: Sqlite
 
 
 async def test_paging_gives_every_chat_once_while_chats_are_added_and_updated(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     existing = [await new_chat(store, f"chat {n}") for n in range(12)]
     seen: list[str] = []
@@ -125,22 +115,21 @@ async def test_paging_gives_every_chat_once_while_chats_are_added_and_updated(
 
 
 async def test_chats_created_at_the_same_instant_are_paged_by_their_order_of_creation(
-    store: SqliteStore, db_path: Path
+    store: Store, backend: Any
 ) -> None:
     ids = [await new_chat(store) for _ in range(7)]
-    with closing(sqlite3.connect(db_path)) as conn, conn:
-        conn.execute("UPDATE chats SET created_at = '2026-01-01T00:00:00.000000Z'")
+    backend.query("UPDATE chats SET created_at = '2026-01-01T00:00:00.000000Z'")
 
     pages = await all_pages(lambda cursor: store.list_chats_page(ALICE, cursor=cursor, limit=2))
 
     assert flat(pages) == ids[::-1]
 
 
-async def test_a_cursor_still_pages_after_the_store_is_reopened(db_path: Path) -> None:
-    async with SqliteStore(db_path) as store:
+async def test_a_cursor_still_pages_after_the_store_is_reopened(backend: Any) -> None:
+    async with await backend.open() as store:
         ids = [await new_chat(store) for _ in range(3)]
         cursor = (await store.list_chats_page(ALICE, limit=2)).next_cursor
-    async with SqliteStore(db_path) as store:
+    async with await backend.open() as store:
         rest = await store.list_chats_page(ALICE, cursor=cursor, limit=2)
     assert [chat.id for chat in rest.chats] == [ids[0]]
 
@@ -148,7 +137,7 @@ async def test_a_cursor_still_pages_after_the_store_is_reopened(db_path: Path) -
 # --- cursors that are refused -----------------------------------------------------------------
 
 
-async def first_cursor(store: SqliteStore) -> str:
+async def first_cursor(store: Store) -> str:
     for _ in range(3):
         await new_chat(store, "needle")
     cursor = (await store.list_chats_page(ALICE, limit=1)).next_cursor
@@ -156,13 +145,13 @@ async def first_cursor(store: SqliteStore) -> str:
     return cursor
 
 
-async def test_another_users_cursor_is_refused_with_what_to_do(store: SqliteStore) -> None:
+async def test_another_users_cursor_is_refused_with_what_to_do(store: Store) -> None:
     cursor = await first_cursor(store)
     message = await refused(store.list_chats_page(BOB, cursor=cursor))
     assert "start again from the first page" in message
 
 
-async def test_a_cursor_of_another_listing_is_refused(store: SqliteStore) -> None:
+async def test_a_cursor_of_another_listing_is_refused(store: Store) -> None:
     cursor = await first_cursor(store)
     await refused(store.list_chats_page(ALICE, chat_type="apex", cursor=cursor))
     await refused(store.search_chats_page(ALICE, "needle", cursor=cursor))
@@ -173,7 +162,7 @@ async def test_a_cursor_of_another_listing_is_refused(store: SqliteStore) -> Non
     await refused(store.search_chats_page(ALICE, "!!!", cursor=found.next_cursor))
 
 
-async def test_an_altered_or_made_up_cursor_is_refused(store: SqliteStore) -> None:
+async def test_an_altered_or_made_up_cursor_is_refused(store: Store) -> None:
     cursor = await first_cursor(store)
     raw = base64.urlsafe_b64decode(cursor)
     body, mac = raw[:-16], raw[-16:]
@@ -202,7 +191,7 @@ async def test_a_cursor_from_another_database_is_refused(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("limit", [0, -1, 1001])
-async def test_a_page_size_out_of_bounds_is_invalid(store: SqliteStore, limit: int) -> None:
+async def test_a_page_size_out_of_bounds_is_invalid(store: Store, limit: int) -> None:
     message = await refused(store.list_chats_page(ALICE, limit=limit))
     assert "1 to 1000" in message
     await refused(store.search_chats_page(ALICE, "x", limit=limit))
@@ -212,7 +201,7 @@ async def test_a_page_size_out_of_bounds_is_invalid(store: SqliteStore, limit: i
 
 
 async def test_search_pages_find_what_search_chat_ids_finds_with_titles(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     for n in range(9):
         await new_chat(store, f"the quick brown fox number {n}" if n % 2 else f"nothing {n}")
@@ -234,7 +223,7 @@ async def test_search_pages_find_what_search_chat_ids_finds_with_titles(
 
 
 async def test_search_paging_gives_every_match_once_while_chats_change(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     matching = [await new_chat(store, f"needle {n}") for n in range(9)]
     for n in range(5):
@@ -259,7 +248,7 @@ async def test_search_paging_gives_every_match_once_while_chats_change(
 
 
 async def test_a_chat_matching_in_several_completions_comes_once_at_its_newest_match(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     old = await new_chat(store, "needle in the first chat")
     middle = await new_chat(store, "needle in the second chat")
@@ -278,7 +267,7 @@ async def test_a_chat_matching_in_several_completions_comes_once_at_its_newest_m
 
 
 async def test_search_paging_ignores_what_is_written_after_the_first_page(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     chats = [await new_chat(store, f"needle {n}") for n in range(6)]
     first = await store.search_chats_page(ALICE, "needle", limit=2)
@@ -297,7 +286,8 @@ async def test_search_paging_ignores_what_is_written_after_the_first_page(
     assert [chat.id for chat in anew.chats][1:] == chats[::-1]  # a new one: the late first
 
 
-async def test_the_full_text_index_drives_the_search_page(store: SqliteStore) -> None:
+@sqlite_only
+async def test_the_full_text_index_drives_the_search_page(store: Store) -> None:
     await new_chat(store, "needle")
     params = (fts_query("needle"), 1000, ALICE)
 
@@ -309,7 +299,8 @@ async def test_the_full_text_index_drives_the_search_page(store: SqliteStore) ->
     assert details[1:] == ["SEARCH completions USING INTEGER PRIMARY KEY (rowid=?)"], details
 
 
-async def test_a_page_of_chats_is_read_from_an_index_without_sorting(store: SqliteStore) -> None:
+@sqlite_only
+async def test_a_page_of_chats_is_read_from_an_index_without_sorting(store: Store) -> None:
     await new_chat(store)
     for extra, params in (
         ("", (ALICE,)),
@@ -327,7 +318,7 @@ async def test_a_page_of_chats_is_read_from_an_index_without_sorting(store: Sqli
 
 
 async def test_create_chat_can_store_the_first_completions_text_and_metadata(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     chat, completion = await store.create_chat(
         ALICE,
@@ -348,7 +339,7 @@ async def test_create_chat_can_store_the_first_completions_text_and_metadata(
     assert await store.search_chat_ids(ALICE, "answer") == [chat.id]
 
 
-async def test_a_chat_whose_first_completion_is_invalid_is_not_created(store: SqliteStore) -> None:
+async def test_a_chat_whose_first_completion_is_invalid_is_not_created(store: Store) -> None:
     with pytest.raises(ApexError):
         await store.create_chat(
             ALICE,
@@ -360,7 +351,7 @@ async def test_a_chat_whose_first_completion_is_invalid_is_not_created(store: Sq
     assert await store.list_chats(ALICE) == []
 
 
-async def test_timestamps_come_back_as_aware_utc(store: SqliteStore) -> None:
+async def test_timestamps_come_back_as_aware_utc(store: Store) -> None:
     chat_id = await new_chat(store)
     chat = await store.get_chat(ALICE, chat_id)
     offset = None if chat.created_at is None else chat.created_at.utcoffset()
