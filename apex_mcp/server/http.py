@@ -42,6 +42,10 @@ SSE_WITH_SESSION_CONFIG = (
     "their settings in the query string of /mcp, which the platform in front speaks "
     "(streamable HTTP); connect to /mcp"
 )
+SSE_WHEN_STATELESS = (
+    "the HTTP+SSE transport (/sse) is not served with APEX_HTTP_STATELESS: its session lives "
+    "in one replica, and its messages may reach another; connect to /mcp (streamable HTTP)"
+)
 
 
 def is_open(path: str) -> bool:
@@ -93,10 +97,13 @@ def create_http_app(mcp: MCPServer[AppState], settings: Settings, host: str, por
     hide_session_ids()
     security = security_for(host, port, settings)
     app: Any = mcp.streamable_http_app(
-        streamable_http_path="/mcp", transport_security=security, host=host
+        streamable_http_path="/mcp",
+        transport_security=security,
+        host=host,
+        stateless_http=settings.http_stateless,
     )
     app = CancelOnDisconnect(app)
-    refusal = None
+    refusal = SSE_WHEN_STATELESS if settings.http_stateless else None
     if settings.http_session_config:
         app = SessionConfigGate(app)
         refusal = SSE_WITH_SESSION_CONFIG
