@@ -6,6 +6,9 @@ other replica does not know their session. The gateway keeps nothing between req
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -15,6 +18,7 @@ import pytest
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp_types import ResourceTemplateReference
 
 from apex_mcp.apex import models as m
 from apex_mcp.config import Settings
@@ -23,13 +27,24 @@ from apex_mcp.server.app import build_server
 from apex_mcp.server.http import create_http_app
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.server.harness import engine_env, settings_from, text_of
-from tests.servers import free_port, serve_asgi
+from tests.servers import free_port, run_process, serve_asgi, wait_listening
 
 pytestmark = pytest.mark.anyio
 
 BALANCER = "balancer.test"  # the Host clients reach the replicas by
 ENDPOINT = f"http://{BALANCER}/mcp"
 STATELESS = {"APEX_HTTP_STATELESS": "true"}
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "older-client", "version": "1"},
+    },
+}
 
 
 class RoundRobin(httpx2.AsyncBaseTransport):
@@ -94,6 +109,9 @@ async def use_every_feature(client: Client) -> None:
     assert "deep_research" in {p.name for p in prompts}
     prompt = await client.get_prompt("deep_research", {"topic": "tides"})
     assert "tides" in json.dumps([p.model_dump(mode="json") for p in prompt.messages])
+    chat_ref = ResourceTemplateReference(uri="apex://chats/{chat_id}")
+    offered = await client.complete(chat_ref, {"name": "chat_id", "value": chat_id[:8]})
+    assert offered.completion.values == [chat_id]
 
 
 @pytest.mark.parametrize("setting", [{}, STATELESS], ids=["default", "stateless"])
@@ -130,20 +148,10 @@ async def test_without_the_setting_a_handshake_clients_session_is_unknown_to_the
     # What a 2025-11-25 client sends, step by step (the SDK's client sends some of them at
     # once, in no fixed order).
     accept = {"accept": "application/json, text/event-stream"}
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "older-client", "version": "1"},
-        },
-    }
     list_tools = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
     with replicas(env) as balancer:
         async with httpx2.AsyncClient(transport=balancer, headers=accept, timeout=30) as http:
-            opened = await http.post(ENDPOINT, json=initialize)
+            opened = await http.post(ENDPOINT, json=INITIALIZE)
             session = {
                 "mcp-session-id": opened.headers["mcp-session-id"],
                 "mcp-protocol-version": "2025-11-25",
@@ -206,3 +214,36 @@ async def test_the_gateway_answers_from_either_replica(tmp_path: Path) -> None:
     chat_id = first.json()["parsedChat"]["id"]
     assert retried.json()["parsedChat"]["id"] == chat_id
     assert [c["id"] for c in listed.json()["chatSessions"]] == [chat_id]
+
+
+async def test_serve_stateless_opens_no_session(env: dict[str, str]) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "apex_mcp", "serve", "--http", "--stateless", "--port", str(port)],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_listening(port, server)
+        async with httpx2.AsyncClient(
+            headers={"accept": "application/json, text/event-stream"}, timeout=30
+        ) as http:
+            opened = await http.post(f"http://127.0.0.1:{port}/mcp", json=INITIALIZE)
+    finally:
+        server.kill()
+        server.wait()
+    assert opened.status_code == 200 and "serverInfo" in opened.text
+    assert "mcp-session-id" not in opened.headers
+
+
+def test_serve_stateless_is_for_http(env: dict[str, str]) -> None:
+    done = run_process(
+        [sys.executable, "-m", "apex_mcp", "serve", "--stateless"],
+        what="apex-mcp serve --stateless to refuse",
+        timeout=60,
+        env={**os.environ, **env},
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode != 0
+    assert "--stateless is for serving over HTTP: add --http" in done.stderr
