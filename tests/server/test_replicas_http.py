@@ -18,7 +18,7 @@ import pytest
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning
-from mcp_types import ResourceTemplateReference
+from mcp_types import LoggingMessageNotificationParams, ResourceTemplateReference
 
 from apex_mcp.apex import models as m
 from apex_mcp.config import Settings
@@ -247,3 +247,38 @@ def test_serve_stateless_is_for_http(env: dict[str, str]) -> None:
     )
     assert done.returncode != 0
     assert "--stateless is for serving over HTTP: add --http" in done.stderr
+
+
+async def test_a_handshake_client_hears_its_calls_log_messages_when_stateless(
+    tmp_path: Path,
+) -> None:
+    heard: list[LoggingMessageNotificationParams] = []
+
+    async def hear(params: LoggingMessageNotificationParams) -> None:
+        heard.append(params)
+
+    with serve_openai(FakeOpenAI(models=["m1"])) as healthy:
+        miners = [
+            {"name": "gone", "base_url": f"http://127.0.0.1:{free_port()}/v1", "models": ["m1"]},
+            {"name": "healthy", "base_url": healthy, "models": ["m1"]},
+        ]
+        env = {
+            **engine_env(tmp_path / "apex.db", healthy),
+            "APEX_MINERS": json.dumps(miners),
+            "APEX_HTTP_ALLOWED_HOSTS": json.dumps([BALANCER]),
+            **STATELESS,
+        }
+        with replicas(env) as balancer:
+            async with (
+                httpx2.AsyncClient(transport=balancer, timeout=30) as http,
+                Client(
+                    streamable_http_client(ENDPOINT, http_client=http),
+                    mode="legacy",
+                    logging_callback=hear,
+                ) as client,
+            ):
+                said = await client.call_tool("chat", {"user_prompt": "hi", "save": False})
+    assert not said.is_error, text_of(said)
+    # The failover's warning came on the call's own answer, from the replica that served it.
+    assert [m.level for m in heard] == ["warning"], heard
+    assert "gone" in str(heard[0].data)
