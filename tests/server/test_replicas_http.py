@@ -11,8 +11,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client, MCPError
@@ -27,7 +29,7 @@ from apex_mcp.server.app import build_server
 from apex_mcp.server.http import create_http_app
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.server.harness import engine_env, settings_from, text_of
-from tests.servers import free_port, run_process, serve_asgi, wait_listening
+from tests.servers import free_port, run_process, serve_asgi, wait_listening, waiting_for
 
 pytestmark = pytest.mark.anyio
 
@@ -282,3 +284,35 @@ async def test_a_handshake_client_hears_its_calls_log_messages_when_stateless(
     # The failover's warning came on the call's own answer, from the replica that served it.
     assert [m.level for m in heard] == ["warning"], heard
     assert "gone" in str(heard[0].data)
+
+
+async def test_a_stateless_call_whose_client_hangs_up_stops(tmp_path: Path) -> None:
+    miner = FakeOpenAI(models=["m1"], stall_after=0)  # answers nothing until its client leaves
+    with serve_openai(miner) as miner_url:
+        env = {
+            **engine_env(tmp_path / "apex.db", miner_url),
+            "APEX_HTTP_ALLOWED_HOSTS": json.dumps([BALANCER]),
+            **STATELESS,
+        }
+        with replicas(env, count=1) as balancer:
+            call = {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "tools/call",
+                "params": {"name": "chat", "arguments": {"user_prompt": "hi"}},
+            }
+            headers = {
+                "accept": "application/json, text/event-stream",
+                "mcp-protocol-version": "2025-11-25",
+            }
+            async with httpx2.AsyncClient(transport=balancer, timeout=30) as http:
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(partial(http.post, ENDPOINT, json=call, headers=headers))
+                    with waiting_for("the miner to be asked", 30):
+                        while not miner.requests:
+                            await anyio.sleep(0.02)
+                    tasks.cancel_scope.cancel()  # the client hangs up mid-call
+                with waiting_for("the miner call to be cancelled", 30):
+                    while not miner.disconnects:
+                        await anyio.sleep(0.02)
+    assert len(miner.requests) == 1 and miner.disconnects == 1
