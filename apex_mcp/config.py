@@ -254,6 +254,10 @@ class Settings(BaseSettings):
     # the query string (Smithery): sessions choose their miner or Apex server and are users
     # of their own, and no token is required beyond loopback. See server/sessions.py.
     http_session_config: bool = False
+    # Streamable HTTP without server-side sessions, so that replicas behind a round-robin
+    # balancer answer 2025-era (handshake) clients without sticky sessions. 2026-07-28 clients
+    # need no session either way.
+    http_stateless: bool = False
     http_allowed_hosts: list[str] = Field(default_factory=list)
     http_allowed_origins: list[str] = Field(default_factory=list)
 

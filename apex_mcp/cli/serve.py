@@ -14,6 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    parser.add_argument(
+        "--stateless",
+        action="store_true",
+        help="HTTP without server-side sessions, for replicas behind a round-robin balancer"
+        " (APEX_HTTP_STATELESS)",
+    )
     server_options(parser)
 
 
@@ -21,6 +27,10 @@ def run(args: argparse.Namespace) -> int:
     from ..server.app import banner, build_server, selected_tools
 
     settings = settings_from(args)
+    if args.stateless:
+        if not args.http:
+            raise SystemExit("--stateless is for serving over HTTP: add --http")
+        settings = settings.model_copy(update={"http_stateless": True})
     toolsets = toolsets_from(args)
     tools = selected_tools(settings, toolsets, read_only=args.read_only)
     if settings.http_session_config and not args.http:

@@ -42,6 +42,10 @@ SSE_WITH_SESSION_CONFIG = (
     "their settings in the query string of /mcp, which the platform in front speaks "
     "(streamable HTTP); connect to /mcp"
 )
+SSE_WHEN_STATELESS = (
+    "the HTTP+SSE transport (/sse) is not served with APEX_HTTP_STATELESS: its session lives "
+    "in one replica, and its messages may reach another; connect to /mcp (streamable HTTP)"
+)
 
 
 def is_open(path: str) -> bool:
@@ -93,10 +97,16 @@ def create_http_app(mcp: MCPServer[AppState], settings: Settings, host: str, por
     hide_session_ids()
     security = security_for(host, port, settings)
     app: Any = mcp.streamable_http_app(
-        streamable_http_path="/mcp", transport_security=security, host=host
+        streamable_http_path="/mcp",
+        transport_security=security,
+        host=host,
+        stateless_http=settings.http_stateless,
     )
     app = CancelOnDisconnect(app)
     refusal = None
+    if settings.http_stateless:
+        app = RefuseSubscriptions(app)
+        refusal = SSE_WHEN_STATELESS
     if settings.http_session_config:
         app = SessionConfigGate(app)
         refusal = SSE_WITH_SESSION_CONFIG
@@ -242,6 +252,68 @@ def _request_ids(body: bytes) -> list[Any]:
         and isinstance(m.get("method"), str)
         and m["method"] != "initialize"
     ]
+
+
+SUBSCRIBE_WHEN_STATELESS = (
+    "resources/subscribe is not served with APEX_HTTP_STATELESS: without a session, the "
+    "server has nowhere to send the updates; read the resource again to follow it, or "
+    "connect as a 2026-07-28 client (subscriptions/listen)"
+)
+
+
+class RefuseSubscriptions:
+    """ASGI middleware for stateless HTTP: a handshake-era ``resources/subscribe`` is answered
+    with a JSON-RPC error saying why, rather than accepted and never heard of again (the
+    connection it would notify ends with the request)."""
+
+    PEEK = 64 << 10  # a subscribe request is small: a larger body is something else
+
+    def __init__(self, app: Any) -> None:
+        from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+
+        self.app = app
+        self._handshake_era = {"", *HANDSHAKE_PROTOCOL_VERSIONS}  # "": no version header
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # The SDK serves a request of a newer version without a session whatever the setting.
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or header(scope, b"mcp-protocol-version") not in self._handshake_era
+        ):
+            await self.app(scope, receive, send)
+            return
+        read: list[Any] = []
+        size = 0
+        while size <= self.PEEK:
+            message = await receive()
+            read.append(message)
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+            size += len(message.get("body", b""))
+        body = b"".join(m.get("body", b"") for m in read if m["type"] == "http.request")
+        request_id = _subscribe_id(body)
+        if request_id is not None:
+            error = {"code": -32601, "message": SUBSCRIBE_WHEN_STATELESS}
+            answer = {"jsonrpc": "2.0", "id": request_id, "error": error}
+            await send_whole(send, 200, json.dumps(answer).encode(), "application/json")
+            return
+
+        async def replay() -> Any:
+            return read.pop(0) if read else await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _subscribe_id(body: bytes) -> Any:
+    """The id of a ``resources/subscribe`` request, if that is what the body is."""
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(message, dict) and message.get("method") == "resources/subscribe":
+        return message.get("id")
+    return None
 
 
 class SessionConfigGate:
