@@ -383,7 +383,8 @@ class SqliteStore:
             try:
                 return _in_transaction(conn, work, "BEGIN")
             except sqlite3.OperationalError as e:
-                if self._steps_left < 0 or e.sqlite_errorcode & 0xFF in _WAITS:
+                code = getattr(e, "sqlite_errorcode", None) or 0  # extended: the low byte
+                if self._steps_left < 0 or code & 0xFF in _WAITS:
                     return _MOVED
                 raise _apex_error(e, self.path) from e
             except sqlite3.Error as e:
