@@ -243,10 +243,11 @@ async def calls_per_second(
         ready.set()
     elapsed = time.perf_counter() - started
     server_after, client_after = process_cpu(pid), own_cpu()
+    calls = max(done, 1)  # a round starved by the machine's other work may finish none
     server_cpu = None
     if server_before is not None and server_after is not None:
-        server_cpu = (server_after - server_before) / done
-    return Round(done / elapsed, server_cpu, (client_after - client_before) / done)
+        server_cpu = (server_after - server_before) / calls
+    return Round(done / elapsed, server_cpu, (client_after - client_before) / calls)
 
 
 async def http_against_bare(
