@@ -194,7 +194,12 @@ async def _stdout_output() -> AsyncIterator[Any]:  # the SDK calls write and flu
 
     sys.stdout.flush()
     private = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
-    os.dup2(2, 1)
+    try:
+        os.dup2(2, 1)
+    except OSError:  # no stderr: prints go nowhere rather than into the protocol
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
     try:
         yield _Output(private)
     finally:
