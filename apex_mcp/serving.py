@@ -13,7 +13,7 @@ import socket
 import stat
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -78,14 +78,21 @@ async def _stop_at_sigterm(server: Any) -> None:
 async def _serve_stdio(mcp: Any) -> None:
     """The SDK reads stdin in a worker thread, which nothing stops until the next line comes:
     a pipe or a terminal is read here instead, waiting for it in the event loop, so that
-    cancelling ends the server at once, cleanly."""
+    cancelling ends the server at once, cleanly. A pipe or a terminal on stdout is written
+    here too: the SDK hops to a worker thread twice for each message it writes, which costs
+    more than the write."""
+    from contextlib import AsyncExitStack
+
     from mcp.server.stdio import stdio_server
 
     if not _waitable(0):  # a file, /dev/null, Windows: reads do not block (or cannot wait)
         await mcp.run_stdio_async()
         return
     server = mcp._lowlevel_server  # no public way to serve other streams on mcp 2.3
-    async with _stdin_lines() as lines, stdio_server(stdin=lines) as (read, write):
+    async with AsyncExitStack() as stack:
+        lines = await stack.enter_async_context(_stdin_lines())
+        output = await stack.enter_async_context(_stdout_output()) if _waitable(1) else None
+        read, write = await stack.enter_async_context(stdio_server(stdin=lines, stdout=output))
         await server.run(read, write, server.create_initialization_options())
 
 
@@ -145,6 +152,58 @@ async def _stdin_lines() -> AsyncIterator[Any]:  # the SDK reads it with async f
         yield _Lines(private)
     finally:
         os.dup2(private, 0)
+        os.close(private)
+
+
+class _Output:
+    """The protocol's output on a pipe or terminal, as the SDK's stdio transport writes it:
+    each message written at once, in pieces the pipe takes without blocking, waiting in the
+    event loop when it is full (a host that does not read)."""
+
+    def __init__(self, fd: int) -> None:
+        import select
+
+        self.fd = fd
+        self.pending = bytearray()
+        self.piece = select.PIPE_BUF  # writable: at least this much fits without blocking
+        self.poll = select.poll()
+        self.poll.register(fd, select.POLLOUT)
+
+    async def write(self, text: str) -> int:
+        self.pending += text.encode("utf-8")
+        return len(text)
+
+    async def flush(self) -> None:
+        import anyio
+
+        while self.pending:
+            if not self.poll.poll(0):
+                # A poller that cannot watch it (kqueue and a terminal): the write may block,
+                # as the SDK's would.
+                with suppress(OSError):
+                    await anyio.wait_writable(self.fd)
+            written = os.write(self.fd, self.pending[: self.piece])
+            del self.pending[:written]
+
+
+@asynccontextmanager
+async def _stdout_output() -> AsyncIterator[Any]:  # the SDK calls write and flush alone
+    """stdout written from a private copy of fd 1 while fd 1 points at stderr (as the SDK
+    does: what a tool prints stays off the protocol)."""
+    import fcntl
+
+    sys.stdout.flush()
+    private = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
+    try:
+        os.dup2(2, 1)
+    except OSError:  # no stderr: prints go nowhere rather than into the protocol
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+    try:
+        yield _Output(private)
+    finally:
+        os.dup2(private, 1)
         os.close(private)
 
 

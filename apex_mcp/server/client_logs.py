@@ -184,6 +184,8 @@ class ClientLogs(logging.Handler):
             del self._handling[id(ctx)]
 
     async def _flush(self, ctx: ServerRequestContext[Any]) -> None:
+        if not self._backlog:  # as after most requests: no lock to take, nothing to scan
+            return
         for record in self._take(lambda r: r.request is ctx):
             await self._send(record)
 

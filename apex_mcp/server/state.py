@@ -85,8 +85,9 @@ class AppState:
         """The ApexClient of the request being handled, once open: the server's own, or with
         per-session configuration, the one its session configured. An ApexError saying why if
         it could not open."""
-        self.wanted.set()
-        await self._ready.wait()
+        if not self._ready.is_set():  # waiting on a set anyio Event still yields to the loop
+            self.wanted.set()
+            await self._ready.wait()
         if self._client is None:
             raise ApexError(
                 Code.FAILED_PRECONDITION,

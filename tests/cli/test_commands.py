@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,6 +119,54 @@ def test_stdio_serves_the_protocol_alone_on_stdout(engine_env: dict[str, str]) -
     hint = "apex-mcp: waiting for an MCP host on stdin (Ctrl+C or Ctrl+D stops it)"
     assert hint in stderr.splitlines() and stderr.count("waiting for an MCP host") == 1
     assert SECRET not in stderr
+
+
+def test_stdio_answers_larger_than_the_pipe_arrive_whole_to_a_slow_host(
+    engine_env: dict[str, str],
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "apex_mcp"],
+        env={**os.environ, **engine_env},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    prompt = "".join(f"word{n} " for n in range(60_000))  # its answer is over 1 MB: many pipes
+    create = {
+        "jsonrpc": "2.0",
+        "id": 3,
+        "method": "tools/call",
+        "params": {"name": "create_chat", "arguments": {"user_prompt": prompt}},
+    }
+    try:
+        process.stdin.write(json.dumps(INITIALIZE).encode() + b"\n")
+        process.stdin.flush()
+        assert json.loads(process.stdout.readline())["id"] == 1
+        messages = [INITIALIZED, create, TOOLS_LIST]
+        process.stdin.write(b"".join(json.dumps(m).encode() + b"\n" for m in messages))
+        process.stdin.flush()
+        # The host reads slowly: the server waits for room in the pipe, then goes on.
+        answers = {}
+        while len(answers) < 2:
+            line = b""
+            while not line.endswith(b"\n"):
+                piece = process.stdout.read1(4096)
+                assert piece, "stdout ended before the answers"
+                line += piece
+                if len(line) < 200_000:
+                    time.sleep(0.001)
+            for each in line.splitlines():
+                answer = json.loads(each)
+                answers[answer["id"]] = answer
+        process.stdin.close()
+        assert wait_exit(process, what="the stdio server to end at end of input", timeout=60) == 0
+    finally:
+        process.kill()
+        process.wait()
+    created = answers[3]["result"]["structuredContent"]
+    assert created["completion"]["user_prompt_text"] == prompt
+    assert len(answers[2]["result"]["tools"]) == 16
 
 
 def test_call_runs_a_tool_and_prints_its_result(engine_env: dict[str, str]) -> None:
