@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
             "settings (apex-mcp serve --http): unset it to serve over stdio"
         )
     where = f"http://{args.host}:{args.port}/mcp" if args.http else "stdio"
-    print(banner(settings, tools, where), file=sys.stderr)
+    _tell(banner(settings, tools, where))
     mcp = build_server(settings, toolsets, read_only=args.read_only)
     set_up()
     if args.http:
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
         from ..serving import serve_stdio
 
-        print(_stdio_hint(sys.stdin.isatty()), file=sys.stderr)
+        _tell(_stdio_hint(sys.stdin.isatty()))
         anyio.run(serve_stdio, mcp)  # stdout carries the protocol alone from here on
     return 0
 
@@ -81,3 +81,10 @@ def _typed_command() -> str:
         return "apex-mcp"
     found = shutil.which("apex-mcp")
     return "apex-mcp" if found and Path(found).resolve() == script.resolve() else str(script)
+
+
+def _tell(text: str) -> None:
+    """A line for the person at the terminal, on stderr. With stderr closed (``2>&-``), print
+    would write to stdout, which carries the protocol: say nothing then."""
+    if sys.stderr is not None:
+        print(text, file=sys.stderr)

@@ -81,6 +81,23 @@ def test_serve_help_says_what_each_toolset_holds() -> None:
         assert f"{name}: {' '.join(description.split())}" in help_text
 
 
+def test_with_stderr_closed_stdout_still_carries_the_protocol_alone(
+    engine_env: dict[str, str],
+) -> None:
+    # 2>&-: Python's sys.stderr is None, where print() would write to stdout.
+    messages = "".join(json.dumps(m) + "\n" for m in (INITIALIZE, INITIALIZED, TOOLS_LIST))
+    done = run_process(
+        ["sh", "-c", f"exec {sys.executable} -m apex_mcp 2>&-"],
+        what="apex-mcp over stdio with stderr closed",
+        timeout=120,
+        env={**os.environ, **engine_env},
+        input=messages,
+    )
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [1, 2]  # JSON-RPC answers, nothing else
+
+
 def test_stdio_serves_the_protocol_alone_on_stdout(engine_env: dict[str, str]) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "apex_mcp"],
