@@ -1,6 +1,6 @@
-"""Serving the MCP server over stdio, and an ASGI app with hypercorn (HTTP/2 with prior
-knowledge or TLS, and HTTP/1.1) until SIGINT or SIGTERM: shared by the gateway and the MCP
-server over HTTP. And where the settings become the engine's values (``engine_config``)."""
+"""Serving the MCP server over stdio, and an ASGI app until SIGINT or SIGTERM: the gateway
+with hypercorn (HTTP/2 with prior knowledge or TLS, and HTTP/1.1), the MCP server over HTTP
+with uvicorn (HTTP/1.1). And where the settings become the engine's values (``engine_config``)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import signal
 import socket
 import stat
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -207,20 +207,17 @@ async def _stdout_output() -> AsyncIterator[Any]:  # the SDK calls write and flu
         os.close(private)
 
 
-async def serve_until_signalled(app: Any, host: str, port: int) -> None:
+async def serve_until_signalled(app: Any, host: str, port: int, *, http2: bool = True) -> None:
+    """Serve ``app`` on ``host:port`` until SIGINT or SIGTERM, then shut down gracefully (the
+    app's lifespan ends: running research jobs go back to the queue).
+
+    ``http2``: hypercorn, HTTP/1.1 and HTTP/2 (with or without TLS in front), which the
+    gateway's gRPC needs. Else uvicorn, HTTP/1.1 only, as the MCP SDK's own server runs it:
+    cheaper per request, which is what streamable HTTP clients send.
+    """
     import anyio
-    from hypercorn.asyncio import serve
-    from hypercorn.config import Config
 
     _check_port_free(host, port)
-    config = Config()
-    config.errorlog = logging.getLogger("hypercorn.error")  # our log's format, once
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.accesslog = None
-    config.graceful_timeout = 3
-    # hypercorn closes a connection after 1,000 requests by default, resetting the streams in
-    # flight on it: a client's writes would fail although done. Keep connections instead.
-    config.keep_alive_max_requests = sys.maxsize
     stop = anyio.Event()
 
     async def watch_signals() -> None:
@@ -231,7 +228,56 @@ async def serve_until_signalled(app: Any, host: str, port: int) -> None:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch_signals)
-        await serve(app, config, shutdown_trigger=stop.wait)
+        if http2:
+            await _serve_hypercorn(app, host, port, stop)
+        else:
+            await _serve_uvicorn(app, host, port, stop)
+        tg.cancel_scope.cancel()
+
+
+async def _serve_hypercorn(app: Any, host: str, port: int, stop: Any) -> None:
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    config = Config()
+    config.errorlog = logging.getLogger("hypercorn.error")  # our log's format, once
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.graceful_timeout = 3
+    # hypercorn closes a connection after 1,000 requests by default, resetting the streams in
+    # flight on it: a client's writes would fail although done. Keep connections instead.
+    config.keep_alive_max_requests = sys.maxsize
+    await serve(app, config, shutdown_trigger=stop.wait)
+
+
+async def _serve_uvicorn(app: Any, host: str, port: int, stop: Any) -> None:
+    import anyio
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # Ours are watched by serve_until_signalled; uvicorn's would raise the signal
+            # again once shut down, and a SIGTERM would end the process with -15, not 0.
+            yield
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,  # our log's format
+        access_log=False,
+        timeout_graceful_shutdown=3,
+    )
+    server = Server(config)
+
+    async def shut_down_when_told() -> None:
+        await stop.wait()
+        server.should_exit = True
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(shut_down_when_told)
+        await server.serve()
         tg.cancel_scope.cancel()
 
 

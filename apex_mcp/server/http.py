@@ -439,4 +439,6 @@ class LegacySse:
 
 
 async def serve_http(mcp: MCPServer[AppState], settings: Settings, host: str, port: int) -> None:
-    await serve_until_signalled(create_http_app(mcp, settings, host, port), host, port)
+    # HTTP/1.1 (uvicorn), as the SDK's own server: MCP clients speak it, and it costs less.
+    app = create_http_app(mcp, settings, host, port)
+    await serve_until_signalled(app, host, port, http2=False)
