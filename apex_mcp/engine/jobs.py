@@ -13,7 +13,7 @@ the background of the process that owns the engine, in a task group of its own
   from the start, appending after what they wrote (a chunk says it starts over), so seq_ids
   go on without gaps.
 - a process that dies cannot hand anything back. A running job's updated_at is its heartbeat,
-  bumped every ``heartbeat_seconds``; one silent for ``STALE_HEARTBEATS`` beats lost its
+  bumped every ``heartbeat_seconds``; one silent for ``lease_heartbeats`` beats lost its
   process, and any runner hands it back to the queue (a chunk says it is taken over) to be
   re-run from the start. At most ``MAX_TAKEOVERS`` times: a job that keeps killing its
   process must not kill them all, so after that it fails, saying so.
@@ -58,7 +58,6 @@ from .store.base import FINISHED_JOB_STATUSES, Job, JobStatus, Store
 # One name for deep research's log, the orchestrator's and the runner's: clients hear it so.
 log = logging.getLogger("apex_mcp.engine.research")
 
-STALE_HEARTBEATS = 6  # beats missed before a running job counts as orphaned
 RESTART_CHUNK = "## Starting over: the engine stopped while this job ran\n"
 TAKEOVER_CHUNK = "## Taken over: the engine running this job was lost; starting over\n"
 MAX_TAKEOVERS = 3  # takeovers of one job before it fails instead
@@ -202,7 +201,9 @@ class ResearchRunner:
     async def _keep_alive(self) -> None:
         """Each beat: the heartbeat of our running jobs, stop those finished elsewhere, fail
         the orphans of runners that are gone, and look for pending jobs of other processes."""
-        stale_after = timedelta(seconds=self.limits.heartbeat_seconds * STALE_HEARTBEATS)
+        stale_after = timedelta(
+            seconds=self.limits.heartbeat_seconds * self.limits.lease_heartbeats
+        )
         waited = self.limits.session_job_wait_seconds
         wait_for_session = timedelta(seconds=waited)
         while True:
