@@ -685,6 +685,27 @@ async def test_two_runners_on_one_database_share_the_jobs_and_run_each_once(
     assert script.seen.count("plan") == 6
 
 
+async def test_a_job_cancelled_through_another_runner_stops_where_it_runs(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
+) -> None:
+    _, url = fake
+    db = tmp_path / "apex.db"
+    script.hold = {"notes"}
+    async with engine(db, url, FakeRetriever()) as one:
+        assert one.research is not None
+        holder = one.research
+        job = await one.submit_deep_researcher_job(ask())
+        await wait_for(lambda: _true("notes" in script.seen), "the job to read a source")
+        assert job.job_id in holder.running_here
+        async with engine(db, url, FakeRetriever()) as two:
+            cancelled = await two.cancel_deep_researcher_job(job.job_id)
+            assert cancelled.status == "cancelled"
+            await wait_for(lambda: _true(job.job_id not in holder.running_here), "it to stop")
+        script.release()
+        after = await get(one, job.job_id)
+        assert after.status == "cancelled" and after.result == cancelled.result
+
+
 # --- end to end: the real WebRetriever, the gateway, a killed process --------------------------
 
 
