@@ -685,6 +685,42 @@ async def test_two_runners_on_one_database_share_the_jobs_and_run_each_once(
     assert script.seen.count("plan") == 6
 
 
+async def test_a_job_whose_runner_dies_is_taken_over_by_another_within_its_lease(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, url = fake
+    db = tmp_path / "apex.db"
+    script.hold = {"notes"}
+    started: list[str] = []
+    die, gone = anyio.Event(), anyio.Event()
+
+    async def no_handoff(_: object) -> None:  # a killed process hands nothing back
+        return None
+
+    async def doomed_replica() -> None:
+        async with engine(db, url, FakeRetriever()) as one:
+            assert one.research is not None
+            monkeypatch.setattr(one.research, "_requeue", no_handoff)
+            started.append((await one.submit_deep_researcher_job(ask())).job_id)
+            await wait_for(lambda: _true("notes" in script.seen), "the job to read a source")
+            assert started[0] in one.research.running_here
+            await die.wait()  # then it stops: its job is left running, its lease not renewed
+        gone.set()
+
+    async with anyio.create_task_group() as replicas:
+        replicas.start_soon(doomed_replica)
+        await wait_for(lambda: _true("notes" in script.seen), "the job to read a source")
+        async with engine(db, url, FakeRetriever()) as two:
+            die.set()
+            await gone.wait()
+            assert (await get(two, started[0])).status == "running"  # held by nobody now
+            script.release()
+            done = await status_is(two, started[0], "completed")
+    assert texts(done).count(jobs.TAKEOVER_CHUNK) == 1
+    assert [c.seq_id for c in done.result] == list(range(1, len(done.result) + 1))
+    assert script.seen.count("plan") == 2
+
+
 async def test_a_job_cancelled_through_another_runner_stops_where_it_runs(
     tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
 ) -> None:
