@@ -238,7 +238,7 @@ class Settings(BaseSettings):
     research_max_sources: int = Field(12, ge=1, le=100, description="sources read per job")
     research_max_seconds: float = Field(1800.0, gt=0, description="time limit of a job")
     # How often a runner proves its running jobs alive; silent for 6 beats means orphaned.
-    research_heartbeat_seconds: float = Field(10.0, gt=0)
+    research_heartbeat_seconds: float = Field(2.0, gt=0)
     # How long a job on a session's miners waits, pending, for a runner that holds them (its
     # session may not come back after a restart) before it fails saying so.
     research_session_job_wait_seconds: float = Field(600.0, gt=0)

@@ -98,7 +98,10 @@ class ResearchLimits:
     max_seconds: float = 1800.0
     max_searches: int = 5
     results_per_search: int = 3
-    heartbeat_seconds: float = 10.0
+    # A running job's lease: its runner renews it each beat; one not renewed for
+    # ``lease_heartbeats`` beats is taken over by another runner (seconds, not minutes).
+    heartbeat_seconds: float = 2.0
+    lease_heartbeats: int = 5
     session_job_wait_seconds: float = 600.0
 
 

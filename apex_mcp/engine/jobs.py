@@ -13,9 +13,10 @@ the background of the process that owns the engine, in a task group of its own
   from the start, appending after what they wrote (a chunk says it starts over), so seq_ids
   go on without gaps.
 - a process that dies cannot hand anything back. A running job's updated_at is its heartbeat,
-  bumped every ``heartbeat_seconds``; one silent for ``STALE_HEARTBEATS`` beats lost its
-  process, and any runner marks it failed with a reason ("interrupted: ... a restart or a
-  crash"). It is not re-run: a job that crashed its process must not crash the next one.
+  bumped every ``heartbeat_seconds``; one silent for ``lease_heartbeats`` beats lost its
+  process, and any runner hands it back to the queue (a chunk says it is taken over) to be
+  re-run from the start. At most ``MAX_TAKEOVERS`` times: a job that keeps killing its
+  process must not kill them all, so after that it fails, saying so.
 - a job runs on the engine's miners, or on a set named at submit (a hosted session's own,
   see ``use_miners``): only the name is stored, so such a job waits, pending, for a runner
   that holds the set, and after a restart, for its session to come back, at most
@@ -57,8 +58,9 @@ from .store.base import FINISHED_JOB_STATUSES, Job, JobStatus, Store
 # One name for deep research's log, the orchestrator's and the runner's: clients hear it so.
 log = logging.getLogger("apex_mcp.engine.research")
 
-STALE_HEARTBEATS = 6  # beats missed before a running job counts as orphaned
 RESTART_CHUNK = "## Starting over: the engine stopped while this job ran\n"
+TAKEOVER_CHUNK = "## Taken over: the engine running this job was lost; starting over\n"
+MAX_TAKEOVERS = 3  # takeovers of one job before it fails instead
 STORE_HINT = "the engine's database failed: check APEX_DB and the disk it is on"
 
 
@@ -199,7 +201,9 @@ class ResearchRunner:
     async def _keep_alive(self) -> None:
         """Each beat: the heartbeat of our running jobs, stop those finished elsewhere, fail
         the orphans of runners that are gone, and look for pending jobs of other processes."""
-        stale_after = timedelta(seconds=self.limits.heartbeat_seconds * STALE_HEARTBEATS)
+        stale_after = timedelta(
+            seconds=self.limits.heartbeat_seconds * self.limits.lease_heartbeats
+        )
         waited = self.limits.session_job_wait_seconds
         wait_for_session = timedelta(seconds=waited)
         while True:
@@ -208,15 +212,7 @@ class ResearchRunner:
                 for job_id, status in (await self.store.touch_jobs(ours)).items():
                     if status in FINISHED_JOB_STATUSES and job_id in self._running:
                         self._running[job_id].cancel()
-                orphans = await self.store.fail_stale_jobs(
-                    datetime.now(UTC) - stale_after,
-                    "interrupted: the engine running it stopped (a restart or a crash); "
-                    "submit the job again",
-                    keep=ours,
-                )
-                for job in orphans:
-                    log.warning("deep-research job %s was orphaned: marked failed", job.id)
-                    await self._sync_completions(job)
+                await self._take_over_orphans(datetime.now(UTC) - stale_after, ours)
                 abandoned = await self.store.fail_waiting_jobs(
                     datetime.now(UTC) - wait_for_session,
                     f"its session's miners were not back within {waited:g} s "
@@ -230,6 +226,31 @@ class ResearchRunner:
                 log.exception("deep-research upkeep failed")
             self._wake.set()
             await anyio.sleep(self.limits.heartbeat_seconds)
+
+    async def _take_over_orphans(self, before: datetime, ours: list[str]) -> None:
+        """Hand back to the queue the running jobs whose runner fell silent before ``before``
+        (its process died); one taken over ``MAX_TAKEOVERS`` times already fails instead."""
+        for job in await self.store.list_jobs_by_status(["running"]):
+            if job.id in ours or job.updated_at >= before:
+                continue
+            takeovers = sum(c.text == TAKEOVER_CHUNK for c in job.chunks)
+            try:
+                if takeovers >= MAX_TAKEOVERS:
+                    await self._finish(
+                        job,
+                        "failed",
+                        error=f"interrupted: the engine running it was lost {takeovers + 1} "
+                        "times (a crash each time?); submit the job again",
+                    )
+                    continue
+                await self.store.append_chunk(job.id, chunk(TAKEOVER_CHUNK))
+                pending = await self.store.set_job_status(job.id, "pending")
+            except ApexError as e:  # finished or taken over by someone else meanwhile
+                if e.code is not Code.FAILED_PRECONDITION:
+                    raise
+                continue
+            log.warning("deep-research job %s lost its runner: handed back to the queue", job.id)
+            await self._sync_completions(pending)
 
     async def _run(self, job: Job, scope: anyio.CancelScope, miners: Completer) -> None:
         try:
@@ -254,7 +275,8 @@ class ResearchRunner:
         try:
             # Inside the try: a runner stopping even now hands the job back to the queue.
             await self._sync_completions(job)
-            if job.chunks:  # run before, until a shutdown: start over, after what it wrote
+            # Run before, until a shutdown: start over, after what it wrote (a takeover says so).
+            if job.chunks and job.chunks[-1].text != TAKEOVER_CHUNK:
                 await emit(RESTART_CHUNK)
             request = ChatCompletionRequest.from_wire(job.request)
             hint = ENGINE_MINERS_HINT if job.miners is None else SESSION_MINERS_HINT

@@ -10,13 +10,22 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import anyio
 import pytest
 
 from apex_mcp.apex import models as m
 from apex_mcp.engine import LocalApex, MinerConfig, MinerPool, ResearchLimits, jobs
 from apex_mcp.engine.jobs import ResearchRunner
 from apex_mcp.engine.store import open_store
-from tests.engine.test_research import FakeRetriever, Script, ask, status_is, texts
+from tests.engine.test_research import (
+    FakeRetriever,
+    Script,
+    _true,
+    ask,
+    status_is,
+    texts,
+    wait_for,
+)
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 
 pytestmark = [
@@ -80,7 +89,7 @@ async def test_replicas_share_the_jobs_and_run_each_once(
     assert script.seen.count("plan") == 6
 
 
-async def test_a_job_left_running_by_a_dead_replica_is_failed_and_the_next_runs(
+async def test_a_job_left_running_by_a_dead_replica_is_taken_over_and_the_next_runs(
     backend: Any, fake: tuple[FakeOpenAI, str]
 ) -> None:
     _, url = fake
@@ -91,7 +100,44 @@ async def test_a_job_left_running_by_a_dead_replica_is_failed_and_the_next_runs(
         await store.append_chunk(orphan.id, jobs.chunk("## Generating Research Plan\n"))
         left = await store.create_job("alice", request=ask().to_wire())
     async with replica(database, url) as apex:
-        failed = await status_is(apex, orphan.id, "failed")
-        assert failed.error is not None and failed.error.startswith("interrupted")
-        assert texts(failed) == ["## Generating Research Plan\n"]
+        done = await status_is(apex, orphan.id, "completed")
+        assert texts(done)[:3] == [
+            "## Generating Research Plan\n",
+            jobs.TAKEOVER_CHUNK,
+            "## Generating Research Plan\n",
+        ]
         await status_is(apex, left.id, "completed")
+
+
+async def test_a_job_whose_replica_dies_is_taken_over_by_another_within_its_lease(
+    backend: Any, fake: tuple[FakeOpenAI, str], script: Script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, url = fake
+    database = backend.database.url
+    script.hold = {"notes"}
+    started: list[str] = []
+    die, gone = anyio.Event(), anyio.Event()
+
+    async def no_handoff(_: object) -> None:  # a killed process hands nothing back
+        return None
+
+    async def doomed_replica() -> None:
+        async with replica(database, url) as one:
+            assert one.research is not None
+            monkeypatch.setattr(one.research, "_requeue", no_handoff)
+            started.append((await one.submit_deep_researcher_job(ask())).job_id)
+            await wait_for(lambda: _true("notes" in script.seen), "the job to read a source")
+            await die.wait()  # then it stops: its job is left running, its lease not renewed
+        gone.set()
+
+    async with anyio.create_task_group() as replicas:
+        replicas.start_soon(doomed_replica)
+        await wait_for(lambda: _true("notes" in script.seen), "the job to read a source")
+        async with replica(database, url) as two:
+            die.set()
+            await gone.wait()
+            script.release()
+            done = await status_is(two, started[0], "completed")
+    assert texts(done).count(jobs.TAKEOVER_CHUNK) == 1
+    assert [c.seq_id for c in done.result] == list(range(1, len(done.result) + 1))
+    assert script.seen.count("plan") == 2
