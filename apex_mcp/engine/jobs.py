@@ -9,14 +9,17 @@ the background of the process that owns the engine, in a task group of its own
 - a job reads at most ``max_sources`` sources and runs at most ``max_seconds`` from its start
   (then it fails, saying so). ``cancel`` marks it cancelled and stops its task at once (in
   another process: at its next chunk or heartbeat); a finished job takes no more chunks.
-- a stopping runner hands its running jobs back to the queue: the next runner re-runs them
-  from the start, appending after what they wrote (a chunk says it starts over), so seq_ids
-  go on without gaps.
-- a process that dies cannot hand anything back. A running job's updated_at is its heartbeat,
-  bumped every ``heartbeat_seconds``; one silent for ``lease_heartbeats`` beats lost its
-  process, and any runner hands it back to the queue (a chunk says it is taken over) to be
-  re-run from the start. At most ``MAX_TAKEOVERS`` times: a job that keeps killing its
-  process must not kill them all, so after that it fails, saying so.
+- a stopping runner hands its running jobs back to the queue: the next runner resumes them
+  where they were, appending after what they wrote (a chunk says it resumes), so seq_ids go
+  on without gaps. What a job wrote is its checkpoint: the plan and the sources it read
+  with their notes are read back from its chunks (``Researcher.resume``), not done again.
+- a process that dies cannot hand anything back. A claimed job is leased to its runner
+  (``Job.attempt``, see ``Store``): the runner's heartbeat bumps its updated_at every
+  ``heartbeat_seconds``; one silent for ``lease_heartbeats`` beats lost its process, and any
+  runner hands it back to the queue (a chunk says it is taken over) to be resumed. The lease
+  fences the runner that lost it: were it only stalled, its next write is refused and it
+  stops. At most ``MAX_TAKEOVERS`` times: a job that keeps killing its process must not kill
+  them all, so after that it fails, saying so.
 - a job runs on the engine's miners, or on a set named at submit (a hosted session's own,
   see ``use_miners``): only the name is stored, so such a job waits, pending, for a runner
   that holds the set, and after a restart, for its session to come back, at most
@@ -53,13 +56,13 @@ from .researcher import (
     Retriever,
     question_of,
 )
-from .store.base import FINISHED_JOB_STATUSES, Job, JobStatus, Store
+from .store.base import Job, JobStatus, Store
 
 # One name for deep research's log, the orchestrator's and the runner's: clients hear it so.
 log = logging.getLogger("apex_mcp.engine.research")
 
-RESTART_CHUNK = "## Starting over: the engine stopped while this job ran\n"
-TAKEOVER_CHUNK = "## Taken over: the engine running this job was lost; starting over\n"
+RESTART_CHUNK = "## Resuming: the engine stopped while this job ran\n"
+TAKEOVER_CHUNK = "## Taken over: the engine running this job was lost; resuming\n"
 MAX_TAKEOVERS = 3  # takeovers of one job before it fails instead
 STORE_HINT = "the engine's database failed: check APEX_DB and the disk it is on"
 
@@ -86,6 +89,7 @@ class ResearchRunner:
         # Sets of miners other than the engine's, by name (a session's, see ``use_miners``).
         self._miner_sets: dict[str, Completer] = {}
         self._running: dict[str, anyio.CancelScope] = {}  # job id -> its task's scope, here
+        self._leases: dict[str, int] = {}  # job id -> the attempt it runs under, here
         self._slots = anyio.Semaphore(limits.max_concurrent_jobs)
         self._wake = anyio.Event()
         self._tasks: TaskGroup | None = None
@@ -181,11 +185,11 @@ class ResearchRunner:
                 try:
                     job = await self.store.claim_next_job(list(self._miner_sets))
                     if job is not None and self._tasks is None:
-                        await self.store.set_job_status(job.id, "pending")
+                        await self.store.set_job_status(job.id, "pending", attempt=job.attempt)
                         return
                     miners = None if job is None else self._miners_of(job)
                     if job is not None and miners is None:  # let go of since the claim
-                        await self.store.set_job_status(job.id, "pending")
+                        await self.store.set_job_status(job.id, "pending", attempt=job.attempt)
                         job = None
                 except Exception:  # a broken store must not take the engine's task group down
                     log.exception("cannot claim a deep-research job")
@@ -196,11 +200,13 @@ class ResearchRunner:
                 continue
             scope = anyio.CancelScope()
             self._running[job.id] = scope
+            self._leases[job.id] = job.attempt
             self._tasks.start_soon(self._run, job, scope, miners)
 
     async def _keep_alive(self) -> None:
-        """Each beat: the heartbeat of our running jobs, stop those finished elsewhere, fail
-        the orphans of runners that are gone, and look for pending jobs of other processes."""
+        """Each beat: the heartbeat of our running jobs, stop those we no longer hold (finished
+        or taken over elsewhere), take over the jobs of runners that are gone, and look for
+        pending jobs of other processes."""
         stale_after = timedelta(
             seconds=self.limits.heartbeat_seconds * self.limits.lease_heartbeats
         )
@@ -208,11 +214,10 @@ class ResearchRunner:
         wait_for_session = timedelta(seconds=waited)
         while True:
             try:
-                ours = list(self._running)
-                for job_id, status in (await self.store.touch_jobs(ours)).items():
-                    if status in FINISHED_JOB_STATUSES and job_id in self._running:
+                for job_id in await self.store.touch_jobs(dict(self._leases)):
+                    if job_id in self._running:
                         self._running[job_id].cancel()
-                await self._take_over_orphans(datetime.now(UTC) - stale_after, ours)
+                await self._take_over_orphans(datetime.now(UTC) - stale_after)
                 abandoned = await self.store.fail_waiting_jobs(
                     datetime.now(UTC) - wait_for_session,
                     f"its session's miners were not back within {waited:g} s "
@@ -227,30 +232,22 @@ class ResearchRunner:
             self._wake.set()
             await anyio.sleep(self.limits.heartbeat_seconds)
 
-    async def _take_over_orphans(self, before: datetime, ours: list[str]) -> None:
+    async def _take_over_orphans(self, before: datetime) -> None:
         """Hand back to the queue the running jobs whose runner fell silent before ``before``
         (its process died); one taken over ``MAX_TAKEOVERS`` times already fails instead."""
-        for job in await self.store.list_jobs_by_status(["running"]):
-            if job.id in ours or job.updated_at >= before:
-                continue
-            takeovers = sum(c.text == TAKEOVER_CHUNK for c in job.chunks)
-            try:
-                if takeovers >= MAX_TAKEOVERS:
-                    await self._finish(
-                        job,
-                        "failed",
-                        error=f"interrupted: the engine running it was lost {takeovers + 1} "
-                        "times (a crash each time?); submit the job again",
-                    )
-                    continue
-                await self.store.append_chunk(job.id, chunk(TAKEOVER_CHUNK))
-                pending = await self.store.set_job_status(job.id, "pending")
-            except ApexError as e:  # finished or taken over by someone else meanwhile
-                if e.code is not Code.FAILED_PRECONDITION:
-                    raise
-                continue
-            log.warning("deep-research job %s lost its runner: handed back to the queue", job.id)
-            await self._sync_completions(pending)
+        taken = await self.store.take_over_stale_jobs(
+            before,
+            chunk=chunk(TAKEOVER_CHUNK),
+            max_takeovers=MAX_TAKEOVERS,
+            error=f"interrupted: the engine running it was lost {MAX_TAKEOVERS + 1} times"
+            " (a crash each time?); submit the job again",
+        )
+        for job in taken:
+            if job.status == "failed":
+                log.warning("deep-research job %s failed: %s", job.id, job.error)
+            else:
+                log.warning("deep-research job %s lost its runner: back in the queue", job.id)
+            await self._sync_completions(job)
 
     async def _run(self, job: Job, scope: anyio.CancelScope, miners: Completer) -> None:
         try:
@@ -258,6 +255,7 @@ class ResearchRunner:
                 await self._execute(job, miners)
         finally:
             del self._running[job.id]
+            del self._leases[job.id]
             self._slots.release()
             self._wake.set()
 
@@ -266,7 +264,7 @@ class ResearchRunner:
 
         async def emit(text: str) -> None:
             try:
-                await self.store.append_chunk(job.id, chunk(text))
+                await self.store.append_chunk(job.id, chunk(text), attempt=job.attempt)
             except ApexError as e:
                 if e.code is Code.FAILED_PRECONDITION:
                     raise _JobGone from None
@@ -275,7 +273,7 @@ class ResearchRunner:
         try:
             # Inside the try: a runner stopping even now hands the job back to the queue.
             await self._sync_completions(job)
-            # Run before, until a shutdown: start over, after what it wrote (a takeover says so).
+            # Run before, until a shutdown: resume, after what it wrote (a takeover says so).
             if job.chunks and job.chunks[-1].text != TAKEOVER_CHUNK:
                 await emit(RESTART_CHUNK)
             request = ChatCompletionRequest.from_wire(job.request)
@@ -283,6 +281,7 @@ class ResearchRunner:
             researcher = Researcher(
                 miners, self.retriever, self.limits, request, emit, hint, user=job.user_id
             )
+            researcher.resume(runs_of(job))
             report = ""
             with anyio.move_on_after(self.limits.max_seconds) as deadline:
                 report = await researcher.run()
@@ -310,7 +309,7 @@ class ResearchRunner:
 
     async def _requeue(self, job: Job) -> None:
         try:
-            pending = await self.store.set_job_status(job.id, "pending")
+            pending = await self.store.set_job_status(job.id, "pending", attempt=job.attempt)
         except ApexError as e:
             if e.code is not Code.FAILED_PRECONDITION:
                 log.warning("cannot hand deep-research job %s back: %s", job.id, e)
@@ -322,9 +321,11 @@ class ResearchRunner:
         self, job: Job, status: JobStatus, *, error: str | None = None, report: str | None = None
     ) -> None:
         try:
-            finished = await self.store.set_job_status(job.id, status, error=error)
+            finished = await self.store.set_job_status(
+                job.id, status, error=error, attempt=job.attempt
+            )
         except ApexError as e:
-            if e.code is not Code.FAILED_PRECONDITION:  # else: finished by someone else first
+            if e.code is not Code.FAILED_PRECONDITION:  # else: finished or taken over elsewhere
                 log.warning("cannot mark deep-research job %s %s: %s", job.id, status, e)
             return
         level = logging.WARNING if status == "failed" else logging.INFO  # a failure is news
@@ -343,6 +344,18 @@ class ResearchRunner:
 
 
 # --- Apex messages --------------------------------------------------------------------------
+
+
+def runs_of(job: Job) -> list[list[str]]:
+    """The texts of a job's chunks, run by run: a resumed run starts at its restart or
+    takeover chunk."""
+    runs: list[list[str]] = [[]]
+    for text in (c.text for c in job.chunks):
+        if text in (RESTART_CHUNK, TAKEOVER_CHUNK):
+            runs.append([])
+        else:
+            runs[-1].append(text)
+    return runs
 
 
 def submit_response(job: Job) -> SubmitDeepResearcherJobResponse:

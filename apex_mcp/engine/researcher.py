@@ -13,6 +13,10 @@ progress as it goes through an ``emit`` callback:
 Chunks, in the Apex format (``json.dumps([{"content": ...}])``): ``## Generating Research
 Plan``, the plan, ``## Searching: <query>``, ``### Reading: <title> (<url>)``, the notes,
 ``## Drafting report``, and last the report, which is the final answer.
+
+Those chunks are also the job's checkpoint: a job run again (its engine stopped, or died and
+another took it over) ``resume``s from them. Its plan and the sources it read with their
+notes are kept; the search it was in is done again, skipping the sources already read.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -105,6 +109,13 @@ class Source:
     notes: str
 
 
+PLAN_STEP = "## Generating Research Plan\n"
+SEARCH_STEP = "## Searching: "
+READ_STEP = "### Reading: "
+SEARCH_FAILED = "The search failed: "
+DRAFT_STEP = "## Drafting report\n"
+
+
 # --- the orchestrator -----------------------------------------------------------------------
 
 
@@ -123,20 +134,60 @@ class Researcher:
     miners_hint: str = ENGINE_MINERS_HINT  # what to check when the miners fail
     user: str | None = None  # whose turns at the miners this research takes
     sources: list[Source] = field(default_factory=list)
+    # What an earlier run of the job did (see ``resume``): its plan, the searches it finished.
+    planned: list[str] | None = None
+    searched: set[str] = field(default_factory=set)
+    failures: dict[str, ApexError] = field(default_factory=dict)  # by search
+
+    def resume(self, runs: Iterable[list[str]]) -> None:
+        """Take up what earlier runs of this job recorded (the texts of each run's chunks):
+        the plan, the searches finished, and the sources read with their notes. A search
+        under way when a run stopped is done again; its sources read so far are kept."""
+        for chunks in runs:
+            in_progress: str | None = None
+            reading: tuple[str, str] | None = None  # (title, url) of the source being noted
+            expect_plan = False
+            for text in chunks:
+                if reading is not None:  # the chunk after a Reading one holds its notes
+                    title, url = reading
+                    if url not in {source.url for source in self.sources}:
+                        notes = text.strip()
+                        self.sources.append(Source(len(self.sources) + 1, url, title, notes))
+                    reading = None
+                elif expect_plan:
+                    self.planned = [m.group(1) for m in _PLAN_LINE.finditer(text)] or None
+                    expect_plan = False
+                elif text == PLAN_STEP:
+                    expect_plan = True
+                elif text.startswith(SEARCH_STEP):
+                    if in_progress is not None:
+                        self.searched.add(in_progress)
+                    in_progress = text[len(SEARCH_STEP) :].rstrip("\n")
+                elif text.startswith(READ_STEP) and (read := _READ_LINE.match(text)):
+                    reading = (read.group(1), read.group(2))
+                elif text.startswith(SEARCH_FAILED) and in_progress is not None:
+                    message = text[len(SEARCH_FAILED) :].strip()
+                    self.failures[in_progress] = ApexError(Code.UNAVAILABLE, message)
+                elif text == DRAFT_STEP and in_progress is not None:
+                    self.searched.add(in_progress)
+                    in_progress = None
 
     async def run(self) -> str:
         question = question_of(self.request)
-        await self.emit("## Generating Research Plan\n")
-        searches = await self.plan(question)
-        await self.emit("".join(f"{i}. {q}\n" for i, q in enumerate(searches, 1)))
+        searches = self.planned
+        if searches is None:
+            await self.emit(PLAN_STEP)
+            searches = await self.plan(question)
+            await self.emit("".join(f"{i}. {q}\n" for i, q in enumerate(searches, 1)))
 
-        seen: set[str] = set()
-        failures: list[ApexError] = []
+        seen = {source.url for source in self.sources}
         for search in searches:
             room = self.limits.max_sources - len(self.sources)
             if room <= 0:
                 break
-            await self.emit(f"## Searching: {search}\n")
+            if search in self.searched:
+                continue
+            await self.emit(f"{SEARCH_STEP}{search}\n")
             try:
                 found = await self.retriever.retrieve(
                     WebRetrievalRequest(
@@ -144,8 +195,8 @@ class Researcher:
                     )
                 )
             except ApexError as e:
-                failures.append(e)
-                await self.emit(f"The search failed: {e.message}\n")
+                self.failures[search] = e
+                await self.emit(f"{SEARCH_FAILED}{e.message}\n")
                 continue
             for result in found.results:
                 if len(self.sources) >= self.limits.max_sources:
@@ -154,14 +205,14 @@ class Researcher:
                     continue
                 seen.add(result.url)
                 title, _ = _split_title(result.content, result.url)
-                await self.emit(f"### Reading: {title} ({result.url})\n")
+                await self.emit(f"{READ_STEP}{title} ({result.url})\n")
                 notes = await self.notes(question, search, title, result)
                 await self.emit(notes + "\n")
                 self.sources.append(Source(len(self.sources) + 1, result.url, title, notes))
 
-        if not self.sources and failures and len(failures) == len(searches):
-            raise _every_search_failed(failures)
-        await self.emit("## Drafting report\n")
+        if not self.sources and self.failures and set(searches) <= set(self.failures):
+            raise _every_search_failed(list(self.failures.values()))
+        await self.emit(DRAFT_STEP)
         return await self.report(question)
 
     async def plan(self, question: str) -> list[str]:
@@ -231,6 +282,8 @@ def question_of(request: ChatCompletionRequest) -> str:
     raise invalid_argument("deep research needs a user message with the question")
 
 
+_PLAN_LINE = re.compile(r"^\d+\. (.+)$", re.MULTILINE)
+_READ_LINE = re.compile(r"^### Reading: (.*) \((\S+)\)\n?$", re.DOTALL)
 _FENCE = re.compile(r"^```[\w-]*\s*|\s*```$")
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+(.+?)\s*$")
 

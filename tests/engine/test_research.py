@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -658,9 +659,16 @@ async def test_a_job_that_keeps_losing_its_runner_fails_after_its_takeovers(
     db = tmp_path / "apex.db"
     async with SqliteStore(db) as store:  # taken over MAX_TAKEOVERS times, and lost again
         orphan = await store.create_job("alice", request=ask().to_wire())
-        await store.claim_next_job()
         for _ in range(jobs.MAX_TAKEOVERS):
-            await store.append_chunk(orphan.id, jobs.chunk(jobs.TAKEOVER_CHUNK))
+            claimed = await store.claim_next_job()
+            assert claimed is not None
+            await store.take_over_stale_jobs(
+                claimed.updated_at + timedelta(microseconds=1),
+                chunk=jobs.chunk(jobs.TAKEOVER_CHUNK),
+                max_takeovers=jobs.MAX_TAKEOVERS,
+                error="",
+            )
+        await store.claim_next_job()
     async with engine(db, url, FakeRetriever()) as apex:
         failed = await status_is(apex, orphan.id, "failed")
         assert failed.error is not None and failed.error.startswith("interrupted")
@@ -718,7 +726,113 @@ async def test_a_job_whose_runner_dies_is_taken_over_by_another_within_its_lease
             done = await status_is(two, started[0], "completed")
     assert texts(done).count(jobs.TAKEOVER_CHUNK) == 1
     assert [c.seq_id for c in done.result] == list(range(1, len(done.result) + 1))
-    assert script.seen.count("plan") == 2
+    # It resumed: the plan was kept, the search under way done again.
+    assert script.seen.count("plan") == 1
+    after = texts(done)[texts(done).index(jobs.TAKEOVER_CHUNK) + 1 :]
+    assert after[0] == "## Searching: swarm scouts\n"
+
+
+async def test_a_runner_that_stalls_past_its_lease_stops_and_the_job_completes_once(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fencing: a runner whose heartbeat stopped while its job ran on (a long pause, a
+    network split) is taken over; when it wakes, its writes are refused and it stops, so
+    the job is written by one runner at a time and finished once."""
+    _, url = fake
+    db = tmp_path / "apex.db"
+    script.hold = {"notes"}
+
+    async def no_heartbeat(leases: object) -> set[str]:
+        return set()
+
+    async with engine(db, url, FakeRetriever()) as one:
+        assert one.research is not None
+        monkeypatch.setattr(one.research.store, "touch_jobs", no_heartbeat)
+        job_id = (await one.submit_deep_researcher_job(ask())).job_id
+        await wait_for(lambda: _true("notes" in script.seen), "the job to read a source")
+        async with engine(db, url, FakeRetriever()) as two:
+            taken = await wait_for(
+                lambda: _when(get(two, job_id), lambda j: jobs.TAKEOVER_CHUNK in texts(j)),
+                "the job to be taken over",
+            )
+            assert job_id in one.research.running_here  # stalled: it does not know yet
+            script.release()
+            done = await status_is(two, job_id, "completed")
+            await wait_for(lambda: _true(not one.research.running_here), "the first to stop")
+    chunks = texts(done)
+    resumed = chunks[texts(taken).index(jobs.TAKEOVER_CHUNK) + 1 :]
+    assert chunks.count("## Drafting report\n") == 1 and script.seen.count("report") == 1
+    assert resumed[0] == "## Searching: swarm scouts\n"
+    assert [c.seq_id for c in done.result] == list(range(1, len(done.result) + 1))
+
+
+async def test_a_job_taken_over_resumes_from_its_last_recorded_step(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
+) -> None:
+    """What a job wrote is its checkpoint: the plan and the sources read with their notes are
+    kept; the source being read when its runner died is read again; the rest goes on."""
+    miner, url = fake
+    db = tmp_path / "apex.db"
+    before = [
+        "## Generating Research Plan\n",
+        "1. swarm scouts\n2. waggle dance\n",
+        "## Searching: swarm scouts\n",
+        "### Reading: Scout bees (https://bees.example/scouts)\n",
+        "- scouts dance (noted by the runner that died)\n",
+        "### Reading: Quorum sensing (https://bees.example/quorum)\n",  # it died here
+    ]
+    async with SqliteStore(db) as store:  # what a process killed mid-job leaves behind
+        orphan = await store.create_job("alice", request=ask().to_wire())
+        claimed = await store.claim_next_job()
+        assert claimed is not None
+        for text in before:
+            await store.append_chunk(orphan.id, jobs.chunk(text), attempt=claimed.attempt)
+    retriever = FakeRetriever()
+    async with engine(db, url, retriever) as apex:
+        done = await status_is(apex, orphan.id, "completed")
+    chunks = texts(done)
+    assert chunks[: len(before) + 1] == [*before, jobs.TAKEOVER_CHUNK]
+    assert chunks[len(before) + 1 : -1] == [
+        "## Searching: swarm scouts\n",
+        "### Reading: Quorum sensing (https://bees.example/quorum)\n",
+        "- noted from https://bees.example/quorum\n",
+        "## Searching: waggle dance\n",
+        "### Reading: The waggle dance (https://bees.example/dance)\n",
+        "- noted from https://bees.example/dance\n",
+        "## Drafting report\n",
+    ]
+    assert script.seen == ["notes", "notes", "report"]  # no plan, no notes on the scouts
+    assert [r.search_query for r in retriever.calls] == ["swarm scouts", "waggle dance"]
+    assert (
+        "- scouts dance (noted by the runner that died)"
+        in miner.requests[-1]["messages"][-1]["content"]
+    )
+    assert chunks[-1].endswith(
+        "- [1] [Scout bees](https://bees.example/scouts)\n"
+        "- [2] [Quorum sensing](https://bees.example/quorum)\n"
+        "- [3] [The waggle dance](https://bees.example/dance)\n"
+    )
+
+
+async def test_a_job_whose_report_was_being_drafted_resumes_at_the_report(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
+) -> None:
+    _, url = fake
+    db = tmp_path / "apex.db"
+    script.plan = '["swarm scouts"]'
+    script.hold = {"report"}
+    async with engine(db, url, FakeRetriever()) as apex:  # stopped while drafting
+        job_id = (await apex.submit_deep_researcher_job(ask())).job_id
+        await wait_for(lambda: _true("report" in script.seen), "the job to draft its report")
+    script.release()
+    retriever = FakeRetriever()
+    async with engine(db, url, retriever) as apex:
+        done = await status_is(apex, job_id, "completed")
+    chunks = texts(done)
+    assert chunks[chunks.index(jobs.RESTART_CHUNK) + 1 :][0] == "## Drafting report\n"
+    assert script.seen == ["plan", "notes", "notes", "report", "report"]
+    assert retriever.calls == []  # nothing searched again
+    assert "[2] [Quorum sensing]" in chunks[-1]
 
 
 async def test_a_job_cancelled_through_another_runner_stops_where_it_runs(

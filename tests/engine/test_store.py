@@ -21,7 +21,7 @@ import anyio.to_thread
 import pytest
 
 from apex_mcp.apex.errors import ApexError, Code
-from apex_mcp.engine.store import SqliteStore, Store, open_store
+from apex_mcp.engine.store import Job, SqliteStore, Store, open_store
 from apex_mcp.engine.store import sqlite as sqlite_store
 from apex_mcp.engine.store.sqlite import fts_query
 from tests.engine.conftest import sqlite_only
@@ -778,34 +778,87 @@ async def test_two_stores_claiming_at_once_never_take_one_job_twice(backend: Any
     assert sorted(claimed) == sorted(jobs)
 
 
-async def test_touch_jobs_is_the_heartbeat_of_running_jobs_only(store: Store) -> None:
-    running = await store.set_job_status((await store.create_job(ALICE, request={})).id, "running")
+async def test_touch_jobs_is_the_heartbeat_of_the_jobs_a_runner_holds(store: Store) -> None:
+    await store.create_job(ALICE, request={})
+    running = await store.claim_next_job()
+    assert running is not None and running.attempt == 1
     pending = await store.create_job(ALICE, request={})
     done = await store.set_job_status((await store.create_job(ALICE, request={})).id, "cancelled")
-    statuses = await store.touch_jobs([running.id, pending.id, done.id, str(uuid.uuid4())])
-    assert statuses == {running.id: "running", pending.id: "pending", done.id: "cancelled"}
+    gone = str(uuid.uuid4())
+    leases = {running.id: 1, pending.id: 0, done.id: 0, gone: 0}
+    assert await store.touch_jobs(leases) == {pending.id, done.id, gone}
     assert (await store.get_job(ALICE, running.id)).updated_at > running.updated_at
     assert (await store.get_job(ALICE, pending.id)).updated_at == pending.updated_at
     assert (await store.get_job(ALICE, done.id)).updated_at == done.updated_at
-    assert await store.touch_jobs([]) == {}
+    assert await store.touch_jobs({running.id: 2}) == {running.id}  # not its lease
+    assert await store.touch_jobs({}) == set()
 
 
-async def test_fail_stale_jobs_fails_running_jobs_without_a_heartbeat(store: Store) -> None:
-    stale = await store.set_job_status((await store.create_job(ALICE, request={})).id, "running")
-    kept = await store.set_job_status((await store.create_job(BOB, request={})).id, "running")
-    pending = await store.create_job(ALICE, request={})
-    cutoff = (await store.get_job(BOB, kept.id)).updated_at + timedelta(microseconds=1)
+async def test_stale_jobs_are_taken_over_once_and_fail_after_their_takeovers(
+    store: Store,
+) -> None:
+    await store.create_job(ALICE, request={})
+    stale = await store.claim_next_job()
+    assert stale is not None
+    await store.append_chunk(stale.id, "before", attempt=stale.attempt)
+    pending = await store.create_job(BOB, request={})
+    cutoff = (await store.get_job(ALICE, stale.id)).updated_at + timedelta(microseconds=1)
     fresh = await store.set_job_status((await store.create_job(BOB, request={})).id, "running")
     assert fresh.updated_at >= cutoff
 
-    failed = await store.fail_stale_jobs(cutoff, "its runner is gone", keep=[kept.id])
-    assert [(j.id, j.status, j.error) for j in failed] == [
-        (stale.id, "failed", "its runner is gone")
-    ]
-    assert (await store.get_job(BOB, kept.id)).status == "running"
-    assert (await store.get_job(ALICE, pending.id)).status == "pending"
-    assert (await store.get_job(BOB, fresh.id)).status == "running"
-    assert await store.fail_stale_jobs(cutoff, "again", keep=[kept.id]) == []
+    async def take_over() -> list[Job]:
+        return await store.take_over_stale_jobs(
+            cutoff, chunk="taken over", max_takeovers=2, error="lost too often"
+        )
+
+    taken = await take_over()
+    assert [(j.id, j.status, j.takeovers) for j in taken] == [(stale.id, "pending", 1)]
+    assert [c.chunk for c in taken[0].chunks] == ["before", "taken over"]
+    assert await take_over() == []  # pending now: nobody takes it twice
+    assert (await store.get_job(BOB, pending.id)).status == "pending"
+    assert (await store.get_job(BOB, fresh.id)).status == "running"  # its heartbeat is recent
+    for other in (fresh, pending):  # (out of what follows)
+        await store.set_job_status(other.id, "cancelled")
+
+    for takeovers in (2, 3):
+        again = await store.claim_next_job()
+        assert again is not None and again.id == stale.id
+        cutoff = again.updated_at + timedelta(microseconds=1)
+        [job] = await take_over()
+        if takeovers <= 2:
+            assert (job.status, job.takeovers, job.chunks[-1].chunk) == ("pending", 2, "taken over")
+        else:
+            assert (job.status, job.error, job.takeovers) == ("failed", "lost too often", 2)
+
+
+async def test_a_runner_whose_lease_passed_can_no_longer_write_its_job(store: Store) -> None:
+    """A runner that stalled past its lease while another took its job over: its chunks and
+    its status are refused, the new runner's are taken."""
+    await store.create_job(ALICE, request={})
+    first = await store.claim_next_job()
+    assert first is not None
+    cutoff = first.updated_at + timedelta(microseconds=1)
+    await store.take_over_stale_jobs(cutoff, chunk="taken over", max_takeovers=3, error="x")
+    with pytest.raises(ApexError) as refused:  # handed back, not yet claimed again
+        await store.append_chunk(first.id, "late", attempt=first.attempt)
+    assert refused.value.code is Code.FAILED_PRECONDITION
+    second = await store.claim_next_job()
+    assert second is not None and second.attempt == first.attempt + 1
+    for late in (
+        store.append_chunk(first.id, "late", attempt=first.attempt),
+        store.set_job_status(first.id, "completed", attempt=first.attempt),
+        store.set_job_status(first.id, "pending", attempt=first.attempt),
+    ):
+        with pytest.raises(ApexError) as refused:
+            await late
+        assert refused.value.code is Code.FAILED_PRECONDITION
+        assert "no longer run by this runner" in refused.value.message
+    assert await store.append_chunk(second.id, "on time", attempt=second.attempt) == 2
+    done = await store.set_job_status(second.id, "completed", attempt=second.attempt)
+    assert [c.chunk for c in done.chunks] == ["taken over", "on time"]
+    with pytest.raises(ApexError) as refused:  # finished: no runner writes it any more
+        await store.append_chunk(second.id, "after", attempt=second.attempt)
+    assert "is completed" in refused.value.message
 
 
 async def test_sync_job_completions_follows_the_job_and_keeps_other_metadata(
@@ -1046,20 +1099,27 @@ async def test_session_jobs_nobody_holds_fail_after_waiting(store: Store) -> Non
     assert (await store.get_job(BOB, engines.id)).status == "pending"
 
 
-async def test_a_database_of_schema_version_2_gains_fair_claims(
-    db_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with monkeypatch.context() as old:
-        old.setattr(sqlite_store, "MIGRATIONS", sqlite_store.MIGRATIONS[:2])
-        async with SqliteStore(db_path) as store:
-            running = await store.create_job(ALICE, request={})
-            await store.set_job_status(running.id, "running")
-            waiting = await store.create_job(ALICE, request={})
-    assert user_version(db_path) == 2
+async def test_a_database_of_schema_version_2_gains_fair_claims_and_leases(db_path: Path) -> None:
+    running, waiting = str(uuid.uuid4()), str(uuid.uuid4())
+    with closing(sqlite3.connect(db_path)) as conn, conn:  # what apex-mcp 0.2 left
+        for script in sqlite_store.MIGRATIONS[:2]:
+            conn.executescript(script)
+        for job_id, status, at in ((running, "running", "01"), (waiting, "pending", "02")):
+            stamp = f"2026-01-01T00:00:{at}.000000Z"
+            conn.execute(
+                "INSERT INTO jobs (id, user_id, status, request, created_at, updated_at)"
+                " VALUES (?, ?, ?, '{}', ?, ?)",
+                (job_id, ALICE, status, stamp, stamp),
+            )
+        conn.execute("PRAGMA user_version = 2")
     async with SqliteStore(db_path) as store:
         bobs = await store.create_job(BOB, request={})
         assert (claimed := await store.claim_next_job()) is not None and claimed.id == bobs.id
-        assert (claimed := await store.claim_next_job()) is not None and claimed.id == waiting.id
+        assert (claimed := await store.claim_next_job()) is not None and claimed.id == waiting
+        assert claimed.attempt == 1
+        old = await store.get_job(ALICE, running)
+        assert (old.status, old.attempt, old.takeovers) == ("running", 0, 0)
+        assert await store.touch_jobs({running: 0}) == set()  # its runner holds it still
         assert await store.integrity_check() == "ok"
     assert user_version(db_path) == len(sqlite_store.MIGRATIONS)
 

@@ -3,11 +3,17 @@
 Every row belongs to a user. Methods that take ``user_id`` only ever see that user's rows:
 another user's id is answered ``not_found``, exactly like an id that does not exist. The job
 methods without ``user_id`` are for the engine's own job runner, never for a caller's request.
+
+A job is leased to the runner that claimed it: each claim starts a new ``attempt``, and the
+runner's own writes (``append_chunk``, ``set_job_status`` with ``attempt=``) are refused,
+``failed_precondition``, once the job no longer runs under that attempt: finished, cancelled,
+or handed to another runner after its heartbeat stopped. So a runner that stalled past its
+lease and wakes up cannot write over the one that took its job over.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any, Literal, NamedTuple, Protocol, get_args
 
@@ -38,6 +44,10 @@ class Job(BaseModel):
     completion_id: str | None = None
     miners: str | None = None  # the set of miners it runs on, when not the engine's
     error: str | None = None
+    # Its lease: one more at each claim. A runner's writes name the attempt they belong to,
+    # so one that lost its lease (taken over while it stalled) can no longer write.
+    attempt: int = 0
+    takeovers: int = 0  # how often its runner was lost and another took it over
     chunks: list[DeepResearcherResultChunk] = Field(default_factory=list)
 
 
@@ -137,10 +147,15 @@ class Store(Protocol):
 
     async def get_job(self, user_id: str, job_id: str, *, after_seq: int = 0) -> Job: ...
 
-    async def append_chunk(self, job_id: str, chunk: str) -> int: ...
+    async def append_chunk(self, job_id: str, chunk: str, *, attempt: int | None = None) -> int: ...
 
     async def set_job_status(
-        self, job_id: str, status: JobStatus, *, error: str | None = None
+        self,
+        job_id: str,
+        status: JobStatus,
+        *,
+        error: str | None = None,
+        attempt: int | None = None,
     ) -> Job: ...
 
     async def list_jobs_by_status(self, statuses: list[JobStatus]) -> list[Job]: ...
@@ -149,10 +164,10 @@ class Store(Protocol):
 
     async def claim_next_job(self, miners: Collection[str] = ()) -> Job | None: ...
 
-    async def touch_jobs(self, job_ids: list[str]) -> dict[str, JobStatus]: ...
+    async def touch_jobs(self, leases: Mapping[str, int]) -> set[str]: ...
 
-    async def fail_stale_jobs(
-        self, before: datetime, error: str, *, keep: Collection[str] = ()
+    async def take_over_stale_jobs(
+        self, before: datetime, *, chunk: str, max_takeovers: int, error: str
     ) -> list[Job]: ...
 
     async def fail_waiting_jobs(

@@ -31,7 +31,7 @@ import random
 import re
 import secrets
 import unicodedata
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -169,6 +169,11 @@ MIGRATIONS: list[str] = [
         name text PRIMARY KEY,
         value bytea NOT NULL
     );
+    """,
+    # 2: a job's lease, as the SQLite store's 6.
+    """
+    ALTER TABLE jobs ADD COLUMN attempt integer NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN takeovers integer NOT NULL DEFAULT 0;
     """,
 ]
 
@@ -719,45 +724,37 @@ class PostgresStore:
 
         return await self._read(read)
 
-    async def append_chunk(self, job_id: str, chunk: str) -> int:
+    async def append_chunk(self, job_id: str, chunk: str, *, attempt: int | None = None) -> int:
         """Add a chunk to a job's result; its seq_id, one more than the last (1 for the first).
-
-        A finished job (completed, failed, cancelled) takes no more chunks: failed_precondition.
-        """
+        Refused as the SQLite store's: a finished job, or one whose lease has passed."""
         job_id = _uuid(job_id, "job id")
 
         async def write(conn: Conn) -> int:
             # The job's row lock orders the appends to one job, in every replica.
             job = await _job_row(conn, job_id, lock=" FOR UPDATE")
-            if job["status"] in FINISHED_JOB_STATUSES:
-                raise ApexError(
-                    Code.FAILED_PRECONDITION,
-                    f"job {job_id} is {job['status']}: it takes no more chunks",
-                )
-            now = _now()
-            row = await _one(
-                conn,
-                "INSERT INTO job_chunks (job_id, user_id, seq_id, chunk, created_at)"
-                " SELECT %s, %s, coalesce(max(seq_id), 0) + 1, %s, %s FROM job_chunks"
-                " WHERE job_id = %s RETURNING seq_id",
-                (job_id, job["user_id"], chunk, now, job_id),
-            )
-            await conn.execute("UPDATE jobs SET updated_at = %s WHERE id = %s", (now, job_id))
-            assert row is not None  # an INSERT … RETURNING returns its row
-            return int(row["seq_id"])
+            _check_lease(job, attempt, "it takes no more chunks")
+            return await _append_chunk(conn, job, chunk)
 
         return await self._write(write)
 
     async def set_job_status(
-        self, job_id: str, status: JobStatus, *, error: str | None = None
+        self,
+        job_id: str,
+        status: JobStatus,
+        *,
+        error: str | None = None,
+        attempt: int | None = None,
     ) -> Job:
         """Move a job to ``status`` with ``error`` (None clears it); returns it with its chunks.
-        A finished job stays as it is (see the SQLite store)."""
+        A finished job stays as it is; with ``attempt``, the job must still run under that
+        lease (see the SQLite store)."""
         job_id = _uuid(job_id, "job id")
         _check_statuses([status])
 
         async def write(conn: Conn) -> Job:
             job = await _job_row(conn, job_id, lock=" FOR UPDATE")
+            if attempt is not None:
+                _check_lease(job, attempt, f"it cannot become {status}")
             if job["status"] in FINISHED_JOB_STATUSES:
                 if job["status"] == status:
                     return (await _jobs(conn, [job]))[0]
@@ -820,7 +817,7 @@ class PostgresStore:
             claimed = await _one(
                 conn,
                 "UPDATE jobs SET status = 'running', error = NULL, updated_at = %s,"
-                " started_at = %s WHERE id = %s RETURNING *",
+                " started_at = %s, attempt = attempt + 1 WHERE id = %s RETURNING *",
                 (now, now, row["id"]),
             )
             assert claimed is not None  # the row is locked: it is still there
@@ -828,33 +825,65 @@ class PostgresStore:
 
         return await self._write(write)
 
-    async def touch_jobs(self, job_ids: list[str]) -> dict[str, JobStatus]:
-        """Bump the updated_at of those of ``job_ids`` still running (their runner's heartbeat);
-        returns each job's status (a job that no longer exists is left out)."""
-        ids = _unique_uuids(job_ids, "job id")
+    async def touch_jobs(self, leases: Mapping[str, int]) -> set[str]:
+        """The heartbeat of a runner's jobs (job id -> the attempt it runs); returns the ids
+        of those it no longer holds (see the SQLite store)."""
+        ids = _unique_uuids(list(leases), "job id")
         if not ids:
-            return {}
+            return set()
 
-        async def write(conn: Conn) -> dict[str, JobStatus]:
-            await conn.execute(
-                "UPDATE jobs SET updated_at = %s WHERE id = ANY(%s) AND status = 'running'",
-                (_now(), ids),
+        async def write(conn: Conn) -> set[str]:
+            rows = await _all(
+                conn,
+                "UPDATE jobs SET updated_at = %s FROM unnest(%s::text[], %s::int[])"
+                " AS lease (id, attempt) WHERE jobs.id = lease.id AND status = 'running'"
+                " AND jobs.attempt = lease.attempt RETURNING jobs.id",
+                (_now(), ids, [leases[job_id] for job_id in ids]),
             )
-            rows = await _all(conn, "SELECT id, status FROM jobs WHERE id = ANY(%s)", (ids,))
-            found = {row["id"]: row["status"] for row in rows}
-            return {job_id: found[job_id] for job_id in ids if job_id in found}
+            return set(ids) - {row["id"] for row in rows}
 
         return await self._write(write)
 
-    async def fail_stale_jobs(
-        self, before: datetime, error: str, *, keep: Collection[str] = ()
+    async def take_over_stale_jobs(
+        self, before: datetime, *, chunk: str, max_takeovers: int, error: str
     ) -> list[Job]:
-        """Mark failed, with ``error``, the running jobs not updated since ``before`` (their
-        runner is gone), except those in ``keep``; returns them, failed."""
+        """The running jobs whose heartbeat stopped before ``before``: back to the queue with
+        ``chunk``, or failed with ``error`` after ``max_takeovers`` (see the SQLite store).
+        Row locks, skipping those another replica is taking over, so each is taken once."""
         cutoff = _format(before)
-        kept = sorted(_unique_uuids(list(keep), "job id"))
-        where = " WHERE status = 'running' AND updated_at < %s AND NOT (id = ANY(%s))"
-        return await self._fail_jobs(where, (cutoff, kept), error)
+        find = "SELECT id FROM jobs WHERE status = 'running' AND updated_at < %s"
+        # Read first: every runner sweeps at each heartbeat, and mostly nothing is stale.
+        if not await self._read(lambda conn: _all(conn, find, (cutoff,))):
+            return []
+
+        async def write(conn: Conn) -> list[Job]:
+            now, taken = _now(), []
+            for job in await _all(
+                conn,
+                "SELECT * FROM jobs WHERE status = 'running'"
+                " AND updated_at < %s ORDER BY seq FOR UPDATE SKIP LOCKED",
+                (cutoff,),
+            ):
+                if job["takeovers"] >= max_takeovers:
+                    row = await _one(
+                        conn,
+                        "UPDATE jobs SET status = 'failed', error = %s, updated_at = %s"
+                        " WHERE id = %s RETURNING *",
+                        (error, now, job["id"]),
+                    )
+                else:
+                    await _append_chunk(conn, job, chunk)
+                    row = await _one(
+                        conn,
+                        "UPDATE jobs SET status = 'pending', takeovers = takeovers + 1,"
+                        " updated_at = %s WHERE id = %s RETURNING *",
+                        (now, job["id"]),
+                    )
+                assert row is not None  # the row is locked: it is still there
+                taken.append(row)
+            return await _jobs(conn, taken)
+
+        return await self._write(write)
 
     async def fail_waiting_jobs(
         self, before: datetime, error: str, *, held: Collection[str] = ()
@@ -1172,6 +1201,32 @@ async def _job_row(
     return row
 
 
+def _check_lease(job: DictRow, attempt: int | None, refused: str) -> None:
+    if job["status"] in FINISHED_JOB_STATUSES:
+        raise ApexError(Code.FAILED_PRECONDITION, f"job {job['id']} is {job['status']}: {refused}")
+    if attempt is not None and (job["status"] != "running" or job["attempt"] != attempt):
+        raise ApexError(
+            Code.FAILED_PRECONDITION,
+            f"job {job['id']} is no longer run by this runner (it was handed back or taken"
+            f" over): {refused}",
+        )
+
+
+async def _append_chunk(conn: Conn, job: DictRow, chunk: str) -> int:
+    # The caller holds the job's row lock: it orders the appends to one job, in every replica.
+    now = _now()
+    row = await _one(
+        conn,
+        "INSERT INTO job_chunks (job_id, user_id, seq_id, chunk, created_at)"
+        " SELECT %s, %s, coalesce(max(seq_id), 0) + 1, %s, %s FROM job_chunks"
+        " WHERE job_id = %s RETURNING seq_id",
+        (job["id"], job["user_id"], chunk, now, job["id"]),
+    )
+    await conn.execute("UPDATE jobs SET updated_at = %s WHERE id = %s", (now, job["id"]))
+    assert row is not None  # an INSERT … RETURNING returns its row
+    return int(row["seq_id"])
+
+
 async def _jobs(conn: Conn, rows: list[DictRow], after_seq: int = 0) -> list[Job]:
     """The jobs of ``rows`` with their chunks after ``after_seq``, in one query."""
     if not rows:
@@ -1200,6 +1255,8 @@ def _job(row: DictRow, chunks: list[DeepResearcherResultChunk]) -> Job:
         completion_id=row["completion_id"],
         miners=row["miners"],
         error=row["error"],
+        attempt=row["attempt"],
+        takeovers=row["takeovers"],
         chunks=chunks,
     )
 

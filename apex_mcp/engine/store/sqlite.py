@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -186,6 +186,12 @@ MIGRATIONS: list[str] = [
         value BLOB NOT NULL
     ) WITHOUT ROWID;
     INSERT INTO secrets (name, value) VALUES ('cursor', randomblob(32));
+    """,
+    # 6: a job's lease (see Store): its attempt, one more at each claim, which its runner's
+    # writes must name; and how often it was taken over from a runner that was lost.
+    """
+    ALTER TABLE jobs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN takeovers INTEGER NOT NULL DEFAULT 0;
     """,
 ]
 
@@ -801,48 +807,42 @@ class SqliteStore:
             inline=True,
         )
 
-    async def append_chunk(self, job_id: str, chunk: str) -> int:
+    async def append_chunk(self, job_id: str, chunk: str, *, attempt: int | None = None) -> int:
         """Add a chunk to a job's result; its seq_id, one more than the last (1 for the first).
 
-        A finished job (completed, failed, cancelled) takes no more chunks: failed_precondition.
+        A finished job (completed, failed, cancelled) takes no more chunks, nor one whose
+        lease ``attempt`` has passed (see Store): failed_precondition.
         """
         job_id = _uuid(job_id, "job id")
 
         def write(conn: sqlite3.Connection) -> int:
             job = _job_row(conn, job_id)
-            if job["status"] in FINISHED_JOB_STATUSES:
-                raise ApexError(
-                    Code.FAILED_PRECONDITION,
-                    f"job {job_id} is {job['status']}: it takes no more chunks",
-                )
-            now = _now()
-            # Safe without a race: the IMMEDIATE transaction holds the database's write lock.
-            seq_id: int = conn.execute(
-                "SELECT coalesce(max(seq_id), 0) + 1 FROM job_chunks WHERE job_id = ?", (job_id,)
-            ).fetchone()[0]
-            conn.execute(
-                "INSERT INTO job_chunks (job_id, user_id, seq_id, chunk, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (job_id, job["user_id"], seq_id, chunk, now),
-            )
-            conn.execute("UPDATE jobs SET updated_at = ? WHERE id = ?", (now, job_id))
-            return seq_id
+            _check_lease(job, attempt, "it takes no more chunks")
+            return _append_chunk(conn, job, chunk)
 
         return await self._write(write)
 
     async def set_job_status(
-        self, job_id: str, status: JobStatus, *, error: str | None = None
+        self,
+        job_id: str,
+        status: JobStatus,
+        *,
+        error: str | None = None,
+        attempt: int | None = None,
     ) -> Job:
         """Move a job to ``status`` with ``error`` (None clears it); returns it with its chunks.
 
         A finished job stays as it is: setting its own status again is a no-op, any other
         status is failed_precondition (so a late "completed" cannot undo a "cancelled").
+        With ``attempt``, the job must still run under that lease (see Store).
         """
         job_id = _uuid(job_id, "job id")
         _check_statuses([status])
 
         def write(conn: sqlite3.Connection) -> Job:
             job = _job_row(conn, job_id)
+            if attempt is not None:
+                _check_lease(job, attempt, f"it cannot become {status}")
             if job["status"] in FINISHED_JOB_STATUSES:
                 if job["status"] == status:
                     return _job(conn, job)
@@ -904,59 +904,67 @@ class SqliteStore:
             now = _now()
             conn.execute(
                 "UPDATE jobs SET status = 'running', error = NULL, updated_at = ?,"
-                " started_at = ? WHERE id = ?",
+                " started_at = ?, attempt = attempt + 1 WHERE id = ?",
                 (now, now, row["id"]),
             )
             return _job(conn, _job_row(conn, row["id"]))
 
         return await self._write(write)
 
-    async def touch_jobs(self, job_ids: list[str]) -> dict[str, JobStatus]:
-        """Bump the updated_at of those of ``job_ids`` still running (their runner's heartbeat);
-        returns each job's status (a job that no longer exists is left out)."""
-        ids = _unique_uuids(job_ids, "job id")
+    async def touch_jobs(self, leases: Mapping[str, int]) -> set[str]:
+        """The heartbeat of a runner's jobs (job id -> the attempt it runs): bumps the
+        updated_at of those it still holds; returns the ids of those it does not (finished,
+        cancelled, gone, or taken over by another runner): it should stop them."""
+        ids = _unique_uuids(list(leases), "job id")
         if not ids:
-            return {}
+            return set()
 
-        def write(conn: sqlite3.Connection) -> dict[str, JobStatus]:
-            now, statuses = _now(), {}
+        def write(conn: sqlite3.Connection) -> set[str]:
+            now, lost = _now(), set()
             for job_id in ids:
-                conn.execute(
-                    "UPDATE jobs SET updated_at = ? WHERE id = ? AND status = 'running'",
-                    (now, job_id),
-                )
-                row = conn.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
-                if row is not None:
-                    statuses[job_id] = row["status"]
-            return statuses
+                held = conn.execute(
+                    "UPDATE jobs SET updated_at = ? WHERE id = ? AND status = 'running'"
+                    " AND attempt = ?",
+                    (now, job_id, leases[job_id]),
+                ).rowcount
+                if not held:
+                    lost.add(job_id)
+            return lost
 
         return await self._write(write)
 
-    async def fail_stale_jobs(
-        self, before: datetime, error: str, *, keep: Collection[str] = ()
+    async def take_over_stale_jobs(
+        self, before: datetime, *, chunk: str, max_takeovers: int, error: str
     ) -> list[Job]:
-        """Mark failed, with ``error``, the running jobs not updated since ``before`` (their
-        runner is gone), except those in ``keep``; returns them, failed."""
+        """The running jobs whose heartbeat stopped before ``before`` (their runner is gone):
+        each goes back to the queue, pending, with ``chunk`` added to its result, unless it
+        was taken over ``max_takeovers`` times already: then it fails with ``error``. Returns
+        them as they are now. Each job in one transaction, so of several runners sweeping at
+        once, one takes it."""
         cutoff = _format(before)
-        kept = set(_unique_uuids(list(keep), "job id"))
         find = "SELECT id FROM jobs WHERE status = 'running' AND updated_at < ?"
-
-        def stale(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute(find, (cutoff,)).fetchall()
-            return [row["id"] for row in rows if row["id"] not in kept]
-
-        if not await self._read(stale):
+        # Read first: every runner sweeps at each heartbeat, and mostly nothing is stale.
+        if not await self._read(lambda conn: conn.execute(find, (cutoff,)).fetchall()):
             return []
 
         def write(conn: sqlite3.Connection) -> list[Job]:
-            now, failed = _now(), []
-            for job_id in stale(conn):
-                conn.execute(
-                    "UPDATE jobs SET status = 'failed', error = ?, updated_at = ? WHERE id = ?",
-                    (error, now, job_id),
-                )
-                failed.append(_job(conn, _job_row(conn, job_id)))
-            return failed
+            now, taken = _now(), []
+            for row in conn.execute(find, (cutoff,)).fetchall():
+                job = _job_row(conn, row["id"])
+                if job["takeovers"] >= max_takeovers:
+                    conn.execute(
+                        "UPDATE jobs SET status = 'failed', error = ?, updated_at = ? WHERE id = ?",
+                        (error, now, job["id"]),
+                    )
+                else:
+                    _append_chunk(conn, job, chunk)
+                    conn.execute(
+                        "UPDATE jobs SET status = 'pending', takeovers = takeovers + 1,"
+                        " updated_at = ? WHERE id = ?",
+                        (now, job["id"]),
+                    )
+                taken.append(_job(conn, _job_row(conn, job["id"])))
+            return taken
 
         return await self._write(write)
 
@@ -1347,6 +1355,32 @@ def _job_row(conn: sqlite3.Connection, job_id: str, user_id: str | None = None) 
     return row
 
 
+def _check_lease(job: sqlite3.Row, attempt: int | None, refused: str) -> None:
+    if job["status"] in FINISHED_JOB_STATUSES:
+        raise ApexError(Code.FAILED_PRECONDITION, f"job {job['id']} is {job['status']}: {refused}")
+    if attempt is not None and (job["status"] != "running" or job["attempt"] != attempt):
+        raise ApexError(
+            Code.FAILED_PRECONDITION,
+            f"job {job['id']} is no longer run by this runner (it was handed back or taken"
+            f" over): {refused}",
+        )
+
+
+def _append_chunk(conn: sqlite3.Connection, job: sqlite3.Row, chunk: str) -> int:
+    now = _now()
+    # Safe without a race: the IMMEDIATE transaction holds the database's write lock.
+    seq_id: int = conn.execute(
+        "SELECT coalesce(max(seq_id), 0) + 1 FROM job_chunks WHERE job_id = ?", (job["id"],)
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO job_chunks (job_id, user_id, seq_id, chunk, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (job["id"], job["user_id"], seq_id, chunk, now),
+    )
+    conn.execute("UPDATE jobs SET updated_at = ? WHERE id = ?", (now, job["id"]))
+    return seq_id
+
+
 def _job(conn: sqlite3.Connection, row: sqlite3.Row, *, after_seq: int = 0) -> Job:
     chunks = conn.execute(
         "SELECT seq_id, chunk FROM job_chunks WHERE job_id = ? AND seq_id > ? ORDER BY seq_id",
@@ -1362,6 +1396,8 @@ def _job(conn: sqlite3.Connection, row: sqlite3.Row, *, after_seq: int = 0) -> J
         completion_id=row["completion_id"],
         miners=row["miners"],
         error=row["error"],
+        attempt=row["attempt"],
+        takeovers=row["takeovers"],
         chunks=[DeepResearcherResultChunk(seq_id=c["seq_id"], chunk=c["chunk"]) for c in chunks],
     )
 
