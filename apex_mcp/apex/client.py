@@ -9,9 +9,12 @@ tests).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+import anyio
 
 from . import models
 from .errors import ApexError, Code
@@ -213,3 +216,28 @@ class RecordsChats(Protocol):
     async def create_chat_with_metadata(
         self, request: CreateChatAndCompletionRequest, metadata: dict[str, Any] | None
     ) -> CreateChatAndCompletionResponse: ...
+
+
+WaitForNews = Callable[[float], Awaitable[None]]
+
+
+@runtime_checkable
+class HearsResearch(Protocol):
+    """An Apex service that tells when a deep research job may have news (beyond apex.v1,
+    whose clients ask GetDeepResearcherJob again and again)."""
+
+    def research_news(self, job_id: str) -> AbstractAsyncContextManager[WaitForNews]:
+        """Watch the job, read it, then ``wait(poll_seconds)``: it returns at the job's next
+        change, or after ``poll_seconds`` at most where a change may go unheard."""
+        ...
+
+
+@asynccontextmanager
+async def research_news(client: ApexClient, job_id: str) -> AsyncIterator[WaitForNews]:
+    """Follow a job: watch it, read it, then ``wait(poll_seconds)`` for news; at once where
+    the client tells (``HearsResearch``), else after ``poll_seconds``."""
+    if isinstance(client, HearsResearch):
+        async with client.research_news(job_id) as wait:
+            yield wait
+    else:
+        yield anyio.sleep

@@ -5,12 +5,19 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..apex.client import ApexClient, CancelsResearch, PagesChats, RecordsChats
+from ..apex.client import (
+    ApexClient,
+    CancelsResearch,
+    HearsResearch,
+    PagesChats,
+    RecordsChats,
+    WaitForNews,
+)
 from ..apex.errors import ApexError, Code, invalid_argument
 from ..apex.models import (
     ChatCompletionChunkResponse,
@@ -226,6 +233,11 @@ class LocalApex:
     ) -> GetDeepResearcherJobResponse:
         return job_response(await self._research().get(self.user_id, request.job_id))
 
+    def research_news(self, job_id: str) -> AbstractAsyncContextManager[WaitForNews]:
+        """A job's news, as the store hears it: at once for a change this process makes, and
+        on PostgreSQL for any replica's (see ``HearsResearch``)."""
+        return self.store.job_news(job_id)
+
     async def cancel_deep_researcher_job(self, job_id: str) -> GetDeepResearcherJobResponse:
         """Cancel one of the user's pending or running jobs (not part of apex.v1)."""
         return job_response(await self._research().cancel(self.user_id, job_id))
@@ -402,6 +414,7 @@ class LocalApex:
 if TYPE_CHECKING:
     _local_is_a_client: type[ApexClient] = LocalApex
     _local_cancels_research: type[CancelsResearch] = LocalApex
+    _local_hears_research: type[HearsResearch] = LocalApex
     _local_pages_chats: type[PagesChats] = LocalApex
     _local_records_chats: type[RecordsChats] = LocalApex
 

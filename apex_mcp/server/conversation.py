@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import anyio
 
 from ..apex import models as m
-from ..apex.client import ApexClient, CancelsResearch, PagesChats, RecordsChats
+from ..apex.client import ApexClient, CancelsResearch, PagesChats, RecordsChats, research_news
 from ..apex.errors import ApexError, Code
 from .outputs import Chat, Completion, page
 from .state import FINISHED
@@ -327,14 +327,17 @@ async def follow_research(
     entry brought in step."""
     deadline = anyio.current_time() + wait_seconds
     while True:
-        job = await client.get_deep_researcher_job(m.GetDeepResearcherJobRequest(job_id=job_id))
-        new = [c for c in job.result if c.seq_id > after_seq]
-        left = deadline - anyio.current_time()
-        if new or job.status in FINISHED or left <= 0:
-            break
-        if waiting is not None:
-            await waiting(wait_seconds - left, job.status)
-        await anyio.sleep(min(poll_seconds, left))
+        async with research_news(client, job_id) as news:
+            request = m.GetDeepResearcherJobRequest(job_id=job_id)
+            job = await client.get_deep_researcher_job(request)
+            new = [c for c in job.result if c.seq_id > after_seq]
+            left = deadline - anyio.current_time()
+            if new or job.status in FINISHED or left <= 0:
+                break
+            if waiting is not None:
+                await waiting(wait_seconds - left, job.status)
+            with anyio.move_on_after(left):
+                await news(poll_seconds)
     if job.status in FINISHED:
         await sync_research_entry(client, job)
     return job, new

@@ -12,7 +12,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..apex import models as m
-from ..apex.client import ApexClient
+from ..apex.client import ApexClient, research_news
 from ..apex.errors import ApexError, Code
 
 if TYPE_CHECKING:
@@ -182,17 +182,18 @@ class AppState:
         seen: tuple[str, int] | None = None
         try:
             while True:
-                job = await client.get_deep_researcher_job(
-                    m.GetDeepResearcherJobRequest(job_id=job_id)
-                )
-                now = (job.status, len(job.result))
-                if now != seen:
-                    if seen is not None:
-                        await self.notify_research(job_id)
-                    seen = now
-                if job.status in FINISHED:
-                    return
-                await anyio.sleep(self.research_poll_seconds)
+                async with research_news(client, job_id) as news:
+                    job = await client.get_deep_researcher_job(
+                        m.GetDeepResearcherJobRequest(job_id=job_id)
+                    )
+                    now = (job.status, len(job.result))
+                    if now != seen:
+                        if seen is not None:
+                            await self.notify_research(job_id)
+                        seen = now
+                    if job.status in FINISHED:
+                        return
+                    await news(self.research_poll_seconds)
         except ApexError as error:
             log.info("stopped following research job %s: %s", job_id, error)
         finally:

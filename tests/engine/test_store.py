@@ -831,6 +831,22 @@ async def test_stale_jobs_are_taken_over_once_and_fail_after_their_takeovers(
             assert (job.status, job.error, job.takeovers) == ("failed", "lost too often", 2)
 
 
+async def test_a_job_watcher_wakes_at_its_change_even_one_made_before_it_waits(
+    store: Store,
+) -> None:
+    job = await store.create_job(ALICE, request={})
+    async with store.job_news(job.id) as wait:  # watch, read, then wait
+        assert (await store.get_job(ALICE, job.id)).chunks == []
+        await store.append_chunk(job.id, "news")  # comes before the wait: not missed
+        with anyio.fail_after(60):  # not a speed check: 600 s is the wait without the news
+            await wait(600)
+    async with store.job_news(job.id) as wait, anyio.create_task_group() as tasks:
+        tasks.start_soon(store.set_job_status, job.id, "cancelled")
+        with anyio.fail_after(60):
+            await wait(600)
+    assert (await store.get_job(ALICE, job.id)).status == "cancelled"
+
+
 async def test_a_runner_whose_lease_passed_can_no_longer_write_its_job(store: Store) -> None:
     """A runner that stalled past its lease while another took its job over: its chunks and
     its status are refused, the new runner's are taken."""

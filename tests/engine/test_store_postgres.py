@@ -406,3 +406,28 @@ def test_the_sqlite_store_never_loads_the_postgresql_driver(tmp_path: Any) -> No
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
     assert "psycopg" not in done.stdout and "apex_mcp.engine.store.sqlite" in done.stdout
+
+
+@postgres_only
+async def test_a_job_watcher_on_one_replica_hears_the_changes_another_makes(
+    backend: Any,
+) -> None:
+    """LISTEN/NOTIFY: a client following a job on one replica hears each step another
+    replica writes, without waiting for its next look."""
+    one, two = await backend.open(), await backend.open()
+    try:
+        with anyio.fail_after(60):
+            while not two.hears_other_replicas:  # its LISTEN connection is up
+                await anyio.sleep(0.01)
+        job = await one.create_job(ALICE, request={})
+        for step in ("plan", "search", "report"):
+            async with two.job_news(job.id) as wait:
+                before = len((await two.get_job(ALICE, job.id)).chunks)
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(one.append_chunk, job.id, step)
+                    with anyio.fail_after(60):  # not a speed check: without it, 600 s
+                        await wait(600)
+                assert len((await two.get_job(ALICE, job.id)).chunks) == before + 1
+    finally:
+        await one.close()
+        await two.close()

@@ -13,10 +13,13 @@ lease and wakes up cannot write over the one that took its job over.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Literal, NamedTuple, Protocol, get_args
 
+import anyio
 from pydantic import AwareDatetime, BaseModel, Field
 
 from apex_mcp.apex.models import (
@@ -65,6 +68,46 @@ class ChatPage(NamedTuple):
 
     chats: list[ChatSession]
     next_cursor: str | None
+
+
+class JobSignals:
+    """Wakes whoever waits for news of a job (a chunk, a status): a store fires a job's
+    signal when it changes it; the PostgreSQL store also when another replica does.
+
+    ``watch`` before reading the job, then wait: a change made in between is not missed.
+    """
+
+    def __init__(self) -> None:
+        self._news: dict[str, anyio.Event] = {}  # job id -> the event its watchers wait on
+        self._watchers: dict[str, int] = {}
+
+    def fire(self, job_id: str) -> None:
+        if (news := self._news.pop(job_id, None)) is not None:
+            news.set()
+
+    def fire_all(self) -> None:
+        """Wake every watcher, to read its job again (news may have been missed)."""
+        for job_id in list(self._news):
+            self.fire(job_id)
+
+    @asynccontextmanager
+    async def watch(self, job_id: str) -> AsyncIterator[Callable[[float], Awaitable[None]]]:
+        """``wait(timeout)``: return at the job's next change after ``watch`` began (at once
+        if it came already), or after ``timeout`` seconds."""
+        news = self._news.setdefault(job_id, anyio.Event())
+        self._watchers[job_id] = self._watchers.get(job_id, 0) + 1
+
+        async def wait(timeout: float) -> None:
+            with anyio.move_on_after(timeout):
+                await news.wait()
+
+        try:
+            yield wait
+        finally:
+            self._watchers[job_id] -= 1
+            if not self._watchers[job_id]:  # nobody watches: forget the job
+                del self._watchers[job_id]
+                self._news.pop(job_id, None)
 
 
 class Store(Protocol):
@@ -159,6 +202,15 @@ class Store(Protocol):
     ) -> Job: ...
 
     async def list_jobs_by_status(self, statuses: list[JobStatus]) -> list[Job]: ...
+
+    def job_news(
+        self, job_id: str
+    ) -> contextlib.AbstractAsyncContextManager[Callable[[float], Awaitable[None]]]:
+        """A job's news: watch it, read it, then ``wait(poll_seconds)`` for its next change
+        (see ``JobSignals``). A store that hears every change of the job (whoever makes it)
+        may wait longer than ``poll_seconds``; one that may miss some (the SQLite store does
+        not hear other processes sharing its file) waits at most that long."""
+        ...
 
     # --- the job runner's own: claims, heartbeats, completions linked to a job ---
 

@@ -19,19 +19,26 @@
   folded), so the results do not depend on the server's locale or on an extension such as
   unaccent that a managed database may not allow. pg_trgm was not chosen: it matches
   substrings by similarity, not words and prefixes, and cannot use its index for short terms.
+- News of jobs crosses replicas: each write to a job sends ``NOTIFY apex_jobs, '<job id>'``
+  in its transaction (delivered at commit), and each store LISTENs on a connection of its
+  own, so a client following a job on one replica hears the steps another replica runs at
+  once. While that connection is down (it reconnects), watchers look every poll instead.
 - Timestamps are the SQLite store's fixed-width UTC text (``COLLATE "C"``: they sort as
   text), so both stores give the same values and cursors.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import random
 import re
 import secrets
 import unicodedata
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -56,6 +63,7 @@ from apex_mcp.engine.store.base import (
     FINISHED_JOB_STATUSES,
     ChatPage,
     Job,
+    JobSignals,
     JobStatus,
     StoredReply,
 )
@@ -80,6 +88,12 @@ Conn = psycopg.AsyncConnection[DictRow]
 
 POOL_SIZE = 10  # connections per store (per replica); a call waits for a free one
 CONNECT_TIMEOUT = 10  # seconds to connect at open
+NEWS_CHANNEL = "apex_jobs"  # NOTIFY channel of job changes; the payload is the job id
+# How long a watcher of a job waits while LISTEN hears every change: a last resort only.
+HEARD_WAIT = 10.0
+RELISTEN_SECONDS = 1.0  # before connecting again when the LISTEN connection is lost
+
+log = logging.getLogger(__name__)
 POOL_TIMEOUT = 30.0  # seconds a call waits for a connection before it is unavailable
 WRITE_ATTEMPTS = 8  # tries of a write that loses a deadlock or a serialization conflict
 # pg_advisory_xact_lock key held while migrating: b"apexmcp1" as a bigint.
@@ -232,6 +246,12 @@ class PostgresStore:
         self._passwords = url_passwords(url)
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._cursors: _Cursors | None = None
+        self._signals = JobSignals()
+        # Runs _listen while the store is open. An asyncio task of its own, not in a task
+        # group: the store may be closed by another task than the one that opened it (and
+        # psycopg's async connections are asyncio's anyway).
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = False
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.display!r})"
@@ -272,12 +292,59 @@ class PostgresStore:
                 raise self._unreachable() from None
             raise
         self._pool = pool
+        self._listener = asyncio.get_running_loop().create_task(self._listen())
 
     async def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            with anyio.CancelScope(shield=True), contextlib.suppress(asyncio.CancelledError):
+                await listener
         pool, self._pool = self._pool, None
         if pool is not None:
             with anyio.CancelScope(shield=True):
                 await pool.close()
+
+    async def _listen(self) -> None:
+        """Hear the jobs' news from every replica (see the module's notes), for good."""
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {NEWS_CHANNEL}")
+                    self._listening = True
+                    self._signals.fire_all()  # what came while not listening was not heard
+                    async for note in conn.notifies():
+                        self._signals.fire(note.payload)
+            except psycopg.Error as e:
+                log.warning("not hearing job news from other replicas: %s", self._error(e))
+            finally:
+                self._listening = False
+            self._signals.fire_all()
+            await anyio.sleep(RELISTEN_SECONDS)
+
+    @property
+    def hears_other_replicas(self) -> bool:
+        """Whether the news of jobs changed by other replicas reaches this store now."""
+        return self._listening
+
+    @asynccontextmanager
+    async def job_news(self, job_id: str) -> AsyncIterator[Callable[[float], Awaitable[None]]]:
+        """A job's news (see ``Store``), from every replica: while LISTEN hears them, a
+        watcher waits for them rather than looking every ``poll_seconds``."""
+        async with self._signals.watch(job_id) as wait:
+
+            async def wait_for_news(poll_seconds: float) -> None:
+                await wait(max(poll_seconds, HEARD_WAIT) if self._listening else poll_seconds)
+
+            yield wait_for_news
+
+    def _fired(self, jobs: list[Job]) -> list[Job]:
+        for job in jobs:
+            self._signals.fire(job.id)
+        return jobs
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -735,7 +802,9 @@ class PostgresStore:
             _check_lease(job, attempt, "it takes no more chunks")
             return await _append_chunk(conn, job, chunk)
 
-        return await self._write(write)
+        seq_id = await self._write(write)
+        self._signals.fire(job_id)
+        return seq_id
 
     async def set_job_status(
         self,
@@ -762,6 +831,7 @@ class PostgresStore:
                     Code.FAILED_PRECONDITION,
                     f"job {job_id} is already {job['status']}; it cannot become {status}",
                 )
+            await _notify(conn, [job_id])
             row = await _one(
                 conn,
                 "UPDATE jobs SET status = %s, error = %s, updated_at = %s WHERE id = %s"
@@ -771,7 +841,9 @@ class PostgresStore:
             assert row is not None  # the row is locked: it is still there
             return (await _jobs(conn, [row]))[0]
 
-        return await self._write(write)
+        job = await self._write(write)
+        self._signals.fire(job_id)
+        return job
 
     async def list_jobs_by_status(self, statuses: list[JobStatus]) -> list[Job]:
         """Every user's jobs in one of ``statuses``, oldest first (to resume after a restart)."""
@@ -814,6 +886,7 @@ class PostgresStore:
             if row is None:
                 return None
             now = _now()
+            await _notify(conn, [row["id"]])
             claimed = await _one(
                 conn,
                 "UPDATE jobs SET status = 'running', error = NULL, updated_at = %s,"
@@ -823,7 +896,8 @@ class PostgresStore:
             assert claimed is not None  # the row is locked: it is still there
             return (await _jobs(conn, [claimed]))[0]
 
-        return await self._write(write)
+        job = await self._write(write)
+        return None if job is None else self._fired([job])[0]
 
     async def touch_jobs(self, leases: Mapping[str, int]) -> set[str]:
         """The heartbeat of a runner's jobs (job id -> the attempt it runs); returns the ids
@@ -865,6 +939,7 @@ class PostgresStore:
                 (cutoff,),
             ):
                 if job["takeovers"] >= max_takeovers:
+                    await _notify(conn, [job["id"]])
                     row = await _one(
                         conn,
                         "UPDATE jobs SET status = 'failed', error = %s, updated_at = %s"
@@ -883,7 +958,7 @@ class PostgresStore:
                 taken.append(row)
             return await _jobs(conn, taken)
 
-        return await self._write(write)
+        return self._fired(await self._write(write))
 
     async def fail_waiting_jobs(
         self, before: datetime, error: str, *, held: Collection[str] = ()
@@ -910,9 +985,10 @@ class PostgresStore:
                 + " RETURNING *",
                 (error, _now(), *params),
             )
+            await _notify(conn, [row["id"] for row in rows])
             return await _jobs(conn, sorted(rows, key=lambda row: int(row["seq"])))
 
-        return await self._write(write)
+        return self._fired(await self._write(write))
 
     async def sync_job_completions(
         self, user_id: str, job_id: str, status: JobStatus, *, completion_text: str | None = None
@@ -1212,8 +1288,15 @@ def _check_lease(job: DictRow, attempt: int | None, refused: str) -> None:
         )
 
 
+async def _notify(conn: Conn, job_ids: list[str]) -> None:
+    # Delivered at commit to every replica's LISTEN (this one's too), once per job.
+    for job_id in job_ids:
+        await conn.execute("SELECT pg_notify(%s, %s)", (NEWS_CHANNEL, job_id))
+
+
 async def _append_chunk(conn: Conn, job: DictRow, chunk: str) -> int:
     # The caller holds the job's row lock: it orders the appends to one job, in every replica.
+    await _notify(conn, [job["id"]])
     now = _now()
     row = await _one(
         conn,

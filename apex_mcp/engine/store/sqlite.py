@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -26,7 +27,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,7 @@ from apex_mcp.engine.store.base import (
     JOB_STATUSES,
     ChatPage,
     Job,
+    JobSignals,
     JobStatus,
     StoredReply,
 )
@@ -247,6 +249,7 @@ class SqliteStore:
         # The threads the connections run in: on asyncio, a hop to one of these costs about
         # half of anyio.to_thread's, which is a quarter of a small write's time (issue 14).
         self._threads: ThreadPoolExecutor | None = None
+        self._signals = JobSignals()  # news of the jobs this store changes
         # The connection of the small reads on the event loop's thread (``_read(inline=True)``).
         self._inline: sqlite3.Connection | None = None
         self._inline_lock = threading.Lock()  # a store used from two threads' loops at once
@@ -820,7 +823,9 @@ class SqliteStore:
             _check_lease(job, attempt, "it takes no more chunks")
             return _append_chunk(conn, job, chunk)
 
-        return await self._write(write)
+        seq_id = await self._write(write)
+        self._signals.fire(job_id)
+        return seq_id
 
     async def set_job_status(
         self,
@@ -856,7 +861,21 @@ class SqliteStore:
             )
             return _job(conn, _job_row(conn, job_id))
 
-        return await self._write(write)
+        job = await self._write(write)
+        self._signals.fire(job_id)
+        return job
+
+    def job_news(
+        self, job_id: str
+    ) -> contextlib.AbstractAsyncContextManager[Callable[[float], Awaitable[None]]]:
+        """A job's news (see ``Store``): at once for a change made through this store; one
+        made by another process on the same file is seen when ``wait`` times out."""
+        return self._signals.watch(job_id)
+
+    def _fired(self, jobs: list[Job]) -> list[Job]:
+        for job in jobs:
+            self._signals.fire(job.id)
+        return jobs
 
     async def list_jobs_by_status(self, statuses: list[JobStatus]) -> list[Job]:
         """Every user's jobs in one of ``statuses``, oldest first (to resume after a restart)."""
@@ -909,7 +928,10 @@ class SqliteStore:
             )
             return _job(conn, _job_row(conn, row["id"]))
 
-        return await self._write(write)
+        job = await self._write(write)
+        if job is not None:
+            self._signals.fire(job.id)
+        return job
 
     async def touch_jobs(self, leases: Mapping[str, int]) -> set[str]:
         """The heartbeat of a runner's jobs (job id -> the attempt it runs): bumps the
@@ -966,7 +988,7 @@ class SqliteStore:
                 taken.append(_job(conn, _job_row(conn, job["id"])))
             return taken
 
-        return await self._write(write)
+        return self._fired(await self._write(write))
 
     async def fail_waiting_jobs(
         self, before: datetime, error: str, *, held: Collection[str] = ()
@@ -994,7 +1016,7 @@ class SqliteStore:
                 failed.append(_job(conn, _job_row(conn, row["id"])))
             return failed
 
-        return await self._write(write)
+        return self._fired(await self._write(write))
 
     async def sync_job_completions(
         self, user_id: str, job_id: str, status: JobStatus, *, completion_text: str | None = None
