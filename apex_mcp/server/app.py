@@ -15,6 +15,7 @@ from mcp_types import SetLevelRequestParams
 from .. import __version__
 from ..apex.client import ApexClient
 from ..config import Settings
+from .auth import permit_by_scope
 from .client_logs import EVERY_CLIENT, ClientLogs
 from .inventory import Selection, Toolset
 from .state import AppState, follow_listened_research, remember_request
@@ -87,7 +88,12 @@ def build_server(
         log_level=settings.log_level,
         tools=tools,
         # outermost first
-        middleware=[remember_request, client_logs.middleware, follow_listened_research],
+        middleware=[
+            remember_request,
+            permit_by_scope,
+            client_logs.middleware,
+            follow_listened_research,
+        ],
     )
     # logging/setLevel, and with it the logging capability, for the handshake protocol
     # versions; the SDK refuses the method at 2026-07-28, which dropped it. MCPServer has no

@@ -94,7 +94,7 @@ class AppState:
                 f"the Apex backend could not start: {self._failure} (run `apex-mcp doctor`)",
             )
         if self.sessions is None:
-            return self._client
+            return self._user_client(self._client)
         request = HANDLING.get()
         if request is None:  # fail closed: never the server's own user by accident
             raise ApexError(Code.INTERNAL, "a call outside any session's request")
@@ -106,6 +106,24 @@ class AppState:
                 "sessions bring their settings only to the embedded engine",
             )
         return await self.sessions.client_for(request, self._client)
+
+    def _user_client(self, client: ApexClient) -> ApexClient:
+        """``client`` as the caller of the request being handled sees it: their own user's
+        view when callers are users (OAuth, several tokens); else the server's one user."""
+        from .auth import caller_of
+
+        caller = caller_of(HANDLING.get())
+        if caller is None:
+            if self.settings.serves_users:  # fail closed: never another's data by accident
+                raise ApexError(Code.INTERNAL, "a call outside any authenticated request")
+            return client
+        if caller.user is None:  # the one shared token: the server's own user
+            return client
+        from ..engine import LocalApex
+
+        if not isinstance(client, LocalApex):  # the settings refuse it (a remote backend)
+            raise ApexError(Code.FAILED_PRECONDITION, "users of their own need the embedded engine")
+        return client.for_user(caller.user)
 
     @property
     def is_open(self) -> bool:
