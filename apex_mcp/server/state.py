@@ -51,10 +51,21 @@ async def follow_listened_research(
         state: AppState = ctx.lifespan_context
         for uri in uris if isinstance(uris, list) else []:
             if isinstance(uri, str):
-                await state.follow(uri)
+                await follow_or_refuse(state, uri)
     return await call_next(ctx)
 
 
+async def follow_or_refuse(state: AppState, uri: str) -> None:
+    """``state.follow``, a job the caller cannot read refused as a resource not found."""
+    from mcp.shared.exceptions import MCPError
+
+    try:
+        await state.follow(uri)
+    except ApexError as error:
+        raise MCPError(RESOURCE_NOT_FOUND, f"{uri}: {error.message}") from None
+
+
+RESOURCE_NOT_FOUND = -32002  # the MCP spec's code for a resource that is not there
 _FORGETS_SUBSCRIPTIONS = "apex-mcp:forgets-subscriptions"  # in a connection's state
 FINISHED = frozenset({"completed", "failed", "cancelled"})
 
@@ -176,15 +187,20 @@ class AppState:
 
     async def follow(self, uri: str) -> None:
         """Start following ``uri`` for the client of the request being handled, if it is a
-        research job (other resources change only through this server's own calls)."""
+        research job (other resources change only through this server's own calls). A job
+        its caller cannot read is refused (ApexError NOT_FOUND): nobody hears of another's."""
         if not uri.startswith("apex://research/"):
             return
+        job_id = uri.removeprefix("apex://research/")
         try:
             client = await self.apex()
+            await client.get_deep_researcher_job(m.GetDeepResearcherJobRequest(job_id=job_id))
         except ApexError as error:  # reading it will say what is wrong
+            if error.code in (Code.NOT_FOUND, Code.INVALID_ARGUMENT):
+                raise
             log.info("cannot follow %s: %s", uri, error)
             return
-        self.watch_research(uri.removeprefix("apex://research/"), client)
+        self.watch_research(job_id, client)
 
     async def notify_research(self, job_id: str) -> None:
         await self.notify(research_uri(job_id))

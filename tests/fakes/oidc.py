@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import httpx2
 import jwt
@@ -66,58 +66,56 @@ class AuthorizationServer:
         PKCE, its login and consent pages answered as a person would."""
         verifier = secrets.token_urlsafe(48)
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-        state = secrets.token_urlsafe(8)
-        with httpx2.Client(base_url=self.issuer, timeout=30) as browser:
-            page = browser.get(
-                "/auth",
-                params={
-                    "client_id": CLIENT_ID,
-                    "response_type": "code",
-                    "redirect_uri": REDIRECT_URI,
-                    "scope": scope,
-                    "resource": resource,
-                    "state": state,
-                    "code_challenge": challenge.decode().rstrip("="),
-                    "code_challenge_method": "S256",
-                },
-            )
-            code = self._answer_prompts(browser, page, user)
-            token = browser.post(
-                "/token",
-                data={
-                    "grant_type": "authorization_code",
-                    "code": code,
-                    "redirect_uri": REDIRECT_URI,
-                    "client_id": CLIENT_ID,
-                    "code_verifier": verifier,
-                    "resource": resource,
-                },
-            )
+        query = {
+            "client_id": CLIENT_ID,
+            "response_type": "code",
+            "redirect_uri": REDIRECT_URI,
+            "scope": scope,
+            "resource": resource,
+            "state": secrets.token_urlsafe(8),
+            "code_challenge": challenge.decode().rstrip("="),
+            "code_challenge_method": "S256",
+        }
+        redirected = self.authorize(f"{self.issuer}/auth?{urlencode(query)}", user)
+        token = httpx2.post(
+            f"{self.issuer}/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": redirected["code"],
+                "redirect_uri": REDIRECT_URI,
+                "client_id": CLIENT_ID,
+                "code_verifier": verifier,
+                "resource": resource,
+            },
+            timeout=30,
+        )
         assert token.status_code == 200, token.text
         access: str = token.json()["access_token"]
         return access
 
-    def _answer_prompts(self, browser: httpx2.Client, response: httpx2.Response, user: str) -> str:
-        """Follow the redirects, log in as ``user``, consent; the code given to the client."""
-        for _ in range(12):
-            if response.status_code in (302, 303):
-                location = response.headers["location"]
-                if location.startswith(REDIRECT_URI):
-                    query = parse_qs(urlsplit(location).query)
-                    assert "code" in query, location
-                    return query["code"][0]
-                response = browser.get(urljoin(str(response.url), location))
-            elif response.status_code == 200 and "/interaction/" in str(response.url):
-                path = urlsplit(str(response.url)).path
-                form = (
-                    {"prompt": "login", "login": user, "password": "any"}
-                    if 'name="login"' in response.text
-                    else {"prompt": "consent"}
-                )
-                response = browser.post(path, data=form)
-            else:
-                shown = response.text[:500]
-                raise AssertionError(f"{response.status_code} at {response.url}: {shown}")
+    def authorize(self, url: str, user: str) -> dict[str, str]:
+        """What a browser sent to ``url`` brings back to the client once ``user`` has
+        logged in and consented: the query of the redirect to it (code, state, iss)."""
+        with httpx2.Client(timeout=30) as browser:
+            response = browser.get(url)
+            for _ in range(12):
+                if response.status_code in (302, 303):
+                    location = urljoin(str(response.url), response.headers["location"])
+                    if not location.startswith(self.issuer):  # back to the client
+                        query = dict(parse_qsl(urlsplit(location).query))
+                        assert "code" in query, location
+                        return query
+                    response = browser.get(location)
+                elif response.status_code == 200 and "/interaction/" in str(response.url):
+                    form = (
+                        {"prompt": "login", "login": user, "password": "any"}
+                        if 'name="login"' in response.text
+                        else {"prompt": "consent"}
+                    )
+                    response = browser.post(str(response.url), data=form)
+                else:
+                    shown = response.text[:500]
+                    raise AssertionError(f"{response.status_code} at {response.url}: {shown}")
         raise AssertionError("the sign-in took more than 12 steps")
 
     def rotate(self) -> dict[str, Any]:

@@ -34,7 +34,7 @@ function configuration(keys) {
         response_types: [],
       },
     ],
-    scopes: ['openid', 'offline_access'],
+    scopes: ['openid', 'offline_access', ...SCOPES.split(' ')],
     findAccount: (ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
     features: {
       devInteractions: { enabled: true },
