@@ -35,9 +35,11 @@ from mcp_types import ResourceTemplateReference
 from apex_mcp.server import auth
 from apex_mcp.server.app import build_server
 from apex_mcp.server.http import create_http_app
+from tests import postgres
 from tests.fakes import oidc
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.server.harness import engine_env, settings_from, text_of
+from tests.server.test_replicas_http import BALANCER, ENDPOINT, replicas
 from tests.servers import free_port, serve_asgi
 
 pytestmark = [
@@ -108,10 +110,12 @@ def serve(env: dict[str, str], port: int | None = None) -> Any:
 
 
 @asynccontextmanager
-async def connect(url: str, token: str, mode: str = "2026-07-28") -> AsyncIterator[Client]:
+async def connect(
+    url: str, token: str, mode: str = "2026-07-28", transport: Any = None
+) -> AsyncIterator[Client]:
     headers = {"authorization": f"Bearer {token}"}
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+        httpx2.AsyncClient(headers=headers, timeout=30, transport=transport) as http,
         Client(streamable_http_client(f"{url}/mcp", http_client=http), mode=mode) as client,
     ):
         yield client
@@ -249,23 +253,35 @@ async def test_a_token_without_a_scope_sees_only_what_it_may_do_and_is_refused_4
     assert "apex:write" in params["error_description"]
 
 
-async def use_and_hide(world: World, mode: str) -> None:
+async def use_and_hide(
+    world: World,
+    mode: str,
+    tokens: dict[str, str],
+    url: str | None = None,
+    transport: Any = None,
+    subscribe: bool = True,
+) -> None:
     """Alice chats, keeps a completion, starts a research job and follows it; Bob, and Carol
     with a static token, find none of it, by listing, searching, reading or guessing ids."""
     legacy = mode == "legacy"
-    async with connect(world.url, world.token(ALICE), mode) as alice:
+    url = url or world.url
+
+    def connect_as(who: str) -> Any:
+        return connect(url, tokens.get(who, who), mode, transport)
+
+    async with connect_as(ALICE) as alice:
         said = await call(alice, "chat", user_prompt="alice's private question")
         chat_id = said["chat_id"]
         completion_id = said["completion_id"]
         job = await call(alice, "deep_research_start", user_prompt="alice's research")
         uri = f"apex://research/{job['job_id']}"
-        if legacy:
+        if legacy and subscribe:
             with pytest.warns(MCPDeprecationWarning):
                 await alice.subscribe_resource(uri)
         mine = {c["id"] for c in (await call(alice, "list_chats"))["chats"]}
         assert chat_id in mine
-    for intruder in (world.token(BOB), STATIC["carol"]):
-        async with connect(world.url, intruder, mode) as other:
+    for intruder in (BOB, STATIC["carol"]):
+        async with connect_as(intruder) as other:
             assert chat_id not in json.dumps(await call(other, "list_chats"))
             assert chat_id not in json.dumps(await call(other, "search_chats", search_term="alice"))
             assert job["job_id"] not in json.dumps(await call(other, "list_research"))
@@ -281,6 +297,8 @@ async def use_and_hide(world: World, mode: str) -> None:
             chat_ref = ResourceTemplateReference(uri="apex://chats/{chat_id}")
             offered = await other.complete(chat_ref, {"name": "chat_id", "value": ""})
             assert chat_id not in offered.completion.values
+            if not subscribe:
+                continue
             with pytest.raises(MCPError, match=f"{uri}: no job"):
                 if legacy:
                     with pytest.warns(MCPDeprecationWarning):
@@ -289,7 +307,7 @@ async def use_and_hide(world: World, mode: str) -> None:
                     async with other.listen(resource_subscriptions=[uri]):
                         pass
     # Alice, in another session, finds hers again.
-    async with connect(world.url, world.token(ALICE), mode) as alice:
+    async with connect_as(ALICE) as alice:
         assert chat_id in json.dumps(await call(alice, "list_chats"))
 
 
@@ -298,7 +316,7 @@ async def test_two_people_never_see_each_others_history(
     world: World, mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    await use_and_hide(world, mode)
+    await use_and_hide(world, mode, {ALICE: world.token(ALICE), BOB: world.token(BOB)})
     logged = caplog.text
     for secret in (ALICE, BOB, world.token(ALICE), world.token(BOB), *STATIC.values()):
         assert secret not in logged
@@ -400,3 +418,32 @@ async def test_opaque_tokens_are_introspected(world: World) -> None:
     assert made in json.dumps(listed)  # the same person on the same store
     assert refused.status_code == 401
     assert challenge(refused)["error_description"].startswith("the token is not active")
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[postgres.TestDatabase]:
+    found = postgres.session_database()
+    if isinstance(found, str):
+        pytest.skip(found)
+    yield found
+    found.drop()
+
+
+async def test_two_people_never_see_each_others_history_across_replicas(
+    world: World, database: postgres.TestDatabase
+) -> None:
+    env = {
+        **world.env,
+        "APEX_DB": database.url,
+        "APEX_HTTP_STATELESS": "true",  # handshake clients need it behind a round-robin
+        "APEX_HTTP_ALLOWED_HOSTS": json.dumps([BALANCER]),
+        "APEX_OAUTH_RESOURCE_URL": ENDPOINT,
+    }
+    tokens = {who: world.issuer.sign_in(who, ENDPOINT) for who in (ALICE, BOB)}
+    with replicas(env) as balancer:
+        for mode in ("legacy", "2026-07-28"):
+            # A stateless server has no session to send a handshake client's updates to.
+            subscribe = mode != "legacy"
+            await use_and_hide(world, mode, tokens, f"http://{BALANCER}", balancer, subscribe)
+    assert {replica for _, replica, _ in balancer.sent} == {0, 1}
+    assert all(status < 400 for _, _, status in balancer.sent), balancer.sent
