@@ -121,13 +121,13 @@ class AppState:
     def _user_client(self, client: ApexClient) -> ApexClient:
         """``client`` as the caller of the request being handled sees it: their own user's
         view when callers are users (OAuth, several tokens); else the server's one user."""
+        if not self.settings.serves_users:  # everyone is the server's one user
+            return client
         from .auth import caller_of
 
         caller = caller_of(HANDLING.get())
-        if caller is None:
-            if self.settings.serves_users:  # fail closed: never another's data by accident
-                raise ApexError(Code.INTERNAL, "a call outside any authenticated request")
-            return client
+        if caller is None:  # fail closed: never another's data by accident
+            raise ApexError(Code.INTERNAL, "a call outside any authenticated request")
         if caller.user is None:  # the one shared token: the server's own user
             return client
         from ..engine import LocalApex
