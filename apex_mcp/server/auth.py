@@ -54,6 +54,7 @@ ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
 _USER_KEY = b"apex-mcp oauth user v1"
+INSUFFICIENT_SCOPE = -32001  # the JSON-RPC error of a call refused for its token's scopes
 
 
 class Permission(Enum):
@@ -485,8 +486,6 @@ class AuthGate:
     needs a scope its token lacks gets 403 ``insufficient_scope`` naming the scopes to ask for.
     """
 
-    PEEK = 1 << 20  # a JSON-RPC call is read for its method up to this size
-
     def __init__(
         self,
         app: Any,
@@ -498,6 +497,10 @@ class AuthGate:
         self.protection = protection
         self.is_open = is_open
         self.needed = needed  # tool name -> permission
+        from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
+
+        # The whole body of anything the transport takes is read for the methods it calls.
+        self.peek = DEFAULT_MAX_REQUEST_BODY_SIZE
         self._metadata_url = (
             resource_metadata_url(protection.resource_url) if protection.resource_url else None
         )
@@ -534,17 +537,20 @@ class AuthGate:
         if caller.permissions != ALL_PERMISSIONS:
             read, receive = await self._peek(scope, receive)
             needed = self._permissions_needed(scope, read)
-            lacking = [p for p in needed if p not in caller.permissions]
+            lacking = [(p, id_) for p, id_ in needed if p not in caller.permissions]
             if lacking:
+                permission, request_id = lacking[0]
                 await self._refuse(
                     receive,
                     send,
                     Refused(
-                        f"this call needs the scope {self.protection.scope_names[lacking[0]]}",
+                        f"this call needs the scope {self.protection.scope_names[permission]}, "
+                        "which the token lacks: sign in again granting it",
                         status=403,
                         error="insufficient_scope",
                     ),
-                    scopes=self.protection.scopes_for(lacking[0], caller),
+                    scopes=self.protection.scopes_for(permission, caller),
+                    request_id=request_id,
                 )
                 return
         await self.app(scope, receive, send)
@@ -565,7 +571,7 @@ class AuthGate:
             return b"", receive
         read: list[Any] = []
         size = 0
-        while size <= self.PEEK:
+        while size <= self.peek:
             message = await receive()
             read.append(message)
             if message["type"] != "http.request":
@@ -580,31 +586,40 @@ class AuthGate:
 
         return body, replay
 
-    def _permissions_needed(self, scope: Any, body: bytes) -> list[Permission]:
+    def _permissions_needed(self, scope: Any, body: bytes) -> list[tuple[Permission, Any]]:
+        """What the request asks to do, with the id of each JSON-RPC request that asks it."""
         if scope["method"] == "GET":  # an event stream: what it brings, a caller may read
-            return [Permission.READ]
+            return [(Permission.READ, None)]
         try:
             decoded = json.loads(body) if body else None
         except ValueError:
             return []  # not JSON-RPC: the transport says what is wrong
         messages = decoded if isinstance(decoded, list) else [decoded]
-        needed: list[Permission] = []
+        needed: list[tuple[Permission, Any]] = []
         for message in messages:
             if not isinstance(message, dict) or not isinstance(message.get("method"), str):
                 continue
-            method = message["method"]
+            method, request_id = message["method"], message.get("id")
             if method == "tools/call":
                 params = message.get("params")
                 name = params.get("name") if isinstance(params, dict) else None
                 tool = name if isinstance(name, str) else ""
-                needed.append(self.needed.get(tool, Permission.READ))
+                needed.append((self.needed.get(tool, Permission.READ), request_id))
             elif method.startswith(("resources/", "prompts/", "completion/", "subscriptions/")):
-                needed.append(Permission.READ)
+                needed.append((Permission.READ, request_id))
         return needed
 
     async def _refuse(
-        self, receive: Any, send: Any, refused: Refused, *, scopes: list[str] | None = None
+        self,
+        receive: Any,
+        send: Any,
+        refused: Refused,
+        *,
+        scopes: list[str] | None = None,
+        request_id: Any = None,
     ) -> None:
+        """Answer ``refused``: its status, the challenge, and a body saying why (for a
+        JSON-RPC request, as its error, which clients show)."""
         parts = []
         if refused.error:  # RFC 6750 §3.1: a request without a token gets no error code
             description = _quoted(refused.description)
@@ -616,7 +631,13 @@ class AuthGate:
         if scopes:
             parts.append(f'scope="{" ".join(scopes)}"')
         challenge = "Bearer " + ", ".join(parts) if parts else "Bearer"
-        body = {"error": refused.error or "unauthorized", "error_description": refused.description}
+        body: dict[str, Any] = {
+            "error": refused.error or "unauthorized",
+            "error_description": refused.description,
+        }
+        if isinstance(request_id, str | int):
+            error = {"code": INSUFFICIENT_SCOPE, "message": f"forbidden: {refused.description}"}
+            body = {"jsonrpc": "2.0", "id": request_id, "error": error}
         await drain_body(receive)
         await send_whole(
             send,
@@ -634,22 +655,13 @@ def _quoted(text: str) -> str:
 async def permit_by_scope(
     ctx: ServerRequestContext[Any], call_next: Callable[[Any], Awaitable[Any]]
 ) -> Any:
-    """Server middleware: a caller sees only what its scopes allow (tools/list lists only the
-    tools it may call; nothing to read without read), and a call beyond them is refused saying
-    which scope it needs (the HTTP gate refuses it first; this holds for any transport)."""
+    """Server middleware: a caller sees only what its scopes allow: tools/list lists only the
+    tools it may call, and without read, there are no resources or prompts to list. (A call
+    beyond its scopes never gets here: ``AuthGate`` refuses it.)"""
     caller = caller_of(ctx)
     if caller is None or caller.permissions == ALL_PERMISSIONS:
         return await call_next(ctx)
     allowed = caller.permissions
-    if ctx.method == "tools/call" and isinstance(ctx.params, Mapping):
-        needed = tool_permissions().get(str(ctx.params.get("name")), Permission.READ)
-        if needed not in allowed:
-            scope = caller.scope_prefix + needed.value
-            text = (
-                f"permission_denied: this call needs the scope {scope}, which "
-                "the token lacks: sign in again granting it"
-            )
-            return {"content": [{"type": "text", "text": text}], "isError": True}
     result = await call_next(ctx)
     if ctx.method == "tools/list" and isinstance(result, dict):
         permitted = tool_permissions()

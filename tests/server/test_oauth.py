@@ -235,6 +235,8 @@ async def test_a_token_without_a_scope_sees_only_what_it_may_do_and_is_refused_4
     async with connect(world.url, reader) as client:
         tools = {t.name for t in (await client.list_tools()).tools}
         assert (await call(client, "list_chats"))["chats"] == []
+        with pytest.raises(MCPError, match="needs the scope apex:write, which the token lacks"):
+            await client.call_tool("chat", {"user_prompt": "hi"})
     assert tools == READ_TOOLS
     call_chat = {
         "jsonrpc": "2.0",
@@ -251,6 +253,7 @@ async def test_a_token_without_a_scope_sees_only_what_it_may_do_and_is_refused_4
     assert params["error"] == "insufficient_scope"
     assert params["scope"] == "apex:write apex:read"  # what to ask for, keeping what it has
     assert "apex:write" in params["error_description"]
+    assert refused.json()["id"] == 7 and "apex:write" in refused.json()["error"]["message"]
 
 
 async def use_and_hide(
