@@ -83,7 +83,6 @@ class Caller(AccessToken):
 
     user: str | None = None
     permissions: frozenset[Permission] = ALL_PERMISSIONS
-    scope_prefix: str = "apex:"  # how this server names the scopes, for refusals
 
 
 class Refused(Exception):
@@ -161,7 +160,7 @@ class StaticTokens:
         return bool(self._tokens)
 
     def check(self, token: str) -> Caller | None:
-        given = token.encode("utf-8", "surrogateescape")
+        given = token.encode("latin-1")  # as the header came
         found: Caller | None = None
         for secret, user in self._tokens:  # every one compared: the time says nothing
             if hmac.compare_digest(secret, given):
@@ -218,7 +217,6 @@ class OAuthTokens:
             claims={"iss": self.issuer},
             user=user,
             permissions=permissions_of(granted, self.names),
-            scope_prefix=self.names[Permission.READ].removesuffix(Permission.READ.value),
         )
 
     # --- JWT ---------------------------------------------------------------------------------
@@ -233,10 +231,10 @@ class OAuthTokens:
         alg, kid = header_.get("alg"), header_.get("kid")
         if alg not in ASYMMETRIC_ALGORITHMS:
             raise Refused("the token is not signed with one of the issuer's keys")
-        key = await self._key(kid if isinstance(kid, str) else None)
-        if key is None:
+        found = await self._key(kid if isinstance(kid, str) else None)
+        if found is None:
             raise Refused("the token is signed with a key the issuer does not publish")
-        key, declared = key
+        key, declared = found
         if declared is not None and declared != alg:
             raise Refused("the token's algorithm is not its key's")
         try:
@@ -626,7 +624,7 @@ class AuthGate:
             parts += [f'error="{refused.error}"', f'error_description="{description}"']
         if self._metadata_url is not None:
             parts.append(f'resource_metadata="{self._metadata_url}"')
-            if scopes is None and refused.status == 401:
+            if scopes is None:  # a new sign-in asks for all the scopes there are
                 scopes = self.protection.all_scopes()
         if scopes:
             parts.append(f'scope="{" ".join(scopes)}"')

@@ -22,6 +22,7 @@ import jwt
 import pytest
 from mcp import Client, MCPError
 from mcp.client.auth import OAuthClientProvider
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import (
     AuthorizationCodeResult,
@@ -332,6 +333,11 @@ async def test_static_tokens_are_users_of_their_own(world: World) -> None:
         assert made not in json.dumps(await call(dave, "list_chats"))
     async with connect(world.url, STATIC["carol"], "legacy") as carol:
         assert made in json.dumps(await call(carol, "list_chats"))
+    # Over HTTP+SSE (2024-11-05) too.
+    for who, sees in (("carol", True), ("dave", False)):
+        headers = {"authorization": f"Bearer {STATIC[who]}"}
+        async with Client(sse_client(f"{world.url}/sse", headers=headers), mode="legacy") as sse:
+            assert (made in json.dumps(await call(sse, "list_chats"))) is sees
 
 
 async def test_the_issuers_new_key_is_used_without_a_restart(world: World) -> None:
@@ -403,24 +409,32 @@ async def test_opaque_tokens_are_introspected(world: World) -> None:
         "APEX_OAUTH_TOKEN_CHECK": "introspection",
         "APEX_OAUTH_CLIENT_ID": oidc.INTROSPECTION_CLIENT,
         "APEX_OAUTH_CLIENT_SECRET": world.issuer.introspection_secret,
+        "APEX_OAUTH_REQUIRED_SCOPES": '["apex:read"]',
     }
     port = int(world.introspected.rsplit(":", 1)[1].split("/")[0])
     opaque = world.issuer.sign_in(ALICE, world.introspected)
     assert opaque.count(".") == 0  # not a JWT
     async with connect(world.url, world.token(ALICE)) as alice:
         made = (await call(alice, "create_chat", user_prompt="alice's, by JWT"))["chat"]["id"]
+    writer = world.issuer.sign_in(BOB, world.introspected, scope="apex:write")
     with serve(env, port) as url:
         async with connect(url, opaque) as alice:
             listed = await call(alice, "list_chats")
         async with httpx2.AsyncClient(base_url=url) as http:
+            list_tools = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
             refused = await http.post(
-                "/mcp",
-                json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-                headers={"authorization": "Bearer not-a-token-it-issued"},
+                "/mcp", json=list_tools, headers={"authorization": "Bearer not-a-token-it-issued"}
+            )
+            unread = await http.post(
+                "/mcp", json=list_tools, headers={"authorization": f"Bearer {writer}"}
             )
     assert made in json.dumps(listed)  # the same person on the same store
     assert refused.status_code == 401
     assert challenge(refused)["error_description"].startswith("the token is not active")
+    # APEX_OAUTH_REQUIRED_SCOPES: every token needs them, whatever it calls.
+    assert unread.status_code == 403
+    assert challenge(unread)["error"] == "insufficient_scope"
+    assert challenge(unread)["scope"].split() == ["apex:read", "apex:write", "apex:research"]
 
 
 @pytest.fixture(scope="module")
