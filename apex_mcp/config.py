@@ -42,6 +42,7 @@ from ._dburl import is_database_url, redacted_url
 
 APP_NAME = "apex-mcp"
 GATEWAY_KEYS_FORMAT = 'a JSON object of user to API key, e.g. {"alice": "key-1", "bob": "key-2"}'
+HTTP_TOKENS_FORMAT = 'a JSON object of user to token, e.g. {"alice": "token-1", "bob": "token-2"}'
 
 
 class DatabaseUrl(SecretStr):
@@ -260,6 +261,26 @@ class Settings(BaseSettings):
     http_stateless: bool = False
     http_allowed_hosts: list[str] = Field(default_factory=list)
     http_allowed_origins: list[str] = Field(default_factory=list)
+    # Several static bearer tokens, user id -> token, each user with their own history (as
+    # the gateway's keys). NoDecode: read by our validator, which never echoes a token.
+    http_tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+
+    # OAuth 2.1 over HTTP, the server a resource server (see server/auth.py): access tokens
+    # of this issuer, checked as JWTs against its keys (or by introspection), each person's
+    # history their own.
+    oauth_issuer: str | None = None  # the authorization server, e.g. https://id.example.com
+    # This server's public URL (its /mcp endpoint): the resource the tokens are for (RFC 8707).
+    oauth_resource_url: str | None = None
+    oauth_audience: str | None = None  # the tokens' aud, when not the resource URL (Entra)
+    oauth_required_scopes: list[str] = Field(default_factory=list)  # every token needs these
+    oauth_scope_prefix: str = "apex:"  # the scopes are <prefix>read, <prefix>write, ...
+    oauth_user_claim: str = "sub"  # the claim that names the user (scoped by issuer)
+    oauth_jwks_cache_seconds: float = Field(300.0, ge=0, le=86400)
+    # "introspection": ask the issuer about each token (RFC 7662), for opaque tokens; the
+    # server authenticates as oauth_client_id / oauth_client_secret.
+    oauth_token_check: Literal["jwt", "introspection"] = "jwt"
+    oauth_client_id: str | None = None
+    oauth_client_secret: SecretStr | None = None
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"
 
@@ -287,7 +308,7 @@ class Settings(BaseSettings):
             value = _sqlite_path(value)
         return Path(value).expanduser() if isinstance(value, str | Path) else value
 
-    @field_validator("api_key", "miner_api_key", "http_token", mode="before")
+    @field_validator("api_key", "miner_api_key", "http_token", "oauth_client_secret", mode="before")
     @classmethod
     def _empty_secret_is_none(cls, value: Any) -> Any:
         # APEX_HTTP_TOKEN="" must not mean "a token that is the empty string" (anyone would
@@ -298,20 +319,17 @@ class Settings(BaseSettings):
     @field_validator("gateway_keys", mode="before")
     @classmethod
     def _read_gateway_keys(cls, value: Any) -> Any:
-        # Never put the text in an error: it holds the keys.
-        if isinstance(value, str):
-            try:
-                value = json.loads(value) if value.strip() else {}
-            except ValueError:
-                raise ValueError(f"not valid JSON: expected {GATEWAY_KEYS_FORMAT}") from None
-        if not isinstance(value, dict):
-            raise ValueError(f"expected {GATEWAY_KEYS_FORMAT}")
-        keys = [k.get_secret_value() if isinstance(k, SecretStr) else k for k in value.values()]
-        if any(isinstance(key, str) and not key.strip() for key in keys):
-            raise ValueError(f"a user has an empty API key: expected {GATEWAY_KEYS_FORMAT}")
-        if len(set(map(str, keys))) < len(keys):
-            raise ValueError("two users have the same API key: give each user a key of their own")
-        return value
+        return _user_secrets(value, GATEWAY_KEYS_FORMAT, "API key")
+
+    @field_validator("http_tokens", mode="before")
+    @classmethod
+    def _read_http_tokens(cls, value: Any) -> Any:
+        return _user_secrets(value, HTTP_TOKENS_FORMAT, "token")
+
+    @field_validator("oauth_issuer", "oauth_resource_url", "oauth_audience")
+    @classmethod
+    def _oauth_url(cls, value: str | None) -> str | None:
+        return value.strip() or None if value else None
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -350,6 +368,36 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _users_on_the_engine(self) -> Settings:
+        if not self.serves_users:
+            return self
+        if self.resolved_backend == "remote":
+            raise ValueError(
+                "APEX_OAUTH_ISSUER and APEX_HTTP_TOKENS give each person a history of their "
+                "own on the embedded engine, and this server's backend is a remote Apex "
+                "server, whose one account they would all share: unset APEX_API_KEY / "
+                "APEX_BASE_URL, or use one APEX_HTTP_TOKEN"
+            )
+        if self.http_session_config:
+            raise ValueError(
+                "APEX_HTTP_SESSION_CONFIG trusts the platform in front to authenticate, and "
+                "APEX_OAUTH_ISSUER / APEX_HTTP_TOKENS authenticate here: choose one"
+            )
+        if self.oauth_token_check == "introspection" and (
+            self.oauth_client_id is None or self.oauth_client_secret is None
+        ):
+            raise ValueError(
+                "APEX_OAUTH_TOKEN_CHECK=introspection needs APEX_OAUTH_CLIENT_ID and "
+                "APEX_OAUTH_CLIENT_SECRET, the credentials this server introspects with"
+            )
+        return self
+
+    @property
+    def serves_users(self) -> bool:
+        """Whether HTTP callers are users of their own (OAuth, or several static tokens)."""
+        return self.oauth_issuer is not None or bool(self.http_tokens)
+
     @property
     def resolved_backend(self) -> Literal["local", "remote"]:
         if self.backend != "auto":
@@ -376,6 +424,23 @@ class Settings(BaseSettings):
             if hmac.compare_digest(secret, given):
                 found = user
         return found
+
+
+def _user_secrets(value: Any, expected: str, what: str) -> Any:
+    """User -> secret, from a JSON object; never a secret in an error."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except ValueError:
+            raise ValueError(f"not valid JSON: expected {expected}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"expected {expected}")
+    secrets = [v.get_secret_value() if isinstance(v, SecretStr) else v for v in value.values()]
+    if any(isinstance(secret, str) and not secret.strip() for secret in secrets):
+        raise ValueError(f"a user has an empty {what}: expected {expected}")
+    if len(set(map(str, secrets))) < len(secrets):
+        raise ValueError(f"two users have the same {what}: give each user one of their own")
+    return value
 
 
 _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+)://")

@@ -239,3 +239,47 @@ def test_a_miners_key_comes_from_the_environment_and_never_shows(
     assert MINER_SECRET not in repr(
         MinerPool([engine_miner(MinerSettings.parse("openai", api_key=SecretStr(MINER_SECRET)))])
     )
+
+
+def test_http_tokens_name_users_and_a_bad_value_never_shows_a_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APEX_HTTP_TOKENS", '{"alice": "http-tok-secret-a", "bob": "tok-b-secret"}')
+    settings = load_settings()
+    assert settings.serves_users
+    assert {u: t.get_secret_value() for u, t in settings.http_tokens.items()} == {
+        "alice": "http-tok-secret-a",
+        "bob": "tok-b-secret",
+    }
+    assert "http-tok-secret-a" not in repr(settings) + str(settings.model_dump())
+    for value, said in (
+        ('{"alice": "same-secret-x", "bob": "same-secret-x"}', "the same token"),
+        ('{"alice": "unclosed-secret-y"', "not valid JSON"),
+        ('{"alice": " "}', "an empty token"),
+    ):
+        monkeypatch.setenv("APEX_HTTP_TOKENS", value)
+        with pytest.raises(ValidationError) as caught:
+            load_settings()
+        shown = describe_validation_error(caught.value, "")  # what the command line prints
+        assert said in shown and "secret" not in shown
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        ({"APEX_API_KEY": "apex-key-secret-5551234"}, "remote Apex server"),
+        ({"APEX_HTTP_SESSION_CONFIG": "true"}, "choose one"),
+        ({"APEX_OAUTH_TOKEN_CHECK": "introspection"}, "APEX_OAUTH_CLIENT_ID"),
+    ],
+)
+def test_oauth_is_refused_where_it_cannot_hold(
+    monkeypatch: pytest.MonkeyPatch, extra: dict[str, str], said: str
+) -> None:
+    monkeypatch.setenv("APEX_OAUTH_ISSUER", "https://id.example.com/realms/team")
+    assert load_settings().serves_users
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        load_settings()
+    shown = describe_validation_error(caught.value, "")
+    assert said in shown and "apex-key-secret" not in shown

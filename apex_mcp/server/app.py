@@ -77,6 +77,11 @@ def build_server(
     selection = Selection.of(settings, toolsets, read_only=read_only)
     tools = [build_tool(spec) for spec in all_tools() if selection.serves(spec.offer)]
 
+    middleware = [remember_request, client_logs.middleware, follow_listened_research]
+    if settings.serves_users:  # each caller sees what their scopes allow
+        from .auth import permit_by_scope
+
+        middleware.insert(1, permit_by_scope)
     mcp: MCPServer[AppState] = MCPServer(
         "apex-mcp",
         title="Apex (Bittensor SN1)",
@@ -86,8 +91,7 @@ def build_server(
         subscriptions=bus,
         log_level=settings.log_level,
         tools=tools,
-        # outermost first
-        middleware=[remember_request, client_logs.middleware, follow_listened_research],
+        middleware=middleware,  # outermost first
     )
     # logging/setLevel, and with it the logging capability, for the handshake protocol
     # versions; the SDK refuses the method at 2026-07-28, which dropped it. MCPServer has no

@@ -1,12 +1,12 @@
 """The MCP server over HTTP: streamable HTTP at ``/mcp``, and for clients that speak only the
 2024-11-05 transport, HTTP+SSE at ``/sse`` (its messages to ``/messages/``). Host/Origin checks
-on, a bearer token when it listens beyond loopback (unless a hosting platform in front
-authenticates, with per-session configuration), a health endpoint, and a plain 404 where hosts
-look for OAuth metadata."""
+on, bearer tokens (static ones, or OAuth access tokens: see ``auth``) required when it listens
+beyond loopback (unless a hosting platform in front authenticates, with per-session
+configuration), a health endpoint, and where hosts look for OAuth metadata, this server's
+(RFC 9728) or, without OAuth, a plain 404."""
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import re
@@ -15,11 +15,10 @@ from typing import Any
 import anyio
 from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
-from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .._http import bearer_token, drain_body, header, send_whole
+from .._http import drain_body, header, send_whole
 from ..config import Settings
 from ..serving import is_loopback, serve_until_signalled
 from .app import running_state
@@ -35,6 +34,7 @@ NO_OAUTH = (
     "this server does not use OAuth: clients send its token, if it has one (APEX_HTTP_TOKEN), "
     "as 'Authorization: Bearer <token>'"
 )
+PROTECTED_RESOURCE = "/.well-known/oauth-protected-resource"
 SSE_PATH = "/sse"
 MESSAGES_PATH = "/messages/"
 SSE_WITH_SESSION_CONFIG = (
@@ -71,14 +71,18 @@ def security_for(host: str, port: int, settings: Settings) -> TransportSecurityS
 
 def create_http_app(mcp: MCPServer[AppState], settings: Settings, host: str, port: int) -> Any:
     """The ASGI app: ``/mcp`` (streamable HTTP), ``/sse`` and ``/messages/`` (HTTP+SSE),
-    ``/healthz``, behind a bearer check when a token is set. Refuses to build without a token
-    for a non-loopback address."""
-    token = settings.http_token
-    if token is None and not is_loopback(host):
+    ``/healthz``, behind a bearer check when tokens or OAuth are set. Refuses to build without
+    either for a non-loopback address."""
+    from .auth import AuthGate, Protection, resource_metadata_url, tool_permissions
+
+    resource_url = settings.oauth_resource_url or default_resource_url(host, port)
+    protection = Protection.of(settings, resource_url)
+    if protection is None and not is_loopback(host):
         if not settings.http_session_config:
             raise SystemExit(
                 f"refusing to serve MCP on {host} without a token: set APEX_HTTP_TOKEN "
-                "(clients send it as 'Authorization: Bearer <token>') or listen on 127.0.0.1"
+                "(clients send it as 'Authorization: Bearer <token>'), APEX_HTTP_TOKENS or "
+                "APEX_OAUTH_ISSUER, or listen on 127.0.0.1"
             )
         log.warning(
             "serving MCP on %s without a token: APEX_HTTP_SESSION_CONFIG trusts the platform "
@@ -90,8 +94,27 @@ def create_http_app(mcp: MCPServer[AppState], settings: Settings, host: str, por
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    oauth = protection is not None and protection.oauth is not None
+    if oauth and settings.oauth_resource_url is None and not is_loopback(host):
+        log.warning(
+            "APEX_OAUTH_RESOURCE_URL is not set: the tokens must be for %s; set it to the URL "
+            "clients reach this server's /mcp by",
+            resource_url,
+        )
+    # RFC 9728: at the well-known path followed by the resource's path, and (as some hosts
+    # look for it) at the well-known path alone.
+    metadata_paths = {PROTECTED_RESOURCE, url_path(resource_metadata_url(resource_url))}
+
     @mcp.custom_route(WELL_KNOWN + "{name:path}", methods=["GET"])  # type: ignore[untyped-decorator]
     async def well_known(request: Request) -> Response:
+        if protection is not None and protection.oauth is not None:
+            if request.url.path.rstrip("/") in metadata_paths:
+                return JSONResponse(protection.metadata_document())
+            message = (
+                f"this server's authorization server is {protection.oauth.issuer}: see "
+                f"{PROTECTED_RESOURCE}"
+            )
+            return JSONResponse({"error": "not_found", "message": message}, status_code=404)
         return JSONResponse({"error": "not_found", "message": NO_OAUTH}, status_code=404)
 
     hide_session_ids()
@@ -111,7 +134,23 @@ def create_http_app(mcp: MCPServer[AppState], settings: Settings, host: str, por
         app = SessionConfigGate(app)
         refusal = SSE_WITH_SESSION_CONFIG
     app = BodyLimitGate(LegacySse(app, mcp, security, refusal=refusal))
-    return BearerGate(app, token) if token is not None else app
+    if protection is None:
+        return app
+    return AuthGate(app, protection, is_open, tool_permissions())
+
+
+def default_resource_url(host: str, port: int) -> str:
+    """This server's /mcp URL as a client on the same machine reaches it (the resource the
+    tokens must be for, unless APEX_OAUTH_RESOURCE_URL says another)."""
+    if host in ("0.0.0.0", "::", "localhost"):
+        host = "127.0.0.1"
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/mcp"
+
+
+def url_path(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path
 
 
 async def _refuse(
@@ -357,25 +396,6 @@ class BodyLimitGate:
                     f"{self.limit:,}: send less (a prompt holds at most 1,000,000 characters)"
                 )
                 await _refuse(receive, send, 413, {"error": "too_large", "message": message})
-                return
-        await self.app(scope, receive, send)
-
-
-class BearerGate:
-    """ASGI middleware: every HTTP request but the open paths needs ``Bearer <token>``."""
-
-    def __init__(self, app: Any, token: SecretStr) -> None:
-        self.app = app
-        self._token = token.get_secret_value().encode()
-        if not self._token.strip():
-            raise ValueError("an empty bearer token would let anyone in")
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and not is_open(scope["path"]):
-            given = bearer_token(header(scope, b"authorization"))
-            if given is None or not hmac.compare_digest(given.encode("latin-1"), self._token):
-                body = {"error": "unauthorized", "message": "send Authorization: Bearer <token>"}
-                await _refuse(receive, send, 401, body, (b"www-authenticate", b"Bearer"))
                 return
         await self.app(scope, receive, send)
 

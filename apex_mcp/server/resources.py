@@ -30,7 +30,7 @@ from .conversation import (
     research_states,
 )
 from .inventory import Offer, Selection, Toolset, declare
-from .state import HANDLING, AppState, research_uri
+from .state import HANDLING, AppState, follow_or_refuse, research_uri
 from .views import chats_index, completion_markdown, report_markdown, transcript
 
 if TYPE_CHECKING:
@@ -140,8 +140,8 @@ def _subscriptions(mcp: MCPServer[AppState]) -> None:
     ) -> EmptyResult:
         state = ctx.lifespan_context
         uri = str(params.uri)
+        await follow_or_refuse(state, uri)  # first: another's job is not subscribed to
         state.subscribe(uri, ctx.session)
-        await state.follow(uri)
         return EmptyResult()
 
     async def unsubscribe(

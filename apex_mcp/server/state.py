@@ -51,10 +51,21 @@ async def follow_listened_research(
         state: AppState = ctx.lifespan_context
         for uri in uris if isinstance(uris, list) else []:
             if isinstance(uri, str):
-                await state.follow(uri)
+                await follow_or_refuse(state, uri)
     return await call_next(ctx)
 
 
+async def follow_or_refuse(state: AppState, uri: str) -> None:
+    """``state.follow``, a job the caller cannot read refused as a resource not found."""
+    from mcp.shared.exceptions import MCPError
+
+    try:
+        await state.follow(uri)
+    except ApexError as error:
+        raise MCPError(RESOURCE_NOT_FOUND, f"{uri}: {error.message}") from None
+
+
+RESOURCE_NOT_FOUND = -32002  # the MCP spec's code for a resource that is not there
 _FORGETS_SUBSCRIPTIONS = "apex-mcp:forgets-subscriptions"  # in a connection's state
 FINISHED = frozenset({"completed", "failed", "cancelled"})
 
@@ -94,7 +105,7 @@ class AppState:
                 f"the Apex backend could not start: {self._failure} (run `apex-mcp doctor`)",
             )
         if self.sessions is None:
-            return self._client
+            return self._user_client(self._client)
         request = HANDLING.get()
         if request is None:  # fail closed: never the server's own user by accident
             raise ApexError(Code.INTERNAL, "a call outside any session's request")
@@ -106,6 +117,24 @@ class AppState:
                 "sessions bring their settings only to the embedded engine",
             )
         return await self.sessions.client_for(request, self._client)
+
+    def _user_client(self, client: ApexClient) -> ApexClient:
+        """``client`` as the caller of the request being handled sees it: their own user's
+        view when callers are users (OAuth, several tokens); else the server's one user."""
+        if not self.settings.serves_users:  # everyone is the server's one user
+            return client
+        from .auth import caller_of
+
+        caller = caller_of(HANDLING.get())
+        if caller is None:  # fail closed: never another's data by accident
+            raise ApexError(Code.INTERNAL, "a call outside any authenticated request")
+        if caller.user is None:  # the one shared token: the server's own user
+            return client
+        from ..engine import LocalApex
+
+        if not isinstance(client, LocalApex):  # the settings refuse it (a remote backend)
+            raise ApexError(Code.FAILED_PRECONDITION, "users of their own need the embedded engine")
+        return client.for_user(caller.user)
 
     @property
     def is_open(self) -> bool:
@@ -158,15 +187,20 @@ class AppState:
 
     async def follow(self, uri: str) -> None:
         """Start following ``uri`` for the client of the request being handled, if it is a
-        research job (other resources change only through this server's own calls)."""
+        research job (other resources change only through this server's own calls). A job
+        its caller cannot read is refused (ApexError NOT_FOUND): nobody hears of another's."""
         if not uri.startswith("apex://research/"):
             return
+        job_id = uri.removeprefix("apex://research/")
         try:
             client = await self.apex()
+            await client.get_deep_researcher_job(m.GetDeepResearcherJobRequest(job_id=job_id))
         except ApexError as error:  # reading it will say what is wrong
+            if error.code in (Code.NOT_FOUND, Code.INVALID_ARGUMENT):
+                raise
             log.info("cannot follow %s: %s", uri, error)
             return
-        self.watch_research(uri.removeprefix("apex://research/"), client)
+        self.watch_research(job_id, client)
 
     async def notify_research(self, job_id: str) -> None:
         await self.notify(research_uri(job_id))
