@@ -33,6 +33,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         miner_queue_seconds=settings.miner_queue_seconds,
         search_provider=settings.search_provider,
         searxng_url=settings.searxng_url,
+        search_ranking=settings.search_ranking,
         allow_private_addresses=settings.allow_private_addresses,
         research=ResearchLimits(
             max_concurrent_jobs=settings.research_max_concurrent_jobs,

@@ -119,5 +119,6 @@ class EngineConfig:
     miner_queue_seconds: float = DEFAULT_QUEUE_SECONDS
     search_provider: Literal["duckduckgo", "searxng"] = "duckduckgo"
     searxng_url: str | None = None
+    search_ranking: str = "auto"  # see retrieval.rank_pages
     allow_private_addresses: bool = False  # let retrieval read LAN / loopback pages (tests)
     research: ResearchLimits = field(default_factory=ResearchLimits)

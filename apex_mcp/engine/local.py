@@ -169,6 +169,7 @@ class LocalApex:
                 WebRetriever(
                     build_providers(config.search_provider, config.searxng_url),
                     allow_private_addresses=config.allow_private_addresses,
+                    ranking=config.search_ranking,
                 ) as retriever,
                 # Inside the others: jobs stop (and say so in the store) before what they use.
                 ResearchRunner(store, miners, retriever, config.research) as research,

@@ -7,8 +7,13 @@ progress as it goes through an ``emit`` callback:
    badly leaves the question itself as the one search);
 2. for each search, retrieval, then for each new source (URLs deduplicated across searches,
    at most ``max_sources`` per job) a miner notes what the source says about the question;
-3. a miner drafts a markdown report from the notes, citing the sources as [1], [2]…; the
-   "Sources" list that names their URLs is added here, not trusted to the model.
+3. a miner drafts a markdown report from the notes, citing the sources as [1], [2]…;
+4. the citations are verified here, not trusted to the model (``verify_citations``): a
+   citation stays only where the cited source's text supports its sentence (at least
+   ``SUPPORT_THRESHOLD`` of the sentence's words in one passage of it); one that does not is
+   moved to the source that does, or removed, as is a number no source has. Links and URLs
+   to pages the job did not read are removed. The "Sources" list, with the passage of each
+   source that supports what cites it, is added here too.
 
 Chunks, in the Apex format (``json.dumps([{"content": ...}])``): ``## Generating Research
 Plan``, the plan, ``## Searching: <query>``, ``### Reading: <title> (<url>)``, the notes,
@@ -44,6 +49,10 @@ from .config import ResearchLimits
 log = logging.getLogger("apex_mcp.engine.research")
 
 MAX_SOURCE_CHARS = 12_000  # of a page's text shown to the note taker
+MAX_VERIFIED_CHARS = 50_000  # of a page's text that citations are checked against
+# A cited sentence is supported by a source when at least this share of its words (stop
+# words out, plurals folded) is in one passage of the source's text.
+SUPPORT_THRESHOLD = 0.5
 MAX_QUERY_CHARS = 300
 FALLBACK_NOTES_CHARS = 1_500
 
@@ -107,6 +116,7 @@ class Source:
     url: str
     title: str
     notes: str
+    text: str = ""  # what was read: the title line, then the page's text
 
 
 PLAN_STEP = "## Generating Research Plan\n"
@@ -208,7 +218,8 @@ class Researcher:
                 await self.emit(f"{READ_STEP}{title} ({result.url})\n")
                 notes = await self.notes(question, search, title, result)
                 await self.emit(notes + "\n")
-                self.sources.append(Source(len(self.sources) + 1, result.url, title, notes))
+                text = result.content[:MAX_VERIFIED_CHARS]
+                self.sources.append(Source(len(self.sources) + 1, result.url, title, notes, text))
 
         if not self.sources and self.failures and set(searches) <= set(self.failures):
             raise _every_search_failed(list(self.failures.values()))
@@ -236,13 +247,21 @@ class Researcher:
 
     async def report(self, question: str) -> str:
         if not self.sources:
-            return (await self.ask(NO_SOURCES_PROMPT, question)).strip()
+            answer = await self.ask(NO_SOURCES_PROMPT, question)
+            return verify_citations(answer, [])[0].strip()
         listed = "\n\n".join(
             f"[{s.number}] {s.title} ({s.url})\nNotes:\n{s.notes}" for s in self.sources
         )
         body = await self.ask(REPORT_PROMPT, f"Question: {question}\n\nSources:\n\n{listed}")
-        sources = "\n".join(f"- [{s.number}] [{s.title}]({s.url})" for s in self.sources)
-        return f"{_without_sources_section(body).strip()}\n\n## Sources\n\n{sources}\n"
+        body, support = verify_citations(_without_sources_section(body), self.sources)
+        if not support:
+            return body.strip()
+        sources = "\n".join(
+            f"- [{s.number}] [{s.title}]({s.url})\n  > {' '.join(support[s.number].split())}"
+            for s in self.sources
+            if s.number in support
+        )
+        return f"{body.strip()}\n\n## Sources\n\n{sources}\n"
 
     async def ask(self, instructions: str, prompt: str) -> str:
         """One miner answer, with the request's model, seed and sampling."""
@@ -333,3 +352,109 @@ def _without_sources_section(report: str) -> str:
     # Models add their own list of sources despite being told not to; ours replaces it.
     match = _SOURCES_HEADING.search("\n" + report)
     return report[: max(match.start() - 1, 0)] if match else report
+
+
+# --- verified citations ----------------------------------------------------------------------
+
+_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_CITATIONS = re.compile(r"(?:\s*\[\d+(?:\s*,\s*\d+)*\])+")
+# Sentences end at . ! ? followed by space, unless a citation follows ("... here. [2]").
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?!\[\d)")
+_MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\((\S+?)\)")
+_BARE_URL = re.compile(r"<?\b(?:https?|ftp)://[^\s<>()\]]+>?", re.IGNORECASE)
+
+
+def verify_citations(report: str, sources: list[Source]) -> tuple[str, dict[int, str]]:
+    """``report`` with only the citations its sources support, and for each source cited,
+    the passage of its text that supports it best.
+
+    A citation of a number no source has is removed. A cited sentence that its source does
+    not support (``SUPPORT_THRESHOLD``) is cited to the source that supports it best instead,
+    if one does, else left uncited. Markdown links and URLs to pages that are not among the
+    sources are removed (a link keeps its text).
+    """
+    by_number = {s.number: s for s in sources}
+    passages = {s.number: _passages(s) for s in sources}
+    best: dict[int, tuple[float, str]] = {}
+    read = {_url_key(s.url) for s in sources}
+
+    def verified(sentence: str) -> str:
+        cited = [int(n) for group in _CITATION.findall(sentence) for n in group.split(",")]
+        if not cited:
+            return sentence
+        claim = _CITATIONS.sub("", sentence)
+        kept: list[int] = []
+        for number in dict.fromkeys(cited):
+            if number not in by_number:
+                log.info("citation [%d] removed: no source has that number", number)
+                continue
+            score, passage = _support(claim, passages[number])
+            if score < SUPPORT_THRESHOLD:
+                number, score, passage = _best_support(claim, passages)
+                if score < SUPPORT_THRESHOLD:
+                    log.info("a citation removed: no source supports %r", claim[:80])
+                    continue
+            if number not in kept:
+                kept.append(number)
+                if score > best.get(number, (-1.0, ""))[0]:
+                    best[number] = (score, passage)
+        marks = "".join(f"[{n}]" for n in kept)
+        first = _CITATIONS.search(sentence)
+        assert first is not None  # a sentence with a citation
+        head = _CITATIONS.sub("", sentence[: first.start()])
+        tail = _CITATIONS.sub("", sentence[first.end() :])
+        return f"{head}{' ' if marks else ''}{marks}{tail}"
+
+    def unread_links(text: str) -> str:
+        text = _MARKDOWN_LINK.sub(
+            lambda m: m.group(0) if _url_key(m.group(2)) in read else m.group(1), text
+        )
+        return _BARE_URL.sub(lambda m: m.group(0) if _url_key(m.group(0)) in read else "", text)
+
+    lines = []
+    for line in report.split("\n"):
+        line = unread_links(line)
+        lines.append("".join(verified(part) for part in _split_keeping(line)))
+    return "\n".join(lines), {n: passage for n, (_, passage) in best.items()}
+
+
+def _split_keeping(line: str) -> list[str]:
+    """The line's sentences, each with the spaces that followed it (joined, the line again)."""
+    parts: list[str] = []
+    start = 0
+    for match in _SENTENCE.finditer(line):
+        parts.append(line[start : match.end()])
+        start = match.end()
+    parts.append(line[start:])
+    return parts
+
+
+def _passages(source: Source) -> list[tuple[set[str], str]]:
+    from .retrieval import split_passages, tokenize
+
+    text = source.text or f"{source.title}\n{source.notes}"
+    return [(set(tokenize(p)), p) for p in split_passages(text)]
+
+
+def _support(claim: str, passages: list[tuple[set[str], str]]) -> tuple[float, str]:
+    """The share of the claim's words in the passage that has most of them, and that passage."""
+    from .retrieval import tokenize
+
+    words = set(tokenize(claim))
+    if not words or not passages:
+        return 0.0, ""
+    words_in, passage = max(((len(words & p), text) for p, text in passages), key=lambda x: x[0])
+    return words_in / len(words), passage
+
+
+def _best_support(
+    claim: str, passages: dict[int, list[tuple[set[str], str]]]
+) -> tuple[int, float, str]:
+    scored = [(number, *_support(claim, p)) for number, p in passages.items()]
+    return max(scored, key=lambda x: x[1], default=(0, 0.0, ""))
+
+
+def _url_key(url: str) -> str:
+    from .retrieval import normalize_url
+
+    return normalize_url(url.strip("<>").rstrip(".,;:"))

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import logging
 import math
 import os
@@ -39,12 +40,13 @@ import re
 import socket
 import ssl
 import textwrap
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import anyio
@@ -74,6 +76,12 @@ SEARCH_SHARE = 0.5  # of max_response_time, at most, for the search
 EXTRACT_THREADS = min(4, os.cpu_count() or 1)  # per retriever, for all its calls
 MIN_MAIN_TEXT_CHARS = 200  # less is an error page, a login wall or a script shell
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+
+# How the pages are ordered and their passage picked (see ``rank_pages``); bench.quality
+# measures each on the project's quality set.
+RANKINGS = ("auto", "provider", "bm25", "embedding", "fusion")
+DEFAULT_RANKING = "auto"
+RRF_K = 60  # reciprocal rank fusion's damping, as in its paper
 
 # Query variants for the later rounds of the fan-out: each "miner" asks something different.
 QUERY_VARIANTS = (
@@ -272,7 +280,8 @@ class _PageFailure(Exception):
 class _Page:
     url: str
     content: str
-    relevant: str
+    passages: list[str]
+    relevant: str = ""
 
 
 @dataclass
@@ -282,8 +291,8 @@ class _Failed:
 
 @dataclass
 class _Stats:
-    extract: float = 0.0
-    rank: float = 0.0
+    extract: float = 0.0  # CPU seconds, summed over the pages
+    rank: float = 0.0  # wall seconds of the ranking (one call, in a worker thread)
 
 
 class WebRetriever:
@@ -303,6 +312,7 @@ class WebRetriever:
         max_redirects: int = 5,
         passage_chars: int = 500,
         allow_private_addresses: bool = False,
+        ranking: str = DEFAULT_RANKING,
         resolver: Resolver | None = None,
         network: httpcore2.AsyncNetworkBackend | None = None,
     ) -> None:
@@ -310,6 +320,7 @@ class WebRetriever:
             raise ValueError("a WebRetriever needs at least one search provider")
         if passage_chars < 50:
             raise ValueError("passage_chars must be at least 50")
+        self.ranking = resolve_ranking(ranking)
         self.providers = list(providers)
         self.max_page_bytes = max_page_bytes
         self.max_redirects = max_redirects
@@ -368,9 +379,9 @@ class WebRetriever:
         """Search, read and return up to ``n_results`` pages, within ``max_response_time``.
 
         ``timings``, when given, receives seconds: ``search`` and ``fetch`` (wall time of the
-        two phases; fetch includes extracting each page as it arrives), ``extract`` and
-        ``rank`` (CPU time spent in them, summed over the pages, in worker threads) and
-        ``total``.
+        two phases; fetch includes extracting each page as it arrives), ``extract`` (CPU time,
+        summed over the pages, in worker threads), ``rank`` (wall time of ranking the pages
+        read) and ``total``.
         """
         started = time.perf_counter()
         query, n_miners, n_results, budget = _settings(request)
@@ -382,8 +393,9 @@ class WebRetriever:
 
         fetch_started = time.perf_counter()
         stats = _Stats()
-        pages = await self._read_pages(hits, query, n_results, deadline, stats)
+        pages = await self._read_pages(hits, n_results, deadline, stats)
         timings["fetch"] = time.perf_counter() - fetch_started
+        pages = await self._rank(query, pages, n_results, stats)
         timings["extract"] = stats.extract
         timings["rank"] = stats.rank
         timings["total"] = time.perf_counter() - started
@@ -433,12 +445,22 @@ class WebRetriever:
     # --- fetch and extract ------------------------------------------------------------------
 
     async def _read_pages(
-        self, hits: list[SearchHit], query: str, n_results: int, deadline: float, stats: _Stats
+        self, hits: list[SearchHit], n_results: int, deadline: float, stats: _Stats
     ) -> list[_Page]:
-        outcomes: list[_Page | _Failed | None] = [None] * len(hits)  # None: not read yet
-        started = 0
+        """The good pages among the first candidates, in search-rank order.
 
-        with anyio.CancelScope(deadline=deadline):
+        In search order (``ranking="provider"``) those are the first ``n_results``. Otherwise
+        they are a pool of up to ``2 * n_results + 2`` pages for the ranking to choose from;
+        once the first ``n_results`` are in, the others get as long again (at least a second)
+        and no longer than the deadline.
+        """
+        outcomes: list[_Page | _Failed | None] = [None] * len(hits)  # None: not read yet
+        pool = 2 * n_results + 2
+        want = n_results if self.ranking == "provider" else pool
+        started = 0
+        began = anyio.current_time()
+
+        with anyio.CancelScope(deadline=deadline) as scope:
             async with anyio.create_task_group() as tg:
 
                 def start_next() -> None:
@@ -448,21 +470,44 @@ class WebRetriever:
                         started += 1
 
                 async def read(i: int) -> None:
-                    outcome = await self._read_page(hits[i].url, query, stats)
+                    outcome = await self._read_page(hits[i].url, stats)
                     outcomes[i] = outcome
                     if isinstance(outcome, _Failed):
                         start_next()  # a failure is replaced by the next candidate
-                    _, complete = _choose(outcomes, n_results)
+                    _, complete = _choose(outcomes, want)
                     if complete:  # the pages still loading can no longer change the answer
                         tg.cancel_scope.cancel()
+                    elif want > n_results and _choose(outcomes, n_results)[1]:
+                        now = anyio.current_time()
+                        scope.deadline = min(scope.deadline, now + max(1.0, now - began))
 
-                for _ in range(min(len(hits), 2 * n_results + 2)):
+                for _ in range(min(len(hits), pool)):
                     start_next()
 
-        chosen, _ = _choose(outcomes, n_results)
+        chosen, _ = _choose(outcomes, want)
         return chosen
 
-    async def _read_page(self, url: str, query: str, stats: _Stats) -> _Page | _Failed:
+    async def _rank(
+        self, query: str, pages: list[_Page], n_results: int, stats: _Stats
+    ) -> list[_Page]:
+        """The ``n_results`` pages whose best passage answers ``query`` best, each with that
+        passage as ``relevant`` (in search order, and each page's best BM25 passage, for
+        ``ranking="provider"``)."""
+        if not pages:
+            return []
+        started = time.perf_counter()
+        ranked = await anyio.to_thread.run_sync(
+            rank_pages, [p.passages for p in pages], query, self.ranking
+        )
+        stats.rank += time.perf_counter() - started
+        chosen = []
+        for index, passage in ranked[:n_results]:
+            page = pages[index]
+            page.relevant = page.passages[passage] if page.passages else ""
+            chosen.append(page)
+        return chosen
+
+    async def _read_page(self, url: str, stats: _Stats) -> _Page | _Failed:
         try:
             final_url, body, charset = await self._fetch(url)
         except _PageFailure as failure:
@@ -479,7 +524,6 @@ class WebRetriever:
                 body,
                 charset,
                 final_url,
-                query,
                 self.passage_chars,
                 abandon_on_cancel=True,
                 limiter=self._extract_limiter,
@@ -488,7 +532,6 @@ class WebRetriever:
             log.info("web page skipped: %s: extraction failed: %s", final_url, _describe(exc))
             return _Failed("extraction failed")
         stats.extract += read.extract_seconds
-        stats.rank += read.rank_seconds
         if read.page is None:
             log.debug("web page skipped: %s: no main text", final_url)
             return _Failed("no main text")
@@ -603,8 +646,15 @@ def extract_content(html: bytes | str, url: str | None = None) -> str:
     # The title alone: trafilatura's full metadata (dates, authors...) would more than double
     # the time of an extraction, for nothing we return.
     title = " ".join((extract_title(tree) or "").split())
+    # favor_precision: bylines, share bars and "related" lists inside an <article> go too
+    # (bench.quality: 29% of pages leaked some without it, none with it, no text lost).
     document = trafilatura.bare_extraction(
-        tree, url=url, include_comments=False, include_tables=True, with_metadata=False
+        tree,
+        url=url,
+        include_comments=False,
+        include_tables=True,
+        with_metadata=False,
+        favor_precision=True,
     )
     if document is None or isinstance(document, dict):
         return ""
@@ -652,6 +702,141 @@ def best_passage(passages: Sequence[str], query: str) -> str:
         return ""
     scores = bm25_scores(passages, query)
     return passages[max(range(len(passages)), key=scores.__getitem__)]
+
+
+def rank_pages(
+    pages: Sequence[Sequence[str]], query: str, ranking: str = DEFAULT_RANKING
+) -> list[tuple[int, int]]:
+    """The pages (each a list of passages, in search order) from the one whose best passage
+    answers ``query`` best, as ``(page index, best passage index)``.
+
+    - ``provider``: search order; each page's best passage by BM25 over that page alone.
+    - ``bm25``: BM25 over every passage of every page as one collection (the words rare
+      across the pages weigh most).
+    - ``embedding``: cosine similarity of query and passage in a static word-embedding model
+      (WordLlama, the ``embeddings`` extra).
+    - ``fusion``: reciprocal rank fusion of those two.
+    - ``auto``: ``embedding`` where WordLlama is installed, else ``bm25``.
+
+    Except in search order, a passage is scored without the page's title line (a title that
+    restates the query is the oldest bait there is), and its score is multiplied by
+    ``(1 - d) ** 2``, ``d`` being the share of its words that are the query's: a passage made
+    of the question's words restates it, it does not answer it. A page scores its best
+    passage; ties keep search order; a page without passages comes last.
+    """
+    ranking = resolve_ranking(ranking)
+    if ranking == "provider":
+        return [(i, _argmax(bm25_scores(p, query)) if p else 0) for i, p in enumerate(pages)]
+    owners = [i for i, passages in enumerate(pages) for _ in passages]
+    flat = [
+        _without_title(passage) if j == 0 else passage
+        for passages in pages
+        for j, passage in enumerate(passages)
+    ]
+    terms = set(tokenize(query))
+    damping = [(1 - _share_of(terms, passage)) ** 2 for passage in flat]
+    lexical = [s * d for s, d in zip(bm25_scores(flat, query), damping, strict=True)]
+    if ranking == "bm25":
+        scores = lexical
+    else:
+        semantic = [s * d for s, d in zip(embedding_scores(flat, query), damping, strict=True)]
+        scores = semantic if ranking == "embedding" else _fused(lexical, semantic)
+    best: dict[int, int] = {}  # page -> index in flat of its best passage
+    chosen: dict[int, int] = {}  # page -> index in flat of the passage returned
+    first: dict[int, int] = {}
+    for k, owner in enumerate(owners):
+        first.setdefault(owner, k)
+        if owner not in best or scores[k] > scores[best[owner]]:
+            best[owner] = k
+        if owner not in chosen or lexical[k] > lexical[chosen[owner]]:
+            chosen[owner] = k
+    if ranking == "embedding":
+        # Static embeddings tell pages apart better than words do, and passages of one page
+        # worse (their scores within a page are nearly flat): the passage is BM25's choice,
+        # where any of the query's words is there at all.
+        chosen = {i: k if lexical[k] > 0 else best[i] for i, k in chosen.items()}
+    else:
+        chosen = best
+    order = sorted(best, key=lambda i: (-scores[best[i]], i))
+    order += [i for i in range(len(pages)) if i not in best]
+    return [(i, chosen[i] - first[i] if i in chosen else 0) for i in order]
+
+
+def resolve_ranking(ranking: str) -> str:
+    """``ranking``, with ``auto`` made ``embedding`` or ``bm25`` (whether WordLlama is here)."""
+    if ranking not in RANKINGS:
+        raise ValueError(f"unknown ranking {ranking!r}: use one of {', '.join(RANKINGS)}")
+    if ranking == "auto":
+        return "embedding" if importlib.util.find_spec("wordllama") is not None else "bm25"
+    return ranking
+
+
+def _without_title(passage: str) -> str:
+    # A page's first passage starts with its title line (see extract_content).
+    _, newline, rest = passage.partition("\n")
+    return rest if newline and rest.strip() else passage
+
+
+def _share_of(terms: set[str], passage: str) -> float:
+    words = tokenize(passage)
+    return sum(1 for w in words if w in terms) / len(words) if words else 0.0
+
+
+def embedding_scores(passages: Sequence[str], query: str) -> list[float]:
+    """Cosine similarity of each passage to ``query`` in WordLlama's 256-dimension space."""
+    if not passages:
+        return []
+    vectors = _embedder().embed([query, *passages], norm=True)
+    return [float(v) for v in vectors[1:] @ vectors[0]]
+
+
+def _embedder() -> Any:
+    """WordLlama, loaded once from the files its wheel ships (never from the network)."""
+    global _EMBEDDER
+    if _EMBEDDER is None:
+        with _EMBEDDER_LOCK:
+            if _EMBEDDER is None:
+                _EMBEDDER = _load_wordllama()
+    return _EMBEDDER
+
+
+def _load_wordllama() -> Any:
+    # Heavy (numpy, tokenizers, 16 MB of weights): loaded on first use. WordLlama.load would
+    # look for the tokenizer where its wheel does not put it and then go to the network.
+    from pathlib import Path
+
+    try:
+        import wordllama
+        from safetensors import safe_open
+        from tokenizers import Tokenizer
+        from wordllama.inference import WordLlamaInference
+    except ImportError:
+        raise RuntimeError(
+            "the embedding ranking needs WordLlama: pip install 'apex-mcp[embeddings]'"
+        ) from None
+    root = Path(wordllama.__file__).parent
+    with safe_open(root / "weights" / "l2_supercat_256.safetensors", "np") as weights:
+        table = weights.get_tensor("embedding.weight")
+    tokenizer = Tokenizer.from_file(str(root / "tokenizers" / "l2_supercat_tokenizer_config.json"))
+    return WordLlamaInference(table, tokenizer)
+
+
+_EMBEDDER: Any = None
+_EMBEDDER_LOCK = threading.Lock()
+
+
+def _fused(*rankings: Sequence[float]) -> list[float]:
+    """Reciprocal rank fusion: each item's sum of 1 / (RRF_K + its rank) over the rankings."""
+    fused = [0.0] * len(rankings[0])
+    for scores in rankings:
+        order = sorted(range(len(scores)), key=lambda k: -scores[k])
+        for rank, k in enumerate(order):
+            fused[k] += 1.0 / (RRF_K + rank + 1)
+    return fused
+
+
+def _argmax(values: Sequence[float]) -> int:
+    return max(range(len(values)), key=values.__getitem__)
 
 
 def bm25_scores(
@@ -717,11 +902,10 @@ def _is_heading(text: str, joiner: str) -> bool:
 class _Read:
     page: _Page | None
     extract_seconds: float
-    rank_seconds: float
 
 
-def _read_html(body: bytes, charset: str | None, url: str, query: str, size: int) -> _Read:
-    """Extract and pick the passage, in a worker thread."""
+def _read_html(body: bytes, charset: str | None, url: str, size: int) -> _Read:
+    """Extract and cut into passages, in a worker thread."""
     html: bytes | str = body
     if charset:  # the server's word beats guessing; without it trafilatura reads <meta>
         with contextlib.suppress(LookupError):  # a charset Python does not know
@@ -729,11 +913,10 @@ def _read_html(body: bytes, charset: str | None, url: str, query: str, size: int
     # CPU time of this thread: wall time would count the waits for the GIL too.
     started = time.thread_time()
     content = extract_content(html, url)
-    extracted = time.thread_time()
     if not content:
-        return _Read(None, extracted - started, 0.0)
-    relevant = best_passage(split_passages(content, size), query)
-    return _Read(_Page(url, content, relevant), extracted - started, time.thread_time() - extracted)
+        return _Read(None, time.thread_time() - started)
+    passages = split_passages(content, size)
+    return _Read(_Page(url, content, passages), time.thread_time() - started)
 
 
 def _choose(outcomes: Sequence[_Page | _Failed | None], n: int) -> tuple[list[_Page], bool]:

@@ -134,6 +134,7 @@ class Script:
     """
 
     plan: str = '["swarm scouts", "waggle dance"]'
+    report: str | None = None  # the report's answer, instead of one citing every source
     hold: set[str] = field(default_factory=set)
     seen: list[str] = field(default_factory=list)
     in_flight: int = 0
@@ -170,7 +171,10 @@ class Script:
         if kind == "notes":
             url = re.search(r"^URL: (\S+)$", user, re.MULTILINE)
             return f"- noted from {url.group(1) if url else '?'}"
-        cited = [f"Finding {n} [{n}]." for n, _, _ in _SOURCE_LINE.findall(user)]
+        if self.report is not None:
+            return self.report
+        # One claim per source, in the source's words (its title): a supported citation.
+        cited = [f"{title} [{n}]." for n, title, _ in _SOURCE_LINE.findall(user)]
         # A model that lists its sources anyway: the runner replaces the list with its own.
         return "# Nest choice\n\n" + " ".join(cited) + "\n\n## References\n- made up"
 
@@ -322,10 +326,14 @@ async def test_a_job_plans_searches_reads_and_writes_a_cited_report(
         "## Drafting report\n",
     ]
     assert report == (
-        "# Nest choice\n\nFinding 1 [1]. Finding 2 [2]. Finding 3 [3].\n\n## Sources\n\n"
+        "# Nest choice\n\nScout bees [1]. Quorum sensing [2]. The waggle dance [3].\n\n"
+        "## Sources\n\n"
         "- [1] [Scout bees](https://bees.example/scouts)\n"
+        "  > Scout bees Scouts inspect cavities and dance.\n"
         "- [2] [Quorum sensing](https://bees.example/quorum)\n"
+        "  > Quorum sensing A quorum of scouts decides.\n"
         "- [3] [The waggle dance](https://bees.example/dance)\n"
+        "  > The waggle dance Dances advertise a site.\n"
     )
     assert [r.search_query for r in retriever.calls] == ["swarm scouts", "waggle dance"]
 
@@ -360,7 +368,8 @@ async def test_sources_are_bounded_per_job(
     chunks = texts(done)
     assert sum(c.startswith("### Reading:") for c in chunks) == 2
     assert "## Searching: waggle dance\n" not in chunks  # no room left for it
-    assert chunks[-1].endswith("- [2] [Quorum sensing](https://bees.example/quorum)\n")
+    assert "- [2] [Quorum sensing](https://bees.example/quorum)\n  > " in chunks[-1]
+    assert "[3]" not in chunks[-1]
     assert [r.n_results for r in retriever.calls] == [2]
 
 
@@ -369,12 +378,96 @@ async def test_a_model_that_cannot_plan_leaves_the_question_as_the_search(
 ) -> None:
     _, url = fake
     script.plan = "Sure! I would search the web for bees."
-    retriever = FakeRetriever(web={QUESTION: [page("https://bees.example/q", "Q", "Answer.")]})
+    retriever = FakeRetriever(
+        web={QUESTION: [page("https://bees.example/q", "Quorum", "Quorum answer.")]}
+    )
     async with engine(tmp_path / "apex.db", url, retriever) as apex:
         job = await apex.submit_deep_researcher_job(ask())
         done = await status_is(apex, job.job_id, "completed")
     assert texts(done)[1:3] == [f"1. {QUESTION}\n", f"## Searching: {QUESTION}\n"]
-    assert "[1] [Q](https://bees.example/q)" in texts(done)[-1]
+    assert "[1] [Quorum](https://bees.example/q)" in texts(done)[-1]
+
+
+FIVE_SOURCES = {
+    "swarm scouts": [
+        page("https://bees.example/scouts", "Scout bees", "Scouts inspect cavities and dance."),
+        page("https://bees.example/quorum", "Quorum sensing", "A quorum of scouts decides."),
+        page("https://bees.example/dance", "The waggle dance", "Dances advertise a site."),
+    ],
+    "waggle dance": [
+        page("https://bees.example/wax", "Wax", "Young workers make wax from eight glands."),
+        page("https://bees.example/honey", "Honey", "Honey is nectar dried below 18% water."),
+    ],
+}
+
+MADE_UP = (
+    "# Nest choice\n\n"
+    "Scouts inspect cavities and dance [1]. "
+    "A quorum of scouts decides [1]. "  # the wrong source: it is the second's claim
+    "Queens live for five years [7]. "  # a number of no source, and a claim of none
+    "The colony flies off together, as [a study](https://made.up/study) found [3]. "
+    "More at https://made.up/raw and <https://made.up/other>. "
+    "Dances advertise a site [3][2]. "  # one right, one wrong
+    "See [the scouts page](https://bees.example/scouts).\n"
+)
+
+
+async def test_the_stored_report_keeps_only_citations_its_sources_support(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
+) -> None:
+    _, url = fake
+    script.report = MADE_UP
+    async with engine(tmp_path / "apex.db", url, FakeRetriever(web=FIVE_SOURCES)) as apex:
+        job = await apex.submit_deep_researcher_job(ask())
+        done = await status_is(apex, job.job_id, "completed")
+        stored = await get(apex, job.job_id)  # as a later reader gets it from the store
+    report = texts(stored)[-1]
+    assert report == texts(done)[-1]
+    body, sources = report.split("\n## Sources\n")
+
+    assert "Scouts inspect cavities and dance [1]." in body
+    assert "A quorum of scouts decides [2]." in body  # moved to the source that says it
+    assert "Queens live for five years." in body  # kept, uncited: no source says it
+    assert "[7]" not in report
+    assert "The colony flies off together, as a study found." in body  # [3] does not say it
+    assert "Dances advertise a site [3]." in body
+    assert "made.up" not in report  # no page the job did not read
+    assert "[the scouts page](https://bees.example/scouts)" in body  # a page it did read
+    read = {r.url for results in FIVE_SOURCES.values() for r in results}
+    assert set(re.findall(r"https?://[^\s)>]+", report)) <= read
+    assert {int(n) for n in re.findall(r"\[(\d+)\]", report)} == {1, 2, 3}
+
+    # Each source cited, with the passage that supports what cites it; the others not.
+    assert sources == (
+        "\n- [1] [Scout bees](https://bees.example/scouts)\n"
+        "  > Scout bees Scouts inspect cavities and dance.\n"
+        "- [2] [Quorum sensing](https://bees.example/quorum)\n"
+        "  > Quorum sensing A quorum of scouts decides.\n"
+        "- [3] [The waggle dance](https://bees.example/dance)\n"
+        "  > The waggle dance Dances advertise a site.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("Scouts inspect cavities [1].", "Scouts inspect cavities [1]."),
+        ("Scouts inspect cavities. [1]", "Scouts inspect cavities. [1]"),
+        ("Scouts inspect cavities [1, 2].", "Scouts inspect cavities [1]."),
+        ("Scouts inspect cavities [2].", "Scouts inspect cavities [1]."),
+        ("Something else entirely [1].", "Something else entirely."),
+        ("Scouts [1] inspect cavities [9].", "Scouts [1] inspect cavities."),
+        ("No citation here.", "No citation here."),
+    ],
+)
+def test_a_citation_is_verified_against_the_cited_text(sentence: str, expected: str) -> None:
+    sources = [
+        researcher.Source(
+            1, "https://a.example/", "Scouts", "", "Scouts\nScouts inspect cavities."
+        ),
+        researcher.Source(2, "https://b.example/", "Wax", "", "Wax\nWax comes from glands."),
+    ]
+    assert researcher.verify_citations(sentence, sources)[0] == expected
 
 
 async def test_with_no_sources_the_report_says_so(
@@ -907,7 +1000,7 @@ async def test_a_job_reads_real_pages_found_by_search(
     assert "honeybees" in reading[0].lower() and f"({site.url('/bees')})" in reading[0]
     assert f"({site.url('/tides')})" in reading[1]
     report = chunks[-1]
-    assert "Finding 1 [1]. Finding 2 [2]." in report
+    assert re.search(r"^# Nest choice\n\n.+ \[1\]\. .+ \[2\]\.\n", report)
     assert f"- [1] [{reading[0][13:].split(' (')[0]}]({site.url('/bees')})" in report
     assert f"({site.url('/tides')})" in report.split("## Sources")[1]
     assert {"swarm scouts", "waggle dance"} <= {q["q"][0] for q in search.queries}
@@ -934,7 +1027,8 @@ async def test_deep_research_through_the_gateway_is_as_in_process(
 
             over_the_wire = await wait_for(completed, "the job to complete through the gateway")
             found = await remote.web_retrieval(m.WebRetrievalRequest(search_query="tides"))
-            assert [r.url for r in found.results] == [site.url("/bees")]
+            # The page on tides, though the search lists the bees first: pages are ranked.
+            assert [r.url for r in found.results] == [site.url("/tides")]
             missing = m.GetDeepResearcherJobRequest(job_id=str(uuid.uuid4()))
             assert await code_of(remote.get_deep_researcher_job(missing)) is Code.NOT_FOUND
             bad = m.GetDeepResearcherJobRequest(job_id="42")
@@ -1045,7 +1139,7 @@ async def test_a_job_on_a_sessions_miners_runs_on_them_and_not_on_the_engines(
         job = await runner.submit("alice", ask(), miners="alice")
         assert (job.status, job.miners) == ("pending", "alice")
         done = await status_is(apex, job.id, "completed")
-    assert texts(done)[-1].startswith("# Nest choice\n\nFinding 1 [1].")
+    assert texts(done)[-1].startswith("# Nest choice\n\nScout bees [1].")
     assert alice_script.seen == ["plan", "notes", "notes", "notes", "report"]
     assert len(her_miner.requests) == 5
     assert {c.headers.get("authorization") for c in her_miner.calls} == {f"Bearer {ALICE_KEY}"}

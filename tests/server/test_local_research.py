@@ -53,7 +53,9 @@ async def test_web_search_reads_the_pages_it_finds(world: tuple[dict[str, str], 
     assert not result.is_error, text_of(result)
     out = result.structured_content
     assert out is not None
-    assert [r["url"] for r in out["results"]] == [site.url("/bees"), site.url("/tides")]
+    # The page that answers first; the second is whichever of the others ranks better.
+    urls = [r["url"] for r in out["results"]]
+    assert urls[0] == site.url("/bees") and urls[1] in (site.url("/tides"), site.url("/volcanoes"))
     bees = out["results"][0]
     assert bees["title"] == "How honeybees share the way to flowers"
     assert "waggle" in bees["relevant"]  # the passage that answers, not the page's start
