@@ -88,8 +88,8 @@ class ResearchRunner:
         self.limits = limits
         # Sets of miners other than the engine's, by name (a session's, see ``use_miners``).
         self._miner_sets: dict[str, Completer] = {}
-        self._running: dict[str, anyio.CancelScope] = {}  # job id -> its task's scope, here
-        self._leases: dict[str, int] = {}  # job id -> the attempt it runs under, here
+        # Job id -> the attempt it runs under here, and its task's scope.
+        self._running: dict[str, tuple[int, anyio.CancelScope]] = {}
         self._slots = anyio.Semaphore(limits.max_concurrent_jobs)
         self._wake = anyio.Event()
         self._tasks: TaskGroup | None = None
@@ -167,7 +167,8 @@ class ResearchRunner:
             raise ApexError(Code.FAILED_PRECONDITION, f"job {job.id} is already {job.status}")
         # The store refuses a finished job's change: a job that finishes meanwhile stays so.
         job = await self.store.set_job_status(job.id, "cancelled")
-        if (scope := self._running.get(job.id)) is not None:
+        if (running := self._running.get(job.id)) is not None:
+            _, scope = running
             scope.cancel()
         await self._sync_completions(job)
         return job
@@ -199,8 +200,9 @@ class ResearchRunner:
                 await self._wake.wait()
                 continue
             scope = anyio.CancelScope()
-            self._running[job.id] = scope
-            self._leases[job.id] = job.attempt
+            if (older := self._running.get(job.id)) is not None:
+                older[1].cancel()  # a run of ours that stalled past its lease, and lost it
+            self._running[job.id] = (job.attempt, scope)
             self._tasks.start_soon(self._run, job, scope, miners)
 
     async def _keep_alive(self) -> None:
@@ -214,9 +216,12 @@ class ResearchRunner:
         wait_for_session = timedelta(seconds=waited)
         while True:
             try:
-                for job_id in await self.store.touch_jobs(dict(self._leases)):
-                    if job_id in self._running:
-                        self._running[job_id].cancel()
+                leases = {job_id: attempt for job_id, (attempt, _) in self._running.items()}
+                for job_id in await self.store.touch_jobs(leases):
+                    if (lost := self._running.get(job_id)) is not None and lost[0] == leases[
+                        job_id
+                    ]:
+                        lost[1].cancel()
                 await self._take_over_orphans(datetime.now(UTC) - stale_after)
                 abandoned = await self.store.fail_waiting_jobs(
                     datetime.now(UTC) - wait_for_session,
@@ -254,8 +259,8 @@ class ResearchRunner:
             with scope:
                 await self._execute(job, miners)
         finally:
-            del self._running[job.id]
-            del self._leases[job.id]
+            if self._running.get(job.id, (None,))[0] == job.attempt:  # not a later run's
+                del self._running[job.id]
             self._slots.release()
             self._wake.set()
 
