@@ -37,6 +37,7 @@ from ..apex.models import (
     GetStoredChatCompletionsResponse,
     SearchChatIdsByPromptAndCompletionTextRequest,
     SearchChatIdsByPromptAndCompletionTextResponse,
+    SearchFilters,
     StoredChatCompletion,
     SubmitDeepResearcherJobResponse,
     UpdateChatAttributesRequest,
@@ -214,6 +215,13 @@ class LocalApex:
         if self.retriever is None:
             raise _not_built("web retrieval")
         return await self.retriever.retrieve(request)
+
+    async def web_retrieval_filtered(
+        self, request: WebRetrievalRequest, filters: SearchFilters
+    ) -> WebRetrievalResponse:
+        if self.retriever is None:
+            raise _not_built("web retrieval")
+        return await self.retriever.retrieve(request, filters=filters)
 
     async def submit_deep_researcher_job(
         self, request: ChatCompletionRequest, *, timeout: float | None = None

@@ -35,6 +35,7 @@ from ..apex.models import (
     ChatCompletionResponse,
     ChatMessage,
     SamplingParameters,
+    SearchFilters,
     WebRetrievalRequest,
     WebRetrievalResponse,
     WebSearchResult,
@@ -101,7 +102,9 @@ class Completer(Protocol):
 class Retriever(Protocol):
     """Searches the web and reads the pages found (``WebRetriever``)."""
 
-    async def retrieve(self, request: WebRetrievalRequest) -> WebRetrievalResponse: ...
+    async def retrieve(
+        self, request: WebRetrievalRequest, *, filters: SearchFilters | None = None
+    ) -> WebRetrievalResponse: ...
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from apex_mcp.apex.errors import ApexError, Code
-from apex_mcp.apex.models import WebRetrievalRequest, WebRetrievalResponse
+from apex_mcp.apex.models import SearchFilters, WebRetrievalRequest, WebRetrievalResponse
 from apex_mcp.engine.retrieval import (
     DuckDuckGoSearch,
     SearchError,
@@ -46,6 +46,7 @@ from tests.fakes.web import (
     Page,
     article_html,
     article_pages,
+    hit,
     serve_searxng,
     serve_web,
 )
@@ -702,3 +703,75 @@ def test_normalize_url_keeps_what_differs() -> None:
     assert normalize_url("https://example.org/a") != normalize_url("http://example.org/a")
     assert normalize_url("https://example.org/a?id=3") != normalize_url("https://example.org/a")
     assert normalize_url("https://example.org:8443/a") != normalize_url("https://example.org/a")
+
+
+# --- search filters ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("domains", "url", "allowed"),
+    [
+        (["example.com"], "https://example.com/x", True),
+        (["example.com"], "https://www.example.com/x", True),
+        (["example.com"], "https://EXAMPLE.com./x", True),
+        (["example.com"], "https://example.com.evil.net/x", False),
+        (["example.com"], "https://notexample.com/x", False),
+        (["example.com"], "https://example.co/x", False),
+        (["*.example.com"], "https://example.com/x", False),
+        (["*.example.com"], "https://a.b.example.com/x", True),
+        (["*.example.com"], "https://evil-example.com/x", False),
+        (["example.com"], "https://user@evil.net/?example.com", False),
+        (["example.com"], "not a url", False),
+    ],
+)
+def test_include_domains_match_hosts_not_strings(
+    domains: list[str], url: str, allowed: bool
+) -> None:
+    assert SearchFilters.of(include_domains=domains).allows(url) is allowed
+    # Excluding the same domains allows exactly the other pages (a URL without a host: none).
+    assert SearchFilters.of(exclude_domains=domains).allows(url) is (
+        not allowed and url != "not a url"
+    )
+
+
+@pytest.mark.parametrize("domain", ["https://example.com", "example.com/path", "*", "a..b", ""])
+def test_what_is_not_a_domain_is_refused(domain: str) -> None:
+    with pytest.raises(ValueError, match="is not a domain"):
+        SearchFilters.of(include_domains=[domain])
+
+
+async def test_pages_outside_the_domains_are_never_fetched(web: FakeWeb) -> None:
+    # localhost and 127.0.0.1 are one fake web under two domains.
+    other = url(web, "/bees").replace("127.0.0.1", "localhost")
+    web.pages["/hop"] = Page.redirect(url(web, "/tides").replace("127.0.0.1", "localhost"))
+    search = FakeSearch(
+        hits=[
+            SearchHit(url=other),
+            SearchHit(url=url(web, "/sourdough")),
+            SearchHit(url=url(web, "/hop")),  # redirects out of the domain
+        ]
+    )
+    async with retriever(search) as r:
+        response = await r.retrieve(
+            WebRetrievalRequest(search_query="bees", n_miners=1, n_results=3),
+            filters=SearchFilters.of(exclude_domains=["localhost"]),
+        )
+    assert urls(response) == [url(web, "/sourdough")]
+    assert web.hits_for("/bees") == 0 and web.hits_for("/tides") == 0
+
+
+async def test_recency_is_asked_of_the_providers_that_can_bound_it(web: FakeWeb) -> None:
+    searxng = FakeSearxng(hits=[hit(url(web, ""), "/bees")])
+    with serve_searxng(searxng) as base:
+        async with retriever(SearxngSearch(base)) as r:
+            await r.retrieve(
+                WebRetrievalRequest(search_query="bees", n_miners=1),
+                filters=SearchFilters.of(recency="month"),
+            )
+        assert searxng.queries[0]["time_range"] == ["month"]
+        async with retriever(FakeSearch(hits=[])) as r:  # a provider that cannot bound dates
+            with pytest.raises(ApexError, match="can bound the age"):
+                await r.retrieve(
+                    WebRetrievalRequest(search_query="bees"),
+                    filters=SearchFilters.of(recency="day"),
+                )
