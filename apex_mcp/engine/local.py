@@ -161,7 +161,11 @@ class LocalApex:
                     queue_seconds=config.miner_queue_seconds,
                 ) as miners,
                 WebRetriever(
-                    build_providers(config.search_provider, config.searxng_url),
+                    build_providers(
+                        config.search_provider,
+                        config.searxng_url,
+                        requests_per_second=config.search_requests_per_second,
+                    ),
                     allow_private_addresses=config.allow_private_addresses,
                     ranking=config.search_ranking,
                 ) as retriever,

@@ -31,6 +31,8 @@ search-rank order; once those are known, the pages still loading are abandoned.
 from __future__ import annotations
 
 import contextlib
+import datetime
+import email.utils
 import errno
 import importlib.util
 import logging
@@ -139,6 +141,61 @@ class SearchError(Exception):
 # --- search providers -------------------------------------------------------------------------
 
 
+class RateLimit:
+    """A provider's pace: a token bucket of ``burst`` requests refilled at ``per_second`` (no
+    bucket when ``None``), and the pause the provider asked for with ``Retry-After``.
+    ``acquire`` waits for both; callers queue in order."""
+
+    def __init__(self, per_second: float | None = None, burst: int = 1) -> None:
+        if per_second is not None and per_second <= 0:
+            raise ValueError("requests per second must be more than 0")
+        self.per_second, self.burst = per_second, max(1, burst)
+        self._tokens = float(self.burst)
+        self._updated: float | None = None
+        self._paused_until = 0.0
+        self._lock: anyio.Lock | None = None
+
+    async def acquire(self) -> None:
+        if self._lock is None:  # made in the event loop that uses it
+            self._lock = anyio.Lock()
+        async with self._lock:
+            now = anyio.current_time()
+            if now < self._paused_until:
+                await anyio.sleep(self._paused_until - now)
+                now = anyio.current_time()
+            if self.per_second is None:
+                return
+            if self._updated is not None:
+                refill = (now - self._updated) * self.per_second
+                self._tokens = min(self.burst, self._tokens + refill)
+            self._updated = now
+            if self._tokens < 1:
+                await anyio.sleep((1 - self._tokens) / self.per_second)
+                self._tokens, self._updated = 1.0, anyio.current_time()
+            self._tokens -= 1
+
+    def pause(self, seconds: float) -> None:
+        """No request before ``seconds`` from now (at most an hour)."""
+        until = anyio.current_time() + min(max(seconds, 0.0), 3600.0)
+        self._paused_until = max(self._paused_until, until)
+
+
+def retry_after(value: str | None, default: float = 1.0) -> float:
+    """Seconds to wait from a ``Retry-After`` header: a number of seconds or an HTTP date."""
+    if not value:
+        return default
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+
 class DuckDuckGoSearch:
     """Keyless web search through the ``ddgs`` metasearch library (imported on first search).
 
@@ -214,13 +271,21 @@ class SearxngSearch:
     supports_recency = True
     remedy = "check that the SearXNG instance is running and that APEX_SEARXNG_URL points at it"
 
-    def __init__(self, url: str, *, timeout: float = 10.0, user_agent: str = USER_AGENT) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        user_agent: str = USER_AGENT,
+        requests_per_second: float | None = None,
+    ) -> None:
         url = url.strip().rstrip("/")
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"a SearXNG URL must start with http:// or https://: {url!r}")
         self.url = url
         self.timeout = timeout
         self.user_agent = user_agent
+        self.rate = RateLimit(requests_per_second)
         self._http = LazyClient(self._make_http)
 
     @property
@@ -246,10 +311,17 @@ class SearxngSearch:
         params = {"q": query, "format": "json"}
         if recency:
             params["time_range"] = recency  # SearXNG's day, week, month, year
+        await self.rate.acquire()
         try:
             response = await self._http().get(f"{self.url}/search", params=params)
         except httpx2.HTTPError as exc:
             raise SearchError(failure_cause(exc)) from None
+        if response.status_code in (429, 503) and "retry-after" in response.headers:
+            wait = retry_after(response.headers["retry-after"])
+            self.rate.pause(wait)  # honoured: no request to it before then
+            raise SearchError(
+                f"{RATE_LIMITED} (HTTP {response.status_code}, retry after {wait:g} s)"
+            )
         if response.status_code != 200:
             reason = f"HTTP {response.status_code}"
             if response.status_code == 403:
@@ -273,7 +345,9 @@ class SearxngSearch:
         await self._http.aclose()
 
 
-def build_providers(kind: str, searxng_url: str | None) -> list[SearchProvider]:
+def build_providers(
+    kind: str, searxng_url: str | None, *, requests_per_second: float | None = None
+) -> list[SearchProvider]:
     """The search providers for a setting: ``duckduckgo`` (the default) or ``searxng``."""
     name = (kind or "duckduckgo").strip().lower()
     if name in ("duckduckgo", "ddg", "ddgs"):
@@ -281,7 +355,7 @@ def build_providers(kind: str, searxng_url: str | None) -> list[SearchProvider]:
     if name == "searxng":
         if not searxng_url or not searxng_url.strip():
             raise ValueError("the searxng search provider needs the URL of a SearXNG instance")
-        return [SearxngSearch(searxng_url)]
+        return [SearxngSearch(searxng_url, requests_per_second=requests_per_second)]
     raise ValueError(f"unknown search provider {kind!r}: use duckduckgo or searxng")
 
 

@@ -29,6 +29,7 @@ from apex_mcp.engine.retrieval import (
     build_providers,
     failure_cause,
     normalize_url,
+    retry_after,
     split_passages,
 )
 from apex_mcp.netguard import is_public as _is_public
@@ -775,3 +776,36 @@ async def test_recency_is_asked_of_the_providers_that_can_bound_it(web: FakeWeb)
                     WebRetrievalRequest(search_query="bees"),
                     filters=SearchFilters.of(recency="day"),
                 )
+
+
+# --- rate limits --------------------------------------------------------------------------------
+
+
+async def test_a_429_with_retry_after_pauses_the_provider(web: FakeWeb) -> None:
+    searxng = FakeSearxng(hits=[hit(url(web, ""), "/bees")], statuses=[429], retry_after="1")
+    with serve_searxng(searxng) as base:
+        async with retriever(SearxngSearch(base)) as r:
+            with pytest.raises(ApexError, match=r"rate limited \(HTTP 429, retry after 1 s\)"):
+                await r.retrieve(WebRetrievalRequest(search_query="bees", n_miners=1))
+            response = await r.retrieve(WebRetrievalRequest(search_query="bees", n_miners=1))
+    assert urls(response) == [url(web, "/bees")]
+    assert searxng.times[1] - searxng.times[0] >= 0.95  # not asked again before Retry-After
+
+
+async def test_a_token_bucket_spaces_a_providers_requests(web: FakeWeb) -> None:
+    searxng = FakeSearxng(hits=[])
+    with serve_searxng(searxng) as base:
+        async with retriever(SearxngSearch(base, requests_per_second=10)) as r:
+            # Five "miners" ask at once; a bucket of one lets one through every 0.1 s.
+            await r.retrieve(WebRetrievalRequest(search_query="bees", n_miners=5))
+    # (Measured where the fake receives them: the first request also opens the connection.)
+    assert len(searxng.times) == 5
+    assert searxng.times[-1] - searxng.times[0] >= 0.35, searxng.times
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("7", 7.0), (None, 1.0), ("soon", 1.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+)
+def test_retry_after_is_seconds_or_a_date(header: str | None, seconds: float) -> None:
+    assert retry_after(header) == seconds
