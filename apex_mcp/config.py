@@ -236,6 +236,8 @@ class Settings(BaseSettings):
     searxng_url: str | None = None  # e.g. http://127.0.0.1:8888, for search_provider searxng
     # How web_search orders pages and picks passages (bench.quality measures each).
     search_ranking: Literal["auto", "provider", "bm25", "embedding", "fusion"] = "auto"
+    # At most this many requests a second to the search provider (SearXNG); none by default.
+    search_requests_per_second: float | None = Field(None, gt=0, le=1000)
     allow_private_addresses: bool = False  # let retrieval read LAN / loopback pages (tests)
     research_max_concurrent_jobs: int = Field(2, ge=1, description="jobs run at once")
     research_max_sources: int = Field(12, ge=1, le=100, description="sources read per job")

@@ -34,6 +34,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         search_provider=settings.search_provider,
         searxng_url=settings.searxng_url,
         search_ranking=settings.search_ranking,
+        search_requests_per_second=settings.search_requests_per_second,
         allow_private_addresses=settings.allow_private_addresses,
         research=ResearchLimits(
             max_concurrent_jobs=settings.research_max_concurrent_jobs,

@@ -179,6 +179,16 @@ class CancelsResearch(Protocol):
 
 
 @runtime_checkable
+class FiltersSearch(Protocol):
+    """An Apex service whose web retrieval takes ``SearchFilters`` (beyond apex.v1) and
+    enforces them on the pages it returns."""
+
+    async def web_retrieval_filtered(
+        self, request: models.WebRetrievalRequest, filters: models.SearchFilters
+    ) -> models.WebRetrievalResponse: ...
+
+
+@runtime_checkable
 class PagesChats(Protocol):
     """An Apex service that reads a user's chats a page at a time and one by id (beyond
     apex.v1, whose listings are whole): each call costs about one page, however many chats

@@ -22,7 +22,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -559,3 +560,71 @@ class ChatPage:
 
     chats: list[ChatSession]
     next_cursor: str | None = None
+
+
+# --- search filters (beyond apex.v1) ---------------------------------------------------------
+
+Recency = Literal["day", "week", "month", "year"]
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_DOMAIN = re.compile(rf"^(\*\.)?{_LABEL}(?:\.{_LABEL})*$")
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """What a web search may return, enforced on the results (not only asked of the search
+    engine): pages of ``include_domains`` only, if any, none of ``exclude_domains``, and
+    pages the search engine dates within ``recency``.
+
+    A domain ``example.com`` is that host and its subdomains (``www.example.com``);
+    ``*.example.com`` its subdomains only. ``example.com.evil.net`` and ``notexample.com``
+    are other domains.
+    """
+
+    include_domains: tuple[str, ...] = ()
+    exclude_domains: tuple[str, ...] = ()
+    recency: Recency | None = None
+
+    @classmethod
+    def of(
+        cls,
+        include_domains: list[str] | None = None,
+        exclude_domains: list[str] | None = None,
+        recency: Recency | None = None,
+    ) -> SearchFilters:
+        """Filters from a caller's lists; ``ValueError`` names a domain that is not one."""
+        return cls(
+            tuple(_domain(d, "include_domains") for d in include_domains or ()),
+            tuple(_domain(d, "exclude_domains") for d in exclude_domains or ()),
+            recency,
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.include_domains or self.exclude_domains or self.recency)
+
+    def allows(self, url: str) -> bool:
+        """Whether a page at ``url`` passes the domain filters."""
+        try:
+            host = (urlsplit(url.strip()).hostname or "").rstrip(".").lower()
+        except ValueError:
+            return False
+        if not host:
+            return False
+        if any(_matches(host, d) for d in self.exclude_domains):
+            return False
+        return not self.include_domains or any(_matches(host, d) for d in self.include_domains)
+
+
+def _domain(text: str, field_name: str) -> str:
+    domain = text.strip().lower().rstrip(".")
+    if not _DOMAIN.match(domain):
+        raise ValueError(
+            f"{field_name}: {text!r} is not a domain: give a host name such as example.com, "
+            "or *.example.com for its subdomains only"
+        )
+    return domain
+
+
+def _matches(host: str, domain: str) -> bool:
+    if domain.startswith("*."):
+        return host.endswith(domain[1:])  # ".example.com": a subdomain, never the look-alike
+    return host == domain or host.endswith("." + domain)

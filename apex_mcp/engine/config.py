@@ -120,5 +120,6 @@ class EngineConfig:
     search_provider: Literal["duckduckgo", "searxng"] = "duckduckgo"
     searxng_url: str | None = None
     search_ranking: str = "auto"  # see retrieval.rank_pages
+    search_requests_per_second: float | None = None
     allow_private_addresses: bool = False  # let retrieval read LAN / loopback pages (tests)
     research: ResearchLimits = field(default_factory=ResearchLimits)

@@ -44,6 +44,7 @@ from ..apex.models import (
     GetStoredChatCompletionsResponse,
     SearchChatIdsByPromptAndCompletionTextRequest,
     SearchChatIdsByPromptAndCompletionTextResponse,
+    SearchFilters,
     StoredChatCompletion,
     SubmitDeepResearcherJobResponse,
     UpdateChatAttributesRequest,
@@ -167,7 +168,11 @@ class LocalApex:
                     queue_seconds=config.miner_queue_seconds,
                 ) as miners,
                 WebRetriever(
-                    build_providers(config.search_provider, config.searxng_url),
+                    build_providers(
+                        config.search_provider,
+                        config.searxng_url,
+                        requests_per_second=config.search_requests_per_second,
+                    ),
                     allow_private_addresses=config.allow_private_addresses,
                     ranking=config.search_ranking,
                 ) as retriever,
@@ -221,6 +226,13 @@ class LocalApex:
         if self.retriever is None:
             raise _not_built("web retrieval")
         return await self.retriever.retrieve(request)
+
+    async def web_retrieval_filtered(
+        self, request: WebRetrievalRequest, filters: SearchFilters
+    ) -> WebRetrievalResponse:
+        if self.retriever is None:
+            raise _not_built("web retrieval")
+        return await self.retriever.retrieve(request, filters=filters)
 
     async def submit_deep_researcher_job(
         self, request: ChatCompletionRequest, *, timeout: float | None = None

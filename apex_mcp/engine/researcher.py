@@ -39,6 +39,7 @@ from ..apex.models import (
     ChatCompletionResponse,
     ChatMessage,
     SamplingParameters,
+    SearchFilters,
     WebRetrievalRequest,
     WebRetrievalResponse,
     WebSearchResult,
@@ -105,7 +106,9 @@ class Completer(Protocol):
 class Retriever(Protocol):
     """Searches the web and reads the pages found (``WebRetriever``)."""
 
-    async def retrieve(self, request: WebRetrievalRequest) -> WebRetrievalResponse: ...
+    async def retrieve(
+        self, request: WebRetrievalRequest, *, filters: SearchFilters | None = None
+    ) -> WebRetrievalResponse: ...
 
 
 @dataclass(frozen=True)

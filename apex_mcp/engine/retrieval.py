@@ -31,6 +31,8 @@ search-rank order; once those are known, the pages still loading are abandoned.
 from __future__ import annotations
 
 import contextlib
+import datetime
+import email.utils
 import errno
 import importlib.util
 import logging
@@ -57,7 +59,13 @@ from pydantic import BaseModel
 from .. import __version__
 from .._http import LazyClient
 from ..apex.errors import ApexError, Code
-from ..apex.models import WebRetrievalRequest, WebRetrievalResponse, WebSearchResult
+from ..apex.models import (
+    Recency,
+    SearchFilters,
+    WebRetrievalRequest,
+    WebRetrievalResponse,
+    WebSearchResult,
+)
 from ..netguard import Resolver, public_transport, refusal
 
 log = logging.getLogger(__name__)
@@ -116,7 +124,9 @@ class SearchProvider(Protocol):
     """A web search engine. ``search`` raises (anything) when the engine could not answer.
 
     A provider may also have a ``label`` (its name and where it is, for messages) and a
-    ``remedy`` (what to do when it cannot be reached, naming the settings).
+    ``remedy`` (what to do when it cannot be reached, naming the settings). One that can
+    bound the age of its results sets ``supports_recency`` and takes ``recency=`` in
+    ``search``; the others are not asked when a search has a recency bound.
     """
 
     name: str
@@ -131,6 +141,61 @@ class SearchError(Exception):
 # --- search providers -------------------------------------------------------------------------
 
 
+class RateLimit:
+    """A provider's pace: a token bucket of ``burst`` requests refilled at ``per_second`` (no
+    bucket when ``None``), and the pause the provider asked for with ``Retry-After``.
+    ``acquire`` waits for both; callers queue in order."""
+
+    def __init__(self, per_second: float | None = None, burst: int = 1) -> None:
+        if per_second is not None and per_second <= 0:
+            raise ValueError("requests per second must be more than 0")
+        self.per_second, self.burst = per_second, max(1, burst)
+        self._tokens = float(self.burst)
+        self._updated: float | None = None
+        self._paused_until = 0.0
+        self._lock: anyio.Lock | None = None
+
+    async def acquire(self) -> None:
+        if self._lock is None:  # made in the event loop that uses it
+            self._lock = anyio.Lock()
+        async with self._lock:
+            now = anyio.current_time()
+            if now < self._paused_until:
+                await anyio.sleep(self._paused_until - now)
+                now = anyio.current_time()
+            if self.per_second is None:
+                return
+            if self._updated is not None:
+                refill = (now - self._updated) * self.per_second
+                self._tokens = min(self.burst, self._tokens + refill)
+            self._updated = now
+            if self._tokens < 1:
+                await anyio.sleep((1 - self._tokens) / self.per_second)
+                self._tokens, self._updated = 1.0, anyio.current_time()
+            self._tokens -= 1
+
+    def pause(self, seconds: float) -> None:
+        """No request before ``seconds`` from now (at most an hour)."""
+        until = anyio.current_time() + min(max(seconds, 0.0), 3600.0)
+        self._paused_until = max(self._paused_until, until)
+
+
+def retry_after(value: str | None, default: float = 1.0) -> float:
+    """Seconds to wait from a ``Retry-After`` header: a number of seconds or an HTTP date."""
+    if not value:
+        return default
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+
 class DuckDuckGoSearch:
     """Keyless web search through the ``ddgs`` metasearch library (imported on first search).
 
@@ -139,6 +204,7 @@ class DuckDuckGoSearch:
     """
 
     name = label = "duckduckgo"
+    supports_recency = True
     remedy = "check the network, or set APEX_SEARCH_PROVIDER=searxng with APEX_SEARXNG_URL"
 
     def __init__(
@@ -157,14 +223,16 @@ class DuckDuckGoSearch:
     def __repr__(self) -> str:
         return f"DuckDuckGoSearch(backend={self.backend!r})"
 
-    async def search(self, query: str, max_results: int) -> list[SearchHit]:
+    async def search(
+        self, query: str, max_results: int, *, recency: Recency | None = None
+    ) -> list[SearchHit]:
         # ddgs blocks (threads and sync HTTP): keep it off the event loop; a search abandoned
         # at the deadline finishes in its thread and is ignored.
         return await anyio.to_thread.run_sync(
-            self._search, query, max_results, abandon_on_cancel=True
+            self._search, query, max_results, recency, abandon_on_cancel=True
         )
 
-    def _search(self, query: str, max_results: int) -> list[SearchHit]:
+    def _search(self, query: str, max_results: int, recency: Recency | None) -> list[SearchHit]:
         from ddgs import DDGS
         from ddgs.exceptions import DDGSException
 
@@ -175,6 +243,7 @@ class DuckDuckGoSearch:
                 safesearch=self.safesearch,
                 max_results=max_results,
                 backend=self.backend,
+                timelimit=recency[0] if recency else None,  # d, w, m, y
             )
         except DDGSException as exc:
             if "no results found" in str(exc).lower():  # ddgs says "nothing" with an error
@@ -199,15 +268,24 @@ class SearxngSearch:
     """
 
     name = "searxng"
+    supports_recency = True
     remedy = "check that the SearXNG instance is running and that APEX_SEARXNG_URL points at it"
 
-    def __init__(self, url: str, *, timeout: float = 10.0, user_agent: str = USER_AGENT) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        user_agent: str = USER_AGENT,
+        requests_per_second: float | None = None,
+    ) -> None:
         url = url.strip().rstrip("/")
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"a SearXNG URL must start with http:// or https://: {url!r}")
         self.url = url
         self.timeout = timeout
         self.user_agent = user_agent
+        self.rate = RateLimit(requests_per_second)
         self._http = LazyClient(self._make_http)
 
     @property
@@ -227,13 +305,23 @@ class SearxngSearch:
     def __repr__(self) -> str:
         return f"SearxngSearch({self.url!r})"
 
-    async def search(self, query: str, max_results: int) -> list[SearchHit]:
+    async def search(
+        self, query: str, max_results: int, *, recency: Recency | None = None
+    ) -> list[SearchHit]:
+        params = {"q": query, "format": "json"}
+        if recency:
+            params["time_range"] = recency  # SearXNG's day, week, month, year
+        await self.rate.acquire()
         try:
-            response = await self._http().get(
-                f"{self.url}/search", params={"q": query, "format": "json"}
-            )
+            response = await self._http().get(f"{self.url}/search", params=params)
         except httpx2.HTTPError as exc:
             raise SearchError(failure_cause(exc)) from None
+        if response.status_code in (429, 503) and "retry-after" in response.headers:
+            wait = retry_after(response.headers["retry-after"])
+            self.rate.pause(wait)  # honoured: no request to it before then
+            raise SearchError(
+                f"{RATE_LIMITED} (HTTP {response.status_code}, retry after {wait:g} s)"
+            )
         if response.status_code != 200:
             reason = f"HTTP {response.status_code}"
             if response.status_code == 403:
@@ -257,7 +345,9 @@ class SearxngSearch:
         await self._http.aclose()
 
 
-def build_providers(kind: str, searxng_url: str | None) -> list[SearchProvider]:
+def build_providers(
+    kind: str, searxng_url: str | None, *, requests_per_second: float | None = None
+) -> list[SearchProvider]:
     """The search providers for a setting: ``duckduckgo`` (the default) or ``searxng``."""
     name = (kind or "duckduckgo").strip().lower()
     if name in ("duckduckgo", "ddg", "ddgs"):
@@ -265,7 +355,7 @@ def build_providers(kind: str, searxng_url: str | None) -> list[SearchProvider]:
     if name == "searxng":
         if not searxng_url or not searxng_url.strip():
             raise ValueError("the searxng search provider needs the URL of a SearXNG instance")
-        return [SearxngSearch(searxng_url)]
+        return [SearxngSearch(searxng_url, requests_per_second=requests_per_second)]
     raise ValueError(f"unknown search provider {kind!r}: use duckduckgo or searxng")
 
 
@@ -374,7 +464,11 @@ class WebRetriever:
                 await close()
 
     async def retrieve(
-        self, request: WebRetrievalRequest, *, timings: dict[str, float] | None = None
+        self,
+        request: WebRetrievalRequest,
+        *,
+        timings: dict[str, float] | None = None,
+        filters: SearchFilters | None = None,
     ) -> WebRetrievalResponse:
         """Search, read and return up to ``n_results`` pages, within ``max_response_time``.
 
@@ -382,18 +476,24 @@ class WebRetriever:
         two phases; fetch includes extracting each page as it arrives), ``extract`` (CPU time,
         summed over the pages, in worker threads), ``rank`` (wall time of ranking the pages
         read) and ``total``.
+
+        ``filters`` are enforced on the pages: a hit outside the domains is never fetched, a
+        page that redirects out of them is dropped, and a recency bound is asked of the
+        providers that can bound dates (the others are not asked at all).
         """
         started = time.perf_counter()
         query, n_miners, n_results, budget = _settings(request)
         deadline = anyio.current_time() + budget
         timings = timings if timings is not None else {}
 
-        hits = await self._search(query, n_miners, n_results, budget * SEARCH_SHARE)
+        filters = filters or SearchFilters()
+        hits = await self._search(query, n_miners, n_results, budget * SEARCH_SHARE, filters)
+        hits = [hit for hit in hits if filters.allows(hit.url)]
         timings["search"] = time.perf_counter() - started
 
         fetch_started = time.perf_counter()
         stats = _Stats()
-        pages = await self._read_pages(hits, n_results, deadline, stats)
+        pages = await self._read_pages(hits, n_results, deadline, stats, filters)
         timings["fetch"] = time.perf_counter() - fetch_started
         pages = await self._rank(query, pages, n_results, stats)
         timings["extract"] = stats.extract
@@ -408,9 +508,18 @@ class WebRetriever:
     # --- search -----------------------------------------------------------------------------
 
     async def _search(
-        self, query: str, n_miners: int, n_results: int, budget: float
+        self, query: str, n_miners: int, n_results: int, budget: float, filters: SearchFilters
     ) -> list[SearchHit]:
-        asks = fan_out(query, self.providers, n_miners)
+        providers = self.providers
+        if filters.recency:
+            providers = [p for p in providers if getattr(p, "supports_recency", False)]
+            if not providers:
+                raise ApexError(
+                    Code.INVALID_ARGUMENT,
+                    "no configured search provider can bound the age of results: "
+                    "leave recency out, or use duckduckgo or searxng",
+                )
+        asks = fan_out(query, providers, n_miners)
         answers: list[list[SearchHit] | str | None] = [None] * len(asks)
         per_query = max(HITS_PER_QUERY, 2 * n_results + 2)
         started = anyio.current_time()
@@ -419,7 +528,12 @@ class WebRetriever:
 
             async def ask(i: int, provider: SearchProvider, text: str) -> None:
                 try:
-                    answers[i] = await provider.search(text, per_query)
+                    if filters.recency:
+                        answers[i] = await provider.search(  # type: ignore[call-arg]
+                            text, per_query, recency=filters.recency
+                        )
+                    else:
+                        answers[i] = await provider.search(text, per_query)
                 except Exception as exc:  # a provider may fail in any way; others may answer
                     answers[i] = failure_cause(exc)
                     log.info("search %s failed for %r: %s", provider.name, text, answers[i])
@@ -445,7 +559,12 @@ class WebRetriever:
     # --- fetch and extract ------------------------------------------------------------------
 
     async def _read_pages(
-        self, hits: list[SearchHit], n_results: int, deadline: float, stats: _Stats
+        self,
+        hits: list[SearchHit],
+        n_results: int,
+        deadline: float,
+        stats: _Stats,
+        filters: SearchFilters,
     ) -> list[_Page]:
         """The good pages among the first candidates, in search-rank order.
 
@@ -470,7 +589,7 @@ class WebRetriever:
                         started += 1
 
                 async def read(i: int) -> None:
-                    outcome = await self._read_page(hits[i].url, stats)
+                    outcome = await self._read_page(hits[i].url, stats, filters)
                     outcomes[i] = outcome
                     if isinstance(outcome, _Failed):
                         start_next()  # a failure is replaced by the next candidate
@@ -507,9 +626,9 @@ class WebRetriever:
             chosen.append(page)
         return chosen
 
-    async def _read_page(self, url: str, stats: _Stats) -> _Page | _Failed:
+    async def _read_page(self, url: str, stats: _Stats, filters: SearchFilters) -> _Page | _Failed:
         try:
-            final_url, body, charset = await self._fetch(url)
+            final_url, body, charset = await self._fetch(url, filters)
         except _PageFailure as failure:
             log.debug("web page skipped: %s: %s", url, failure)
             return _Failed(str(failure))
@@ -537,10 +656,12 @@ class WebRetriever:
             return _Failed("no main text")
         return read.page
 
-    async def _fetch(self, url: str) -> tuple[str, bytes, str | None]:
+    async def _fetch(self, url: str, filters: SearchFilters) -> tuple[str, bytes, str | None]:
         """The final URL, body and declared charset of an HTML page, or ``_PageFailure``."""
         for _ in range(self.max_redirects + 1):
             await self._guard(url)
+            if not filters.allows(url):  # a redirect out of the domains asked for
+                raise _PageFailure("outside the domains asked for")
             try:
                 async with self._http().stream("GET", url) as response:
                     if response.is_redirect:

@@ -112,7 +112,9 @@ class FakeRetriever:
     before: Callable[[], None] | None = None  # called at each search
     calls: list[m.WebRetrievalRequest] = field(default_factory=list)
 
-    async def retrieve(self, request: m.WebRetrievalRequest) -> m.WebRetrievalResponse:
+    async def retrieve(
+        self, request: m.WebRetrievalRequest, *, filters: m.SearchFilters | None = None
+    ) -> m.WebRetrievalResponse:
         self.calls.append(request)
         if self.before is not None:
             self.before()

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from apex_mcp.apex.errors import ApexError, Code
-from apex_mcp.apex.models import WebRetrievalRequest, WebRetrievalResponse
+from apex_mcp.apex.models import SearchFilters, WebRetrievalRequest, WebRetrievalResponse
 from apex_mcp.engine.retrieval import (
     DuckDuckGoSearch,
     SearchError,
@@ -29,6 +29,7 @@ from apex_mcp.engine.retrieval import (
     build_providers,
     failure_cause,
     normalize_url,
+    retry_after,
     split_passages,
 )
 from apex_mcp.netguard import is_public as _is_public
@@ -46,6 +47,7 @@ from tests.fakes.web import (
     Page,
     article_html,
     article_pages,
+    hit,
     serve_searxng,
     serve_web,
 )
@@ -702,3 +704,108 @@ def test_normalize_url_keeps_what_differs() -> None:
     assert normalize_url("https://example.org/a") != normalize_url("http://example.org/a")
     assert normalize_url("https://example.org/a?id=3") != normalize_url("https://example.org/a")
     assert normalize_url("https://example.org:8443/a") != normalize_url("https://example.org/a")
+
+
+# --- search filters ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("domains", "url", "allowed"),
+    [
+        (["example.com"], "https://example.com/x", True),
+        (["example.com"], "https://www.example.com/x", True),
+        (["example.com"], "https://EXAMPLE.com./x", True),
+        (["example.com"], "https://example.com.evil.net/x", False),
+        (["example.com"], "https://notexample.com/x", False),
+        (["example.com"], "https://example.co/x", False),
+        (["*.example.com"], "https://example.com/x", False),
+        (["*.example.com"], "https://a.b.example.com/x", True),
+        (["*.example.com"], "https://evil-example.com/x", False),
+        (["example.com"], "https://user@evil.net/?example.com", False),
+        (["example.com"], "not a url", False),
+    ],
+)
+def test_include_domains_match_hosts_not_strings(
+    domains: list[str], url: str, allowed: bool
+) -> None:
+    assert SearchFilters.of(include_domains=domains).allows(url) is allowed
+    # Excluding the same domains allows exactly the other pages (a URL without a host: none).
+    assert SearchFilters.of(exclude_domains=domains).allows(url) is (
+        not allowed and url != "not a url"
+    )
+
+
+@pytest.mark.parametrize("domain", ["https://example.com", "example.com/path", "*", "a..b", ""])
+def test_what_is_not_a_domain_is_refused(domain: str) -> None:
+    with pytest.raises(ValueError, match="is not a domain"):
+        SearchFilters.of(include_domains=[domain])
+
+
+async def test_pages_outside_the_domains_are_never_fetched(web: FakeWeb) -> None:
+    # localhost and 127.0.0.1 are one fake web under two domains.
+    other = url(web, "/bees").replace("127.0.0.1", "localhost")
+    web.pages["/hop"] = Page.redirect(url(web, "/tides").replace("127.0.0.1", "localhost"))
+    search = FakeSearch(
+        hits=[
+            SearchHit(url=other),
+            SearchHit(url=url(web, "/sourdough")),
+            SearchHit(url=url(web, "/hop")),  # redirects out of the domain
+        ]
+    )
+    async with retriever(search) as r:
+        response = await r.retrieve(
+            WebRetrievalRequest(search_query="bees", n_miners=1, n_results=3),
+            filters=SearchFilters.of(exclude_domains=["localhost"]),
+        )
+    assert urls(response) == [url(web, "/sourdough")]
+    assert web.hits_for("/bees") == 0 and web.hits_for("/tides") == 0
+
+
+async def test_recency_is_asked_of_the_providers_that_can_bound_it(web: FakeWeb) -> None:
+    searxng = FakeSearxng(hits=[hit(url(web, ""), "/bees")])
+    with serve_searxng(searxng) as base:
+        async with retriever(SearxngSearch(base)) as r:
+            await r.retrieve(
+                WebRetrievalRequest(search_query="bees", n_miners=1),
+                filters=SearchFilters.of(recency="month"),
+            )
+        assert searxng.queries[0]["time_range"] == ["month"]
+        async with retriever(FakeSearch(hits=[])) as r:  # a provider that cannot bound dates
+            with pytest.raises(ApexError, match="can bound the age"):
+                await r.retrieve(
+                    WebRetrievalRequest(search_query="bees"),
+                    filters=SearchFilters.of(recency="day"),
+                )
+
+
+# --- rate limits --------------------------------------------------------------------------------
+
+
+async def test_a_429_with_retry_after_pauses_the_provider(web: FakeWeb) -> None:
+    searxng = FakeSearxng(hits=[hit(url(web, ""), "/bees")], statuses=[429], retry_after="1")
+    with serve_searxng(searxng) as base:
+        async with retriever(SearxngSearch(base)) as r:
+            with pytest.raises(ApexError, match=r"rate limited \(HTTP 429, retry after 1 s\)"):
+                await r.retrieve(WebRetrievalRequest(search_query="bees", n_miners=1))
+            response = await r.retrieve(WebRetrievalRequest(search_query="bees", n_miners=1))
+    assert urls(response) == [url(web, "/bees")]
+    assert searxng.times[1] - searxng.times[0] >= 0.95  # not asked again before Retry-After
+
+
+async def test_a_token_bucket_spaces_a_providers_requests(web: FakeWeb) -> None:
+    searxng = FakeSearxng(hits=[])
+    with serve_searxng(searxng) as base:
+        async with retriever(SearxngSearch(base, requests_per_second=10)) as r:
+            # Five "miners" ask at once; a bucket of one lets one through every 0.1 s.
+            await r.retrieve(WebRetrievalRequest(search_query="bees", n_miners=5))
+    # (Measured where the fake receives them: the first request also opens the connection.)
+    assert len(searxng.times) == 5
+    assert searxng.times[-1] - searxng.times[0] >= 0.35, searxng.times
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("7", 7.0), (None, 1.0), ("soon", 1.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+)
+def test_retry_after_is_seconds_or_a_date(header: str | None, seconds: float) -> None:
+    assert retry_after(header) == seconds

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -367,6 +368,9 @@ class FakeSearxng:
 
     hits: list[SearchHit] = field(default_factory=list)
     status: int = 200
+    retry_after: str | None = None  # sent with a status other than 200
+    statuses: list[int] = field(default_factory=list)  # answered first, one per query
+    times: list[float] = field(default_factory=list)  # time.monotonic() of each query
     queries: list[dict[str, list[str]]] = field(default_factory=list)
     user_agents: list[str] = field(default_factory=list)
 
@@ -380,9 +384,12 @@ class FakeSearxng:
             await _send(send, 404, "text/plain", b"not found")
             return
         self.queries.append(params)
+        self.times.append(time.monotonic())
         self.user_agents.append(headers.get("user-agent", ""))
-        if self.status != 200:
-            await _send(send, self.status, "text/html", b"<h1>Forbidden</h1>")
+        status = self.statuses.pop(0) if self.statuses else self.status
+        if status != 200:
+            extra = [(b"retry-after", self.retry_after.encode())] if self.retry_after else []
+            await _send(send, status, "text/html", b"<h1>Forbidden</h1>", extra)
             return
         query = params.get("q", [""])[0]
         results = [

@@ -338,3 +338,47 @@ async def test_a_2026_client_hears_of_a_job_it_started(
                 if len(heard) == 3:
                     break
     assert heard == [uri, uri, uri]
+
+
+LOOK_ALIKES = [
+    "https://example.com/a",
+    "https://www.example.com/b",
+    "https://example.com.evil.net/c",
+    "https://notexample.com/d",
+    "https://docs.other.org/e",
+]
+
+
+async def test_domain_filters_are_enforced_on_what_a_remote_server_returns(
+    double: ScriptedApex, env: dict[str, str]
+) -> None:
+    double.answers["web_retrieval"] = m.WebRetrievalResponse(
+        results=[
+            m.WebSearchResult(url=u, content="T\nText.", relevant="Text.") for u in LOOK_ALIKES
+        ]
+    )
+    async with connect("http", env) as client:
+        only = await client.call_tool(
+            "web_search", {"search_query": "q", "include_domains": ["example.com"]}
+        )
+        subdomains = await client.call_tool(
+            "web_search", {"search_query": "q", "include_domains": ["*.example.com", "other.org"]}
+        )
+        without = await client.call_tool(
+            "web_search", {"search_query": "q", "exclude_domains": ["Example.com"]}
+        )
+        bad = await client.call_tool(
+            "web_search", {"search_query": "q", "include_domains": ["https://example.com/x"]}
+        )
+        recent = await client.call_tool("web_search", {"search_query": "q", "recency": "week"})
+
+    def urls(result: Any) -> list[str]:
+        assert not result.is_error, text_of(result)
+        return [r["url"] for r in result.structured_content["results"]]
+
+    assert urls(only) == LOOK_ALIKES[:2]
+    assert urls(subdomains) == [LOOK_ALIKES[1], LOOK_ALIKES[4]]
+    assert urls(without) == LOOK_ALIKES[2:]
+    assert bad.is_error and "is not a domain" in text_of(bad)
+    # An Apex server cannot bound the age of pages: said, not silently ignored.
+    assert recent.is_error and "recency needs the embedded engine" in text_of(recent)

@@ -6,10 +6,13 @@ from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field
 
 from ...apex import models as m
+from ...apex.client import FiltersSearch
+from ...apex.models import Recency
 from ..outputs import SearchResult, SearchResults
 from ..state import AppState
 from ..views import clip
@@ -31,6 +34,11 @@ async def web_search(
     max_content_chars: Annotated[
         int, Field(ge=100, le=100_000, description="cut each page's text to this")
     ] = 4000,
+    include_domains: Annotated[
+        list[str] | None, Field(max_length=50, description="only these; *.x.com: subdomains")
+    ] = None,
+    exclude_domains: Annotated[list[str] | None, Field(max_length=50)] = None,
+    recency: Annotated[Recency | None, Field(description="published within")] = None,
 ) -> Annotated[CallToolResult, SearchResults]:
     """Search the web and read the pages found. Returns, per page, its url, title and the
     passage most relevant to the query; the page's main text only with include_content."""
@@ -40,10 +48,24 @@ async def web_search(
         n_results=n_results,
         max_response_time=max_response_time,
     )
+    try:
+        filters = m.SearchFilters.of(include_domains, exclude_domains, recency)
+    except ValueError as e:
+        raise ToolError(str(e)) from None
     with apex_errors():
         client = await apex(ctx)
-        response = await client.web_retrieval(request, timeout=max_response_time + 15)
-    results = merge(response.results, include_content, max_content_chars)
+        if filters and isinstance(client, FiltersSearch):
+            response = await client.web_retrieval_filtered(request, filters)
+        elif filters.recency:
+            raise ToolError(
+                "recency needs the embedded engine: an Apex server cannot bound the age of "
+                "pages (leave recency out)"
+            )
+        else:
+            response = await client.web_retrieval(request, timeout=max_response_time + 15)
+    # Enforced here too: a remote Apex server knows nothing of the domains.
+    kept = [r for r in response.results if filters.allows(r.url)] if filters else response.results
+    results = merge(kept, include_content, max_content_chars)
     output = SearchResults(search_query=search_query, results=results)
     if not results:
         return reply(output, f"No pages found for {search_query!r}.")
