@@ -217,11 +217,10 @@ class ResearchRunner:
         while True:
             try:
                 leases = {job_id: attempt for job_id, (attempt, _) in self._running.items()}
-                for job_id in await self.store.touch_jobs(leases):
-                    if (lost := self._running.get(job_id)) is not None and lost[0] == leases[
-                        job_id
-                    ]:
-                        lost[1].cancel()
+                lost = await self.store.touch_jobs(leases)
+                for job_id, (attempt, scope) in list(self._running.items()):
+                    if job_id in lost and attempt == leases[job_id]:
+                        scope.cancel()
                 await self._take_over_orphans(datetime.now(UTC) - stale_after)
                 abandoned = await self.store.fail_waiting_jobs(
                     datetime.now(UTC) - wait_for_session,
@@ -348,9 +347,6 @@ class ResearchRunner:
             log.warning("cannot update the completions of job %s: %s", job.id, e)
 
 
-# --- Apex messages --------------------------------------------------------------------------
-
-
 def runs_of(job: Job) -> list[list[str]]:
     """The texts of a job's chunks, run by run: a resumed run starts at its restart or
     takeover chunk."""
@@ -361,6 +357,9 @@ def runs_of(job: Job) -> list[list[str]]:
         else:
             runs[-1].append(text)
     return runs
+
+
+# --- Apex messages --------------------------------------------------------------------------
 
 
 def submit_response(job: Job) -> SubmitDeepResearcherJobResponse:
