@@ -224,10 +224,7 @@ class OAuthTokens:
     async def _decode(self, token: str) -> dict[str, Any]:
         import jwt
 
-        try:
-            header_ = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError:
-            raise Refused("the token is not a JWT") from None
+        header_ = _jwt_header(token)
         alg, kid = header_.get("alg"), header_.get("kid")
         if alg not in ASYMMETRIC_ALGORITHMS:
             raise Refused("the token is not signed with one of the issuer's keys")
@@ -375,6 +372,21 @@ class OAuthTokens:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _jwt_header(token: str) -> dict[str, Any]:
+    """A JWT's header, read to choose its key (PyJWT's own reading checks every segment, and
+    ``jwt.decode`` does it again: the one check is enough)."""
+    from jwt.utils import base64url_decode
+
+    segment, dot, _ = token.partition(".")
+    try:
+        header_ = json.loads(base64url_decode(segment)) if dot else None
+    except (ValueError, TypeError):
+        header_ = None
+    if not isinstance(header_, dict):
+        raise Refused("the token is not a JWT")
+    return header_
 
 
 def metadata_urls(issuer: str) -> list[str]:
