@@ -5,9 +5,10 @@ OAuth JWT checked against the issuer's keys, beside no gate at all.
 
 1. The gate alone: ``--requests`` POSTs in-process (httpx2's ASGI transport) to an app that
    answers at once, behind no gate, the ``APEX_HTTP_TOKEN`` gate, the ``APEX_HTTP_TOKENS``
-   gate (20 users) and the OAuth gate (an RS256 access token, the issuer's keys cached after
-   the first request), rounds interleaved: CPU microseconds per request, and the gates' cost
-   over no gate.
+   gate (20 users) and the OAuth gate (RS256 access tokens, the issuer's keys cached after
+   the first request: the same token each time, as a client sends it, and a new token each
+   time, its signature checked), rounds interleaved: CPU microseconds per request, and the
+   gates' cost over no gate.
 2. A whole MCP call: ``list_chats`` over streamable HTTP (2026-07-28 client) on 127.0.0.1,
    ``--calls`` per round, to a server with ``APEX_HTTP_TOKEN`` and to one with OAuth (each its
    own store, both in this process), rounds alternating: CPU per call (client and server,
@@ -93,15 +94,21 @@ def gated(settings: Settings) -> Any:
     return AuthGate(answer, protection, is_open, tool_permissions())
 
 
-async def per_request(app: Any, token: str | None, requests: int) -> float:
-    """CPU microseconds per request through ``app`` (this process's: robust to neighbours)."""
-    headers = {"authorization": f"Bearer {token}"} if token else {}
+async def per_request(app: Any, token: str | list[str] | None, requests: int) -> float:
+    """CPU microseconds per request through ``app`` (this process's: robust to neighbours).
+    A list of tokens: one after the other, each checked for the first time."""
+    tokens = token if isinstance(token, list) else [token] * requests
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://bench") as http:
-        assert (await http.post("/mcp", json=body, headers=headers)).status_code == 200
+        if isinstance(token, list):
+            app.protection.oauth._verified.clear()  # none checked yet
+        else:
+            headers = {"authorization": f"Bearer {token}"} if token else {}
+            assert (await http.post("/mcp", json=body, headers=headers)).status_code == 200
         start = time.process_time()
-        for _ in range(requests):
+        for bearer in tokens[:requests]:
+            headers = {"authorization": f"Bearer {bearer}"} if bearer else {}
             await http.post("/mcp", json=body, headers=headers)
         return (time.process_time() - start) / requests * 1e6
 
@@ -113,9 +120,13 @@ async def gate_alone(url: str, key: Any, requests: int, rounds: int) -> None:
         "no gate": (answer, None),
         "APEX_HTTP_TOKEN": (gated(Settings(http_token=shared)), shared),
         "APEX_HTTP_TOKENS (20)": (gated(Settings(http_tokens=users)), users["user19"]),
-        "OAuth JWT (RS256)": (
+        "OAuth JWT (RS256), checked before": (
             gated(Settings(oauth_issuer=url)),
             token_for(url, key, RESOURCE),
+        ),
+        "OAuth JWT (RS256), a new token each": (
+            gated(Settings(oauth_issuer=url)),
+            [token_for(url, key, RESOURCE, f"user{n}") for n in range(requests)],
         ),
     }
     times: dict[str, list[float]] = {name: [] for name in cases}
