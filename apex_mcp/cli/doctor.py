@@ -65,6 +65,8 @@ async def doctor(
         await _check_remote(settings, report)
     else:
         await _check_local(settings, report, local_probe)
+    if settings.oauth_issuer:
+        await _check_issuer(settings, report)
     print("all good" if not failures else f"{failures} problem(s)")
     return 1 if failures else 0
 
@@ -83,6 +85,21 @@ async def _check_remote(settings: Settings, report: Any) -> None:
             # A code's usual advice is about the server (APEX_BASE_URL) or the key; else both.
             fix = error.hint or "check APEX_BASE_URL and APEX_API_KEY"
             report(False, "key accepted", error.with_hint(fix).explain())
+
+
+async def _check_issuer(settings: Settings, report: Any) -> None:
+    """The OAuth issuer's metadata and keys (or introspection endpoint), as serving uses them."""
+    from ..server.auth import IssuerUnavailable, OAuthTokens
+
+    tokens = OAuthTokens(settings, settings.oauth_resource_url or "")  # no token to check
+    try:
+        report(True, "OAuth issuer", await tokens.describe_issuer())
+    except IssuerUnavailable as error:
+        said = str(error)
+        fix = "" if "APEX_OAUTH_ISSUER" in said else ": check APEX_OAUTH_ISSUER"
+        report(False, "OAuth issuer", said + fix)
+    finally:
+        await tokens.aclose()
 
 
 async def _check_local(

@@ -185,4 +185,9 @@ def banner(settings: Settings, tools: list[ToolSpec], transport: str) -> str:
         backend = f"embedded engine, data in {settings.db}"
     if settings.http_session_config and transport != "stdio":
         backend += ", each session with the settings it brings"
+    elif settings.serves_users and transport != "stdio":
+        who = [f"{len(settings.http_tokens)} users by token"] if settings.http_tokens else []
+        if settings.oauth_issuer:
+            who.insert(0, f"people signed in at {settings.oauth_issuer}")
+        backend += f", each with their own history ({' and '.join(who)})"
     return f"apex-mcp {__version__} over {transport}: {backend}; {len(tools)} tools"

@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -48,6 +49,7 @@ LEEWAY_SECONDS = 30  # clocks of the issuer and this server may differ this much
 # An unknown key id fetches the issuer's keys again, at most this often (a token with a made
 # up key id must not turn every request into a request to the issuer).
 UNKNOWN_KID_REFRESH_SECONDS = 1.0
+VERIFIED_TOKENS = 4096  # JWTs remembered as checked, the least recently used forgotten
 # Signatures with a public key only: an HMAC "signed" with the issuer's public key, or none at
 # all, is refused before any key is looked at.
 ASYMMETRIC_ALGORITHMS = frozenset(
@@ -189,10 +191,32 @@ class OAuthTokens:
         self._keys: dict[str, tuple[Any, str | None]] = {}  # kid -> PyJWK, its declared alg
         self._keys_at = -float("inf")  # monotonic time of the last fetch
         self._lock = anyio.Lock()
+        # sha256 of a token -> its caller, and the keys' fetch time it was checked against
+        self._verified: OrderedDict[bytes, tuple[Caller, float]] = OrderedDict()
 
     async def check(self, token: str) -> Caller:
         """The caller ``token`` stands for; Refused saying why, IssuerUnavailable."""
-        claims = await (self._introspect(token) if self.introspect else self._decode(token))
+        if self.introspect:  # the issuer's answer may change (revoked): asked each time
+            return self._caller(await self._introspect(token))
+        # A JWT checked already is taken again while the keys it was checked with are (a
+        # client sends the same token with each request; checking it costs a signature).
+        digest = hashlib.sha256(token.encode("latin-1")).digest()
+        known = self._verified.get(digest)
+        if known is not None and known[1] == self._keys_at:
+            caller = known[0]
+            fresh = time.monotonic() - self._keys_at <= self.jwks_seconds
+            expires = caller.expires_at
+            if fresh and (expires is None or time.time() <= expires + LEEWAY_SECONDS):
+                self._verified.move_to_end(digest)
+                return caller
+        caller = self._caller(await self._decode(token))
+        self._verified[digest] = (caller, self._keys_at)
+        if len(self._verified) > VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+        return caller
+
+    def _caller(self, claims: dict[str, Any]) -> Caller:
+        """The caller of a token with these (checked) claims; Refused without a user."""
         value = claims.get(self.user_claim)
         if not isinstance(value, str | int) or isinstance(value, bool) or not str(value):
             raise Refused(f"the token has no {self.user_claim} claim to name its user")
@@ -224,10 +248,7 @@ class OAuthTokens:
     async def _decode(self, token: str) -> dict[str, Any]:
         import jwt
 
-        try:
-            header_ = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError:
-            raise Refused("the token is not a JWT") from None
+        header_ = _jwt_header(token)
         alg, kid = header_.get("alg"), header_.get("kid")
         if alg not in ASYMMETRIC_ALGORITHMS:
             raise Refused("the token is not signed with one of the issuer's keys")
@@ -370,11 +391,39 @@ class OAuthTokens:
             raise Refused("the token has expired")
         return claims
 
+    async def describe_issuer(self) -> str:
+        """What the issuer publishes that this server uses (IssuerUnavailable if it cannot
+        be had): for ``apex-mcp doctor``."""
+        metadata = await self.metadata()
+        if self.introspect:
+            if not isinstance(metadata.get("introspection_endpoint"), str):
+                raise IssuerUnavailable(f"{self.issuer}'s metadata names no introspection_endpoint")
+            return f"{self.issuer}: metadata, introspection at {metadata['introspection_endpoint']}"
+        await self._fetch_keys(self._keys_at)
+        if not self._keys:
+            raise IssuerUnavailable(f"{self.issuer} publishes no signing key this server can use")
+        return f"{self.issuer}: metadata and {len(self._keys)} signing key(s)"
+
     def _not_for_us(self) -> str:
         return f"the token is not for this server (its audience is not {self.audience})"
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _jwt_header(token: str) -> dict[str, Any]:
+    """A JWT's header, read to choose its key (PyJWT's own reading checks every segment, and
+    ``jwt.decode`` does it again: the one check is enough)."""
+    from jwt.utils import base64url_decode
+
+    segment, dot, _ = token.partition(".")
+    try:
+        header_ = json.loads(base64url_decode(segment)) if dot else None
+    except (ValueError, TypeError):
+        header_ = None
+    if not isinstance(header_, dict):
+        raise Refused("the token is not a JWT")
+    return header_
 
 
 def metadata_urls(issuer: str) -> list[str]:

@@ -11,6 +11,10 @@ import hashlib
 import hmac
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -41,7 +45,7 @@ from tests.fakes import oidc
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.server.harness import engine_env, settings_from, text_of
 from tests.server.test_replicas_http import BALANCER, ENDPOINT, replicas
-from tests.servers import free_port, serve_asgi
+from tests.servers import free_port, serve_asgi, wait_exit, wait_listening
 
 pytestmark = [
     pytest.mark.anyio,
@@ -464,3 +468,53 @@ async def test_two_people_never_see_each_others_history_across_replicas(
             await use_and_hide(world, mode, tokens, f"http://{BALANCER}", balancer, subscribe)
     assert {replica for _, replica, _ in balancer.sent} == {0, 1}
     assert all(status < 400 for _, _, status in balancer.sent), balancer.sent
+
+
+async def test_the_server_process_serves_people_beyond_loopback_and_logs_no_token(
+    world: World,
+) -> None:
+    port = free_port()
+    resource = f"http://127.0.0.1:{port}/mcp"
+    token = world.issuer.sign_in(ALICE, resource)
+    env = {**os.environ, **world.env, "APEX_LOG_LEVEL": "DEBUG"}
+    env.pop("APEX_HTTP_TOKENS")
+    serve_beyond_loopback = ["serve", "--http", "--host", "0.0.0.0", "--port", str(port)]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "apex_mcp", *serve_beyond_loopback],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_listening(port, server)
+        async with connect(f"http://127.0.0.1:{port}", token) as alice:
+            assert (await call(alice, "list_chats"))["chats"] is not None
+        async with httpx2.AsyncClient() as http:
+            refused = await http.post(resource, json={}, headers={"authorization": "Bearer x.y.z"})
+        server.send_signal(signal.SIGINT)
+        wait_exit(server, what="apex-mcp serve --http to stop at Ctrl+C", timeout=60)
+    finally:
+        server.kill()
+        server.wait()
+        assert server.stderr is not None
+        logged = server.stderr.read().decode()
+        server.stderr.close()
+    assert refused.status_code == 401
+    assert f"people signed in at {world.issuer.issuer}" in logged  # the banner
+    assert "APEX_OAUTH_RESOURCE_URL is not set" in logged  # beyond loopback, say which URL
+    assert "DEBUG" in logged  # the level was on
+    for secret in (token, token.rsplit(".", 1)[1], ALICE, "x.y.z"):
+        assert secret not in logged
+
+
+async def test_doctor_checks_the_issuer(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    from apex_mcp.cli.doctor import doctor
+
+    found = await doctor(settings_from(world.env), local_probe=())
+    nowhere = {**world.env, "APEX_OAUTH_ISSUER": f"http://127.0.0.1:{free_port()}"}
+    missing = await doctor(settings_from(nowhere), local_probe=())
+    printed = capsys.readouterr().out
+    assert found == 0 and missing == 1, printed
+    assert f"[ok  ] OAuth issuer: {world.issuer.issuer}: metadata and " in printed
+    assert "[FAIL] OAuth issuer: no authorization server metadata for http://127.0.0.1:" in printed
+    assert "check APEX_OAUTH_ISSUER" in printed
