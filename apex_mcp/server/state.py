@@ -187,16 +187,15 @@ class AppState:
 
     async def follow(self, uri: str) -> None:
         """Start following ``uri`` for the client of the request being handled, if it is a
-        research job (other resources change only through this server's own calls). Where
-        callers sign in as users of their own (OAuth, several tokens), a job the caller cannot
-        read is refused (ApexError NOT_FOUND): nobody hears of another's."""
+        research job (other resources change only through this server's own calls). A job the
+        caller cannot read is refused (ApexError NOT_FOUND): nobody hears of another's, be it
+        another signed-in user's or another hosted session's."""
         if not uri.startswith("apex://research/"):
             return
         job_id = uri.removeprefix("apex://research/")
         try:
             client = await self.apex()
-            if self.settings.serves_users:
-                await client.get_deep_researcher_job(m.GetDeepResearcherJobRequest(job_id=job_id))
+            await client.get_deep_researcher_job(m.GetDeepResearcherJobRequest(job_id=job_id))
         except ApexError as error:  # reading it will say what is wrong
             if error.code in (Code.NOT_FOUND, Code.INVALID_ARGUMENT):
                 raise

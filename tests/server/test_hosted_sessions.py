@@ -20,13 +20,14 @@ from urllib.parse import urlencode
 import anyio
 import httpx2
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 from apex_mcp.config import Settings
 from apex_mcp.gateway import create_gateway_app
 from apex_mcp.server.app import build_server
 from apex_mcp.server.http import create_http_app
+from apex_mcp.server.state import RESOURCE_NOT_FOUND
 from tests.engine.test_research import Script
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.fakes.web import FakeSearxng, FakeWeb, hit, serve_searxng, serve_web
@@ -229,6 +230,10 @@ async def test_a_sessions_research_job_runs_on_its_miner_and_no_key_is_stored(
                 )
         async with session(h.url, h.query("bob")) as bob:
             theirs = await bob.call_tool("deep_research_status", {"job_id": job["job_id"]})
+            # Nor does bob hear of alice's job: subscribing to it is refused, as not found.
+            with pytest.warns(Warning), pytest.raises(MCPError, match="no job") as refused:
+                await bob.subscribe_resource(f"apex://research/{job['job_id']}")
+            assert refused.value.error.code == RESOURCE_NOT_FOUND
 
     assert status["status"] == "completed", status
     assert site.url("/bees") in status["report"]
