@@ -39,6 +39,7 @@ from .._http import LazyClient, bearer_token, drain_body, header, send_whole
 if TYPE_CHECKING:
     import httpx2
     from mcp.server import ServerRequestContext
+    from mcp.server.auth.provider import TokenVerifier
 
     from ..config import Settings
     from .inventory import Offer
@@ -214,6 +215,14 @@ class OAuthTokens:
         if len(self._verified) > VERIFIED_TOKENS:
             self._verified.popitem(last=False)
         return caller
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        """The MCP SDK's ``TokenVerifier``: the caller, or None for a token refused (an
+        issuer that cannot be reached is raised, not taken for a bad token)."""
+        try:
+            return await self.check(token)
+        except Refused:
+            return None
 
     def _caller(self, claims: dict[str, Any]) -> Caller:
         """The caller of a token with these (checked) claims; Refused without a user."""
@@ -732,3 +741,7 @@ def tool_permissions() -> dict[str, Permission]:
 
         _PERMITTED.update({spec.name: needed_permission(spec.offer) for spec in all_tools()})
     return _PERMITTED
+
+
+if TYPE_CHECKING:
+    _oauth_tokens_verify: type[TokenVerifier] = OAuthTokens

@@ -518,3 +518,17 @@ async def test_doctor_checks_the_issuer(world: World, capsys: pytest.CaptureFixt
     assert f"[ok  ] OAuth issuer: {world.issuer.issuer}: metadata and " in printed
     assert "[FAIL] OAuth issuer: no authorization server metadata for http://127.0.0.1:" in printed
     assert "check APEX_OAUTH_ISSUER" in printed
+
+
+async def test_the_token_check_is_the_sdks_token_verifier(world: World) -> None:
+    """What checks tokens here is an MCP SDK ``TokenVerifier``, usable with its own auth."""
+    from mcp.server.auth.provider import AccessToken, TokenVerifier
+
+    verifier: TokenVerifier = auth.OAuthTokens(settings_from(world.env), world.resource)
+    try:
+        verified = await verifier.verify_token(world.token(ALICE))
+        assert isinstance(verified, AccessToken) and verified.resource == world.resource
+        assert await verifier.verify_token(world.token(ALICE)[:-4] + "AAAA") is None
+        assert await verifier.verify_token("not a token") is None
+    finally:
+        await verifier.aclose()  # type: ignore[attr-defined]
