@@ -203,6 +203,8 @@ class Settings(BaseSettings):
         extra="ignore",
         validate_default=True,
         populate_by_name=True,
+        # A bad value is not repeated in the error: it may be a key (APEX_HTTP_TOKENS...).
+        hide_input_in_errors=True,
     )
 
     # Which Apex serves the tools: remote when a key or base URL is set, else the engine.

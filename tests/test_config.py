@@ -283,3 +283,12 @@ def test_oauth_is_refused_where_it_cannot_hold(
         load_settings()
     shown = describe_validation_error(caught.value, "")
     assert said in shown and "apex-key-secret" not in shown
+
+
+def test_a_settings_error_never_repeats_the_value_given() -> None:
+    """pydantic's own message for a bad value (what a program using Settings sees) leaves the
+    value out: it may hold keys."""
+    secret = "sk-live-SECRET-4242"
+    with pytest.raises(ValidationError) as refused:
+        Settings(http_tokens=f'{{"alice": ["{secret}"]}}')  # type: ignore[arg-type]
+    assert secret not in str(refused.value) and secret not in repr(refused.value)
