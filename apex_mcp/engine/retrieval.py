@@ -858,26 +858,22 @@ def rank_pages(
     damping = [(1 - _share_of(terms, passage)) ** 2 for passage in flat]
     lexical = [s * d for s, d in zip(bm25_scores(flat, query), damping, strict=True)]
     if ranking == "bm25":
-        scores = lexical
+        scores = within = lexical
     else:
-        semantic = [s * d for s, d in zip(embedding_scores(flat, query), damping, strict=True)]
-        scores = semantic if ranking == "embedding" else _fused(lexical, semantic)
-    best: dict[int, int] = {}  # page -> index in flat of its best passage
+        # Within a page, the damped embedding picks the passage better than BM25 does
+        # (bench.quality: the passage that restates the question holds the query's words,
+        # the one that answers holds their meaning).
+        within = [s * d for s, d in zip(embedding_scores(flat, query), damping, strict=True)]
+        scores = within if ranking == "embedding" else _fused(lexical, within)
+    best: dict[int, int] = {}  # page -> index in flat of its best passage, for the order
     chosen: dict[int, int] = {}  # page -> index in flat of the passage returned
     first: dict[int, int] = {}
     for k, owner in enumerate(owners):
         first.setdefault(owner, k)
         if owner not in best or scores[k] > scores[best[owner]]:
             best[owner] = k
-        if owner not in chosen or lexical[k] > lexical[chosen[owner]]:
+        if owner not in chosen or within[k] > within[chosen[owner]]:
             chosen[owner] = k
-    if ranking == "embedding":
-        # Static embeddings tell pages apart better than words do, and passages of one page
-        # worse (their scores within a page are nearly flat): the passage is BM25's choice,
-        # where any of the query's words is there at all.
-        chosen = {i: k if lexical[k] > 0 else best[i] for i, k in chosen.items()}
-    else:
-        chosen = best
     order = sorted(best, key=lambda i: (-scores[best[i]], i))
     order += [i for i in range(len(pages)) if i not in best]
     return [(i, chosen[i] - first[i] if i in chosen else 0) for i in order]
