@@ -33,6 +33,15 @@ def engine_config(settings: Settings) -> EngineConfig:
         miner_queue_seconds=settings.miner_queue_seconds,
         search_provider=settings.search_provider,
         searxng_url=settings.searxng_url,
+        search_api_keys={
+            name: key
+            for name, key in (
+                ("brave", settings.brave_api_key),
+                ("tavily", settings.tavily_api_key),
+                ("exa", settings.exa_api_key),
+            )
+            if key is not None
+        },
         search_ranking=settings.search_ranking,
         search_requests_per_second=settings.search_requests_per_second,
         allow_private_addresses=settings.allow_private_addresses,

@@ -172,6 +172,7 @@ class LocalApex:
                         config.search_provider,
                         config.searxng_url,
                         requests_per_second=config.search_requests_per_second,
+                        api_keys=config.search_api_keys,
                     ),
                     allow_private_addresses=config.allow_private_addresses,
                     ranking=config.search_ranking,
