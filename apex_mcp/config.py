@@ -248,6 +248,10 @@ class Settings(BaseSettings):
     # At most this many requests a second to each search provider; by default none to
     # SearXNG and one to each keyed API (a free tier's pace).
     search_requests_per_second: float | None = Field(None, gt=0, le=1000)
+    # Pages read and extracted are kept in the store this long for searches and research to
+    # reuse (0: not kept), the newest this many of them.
+    search_cache_seconds: float = Field(24 * 3600.0, ge=0, le=30 * 24 * 3600)
+    search_cache_pages: int = Field(10_000, ge=1, le=1_000_000)
     allow_private_addresses: bool = False  # let retrieval read LAN / loopback pages (tests)
     research_max_concurrent_jobs: int = Field(2, ge=1, description="jobs run at once")
     research_max_sources: int = Field(12, ge=1, le=100, description="sources read per job")

@@ -44,6 +44,8 @@ def engine_config(settings: Settings) -> EngineConfig:
         },
         search_ranking=settings.search_ranking,
         search_requests_per_second=settings.search_requests_per_second,
+        search_cache_seconds=settings.search_cache_seconds,
+        search_cache_pages=settings.search_cache_pages,
         allow_private_addresses=settings.allow_private_addresses,
         research=ResearchLimits(
             max_concurrent_jobs=settings.research_max_concurrent_jobs,

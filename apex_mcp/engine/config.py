@@ -123,5 +123,7 @@ class EngineConfig:
     search_api_keys: Mapping[str, SecretStr] = field(default_factory=dict, repr=False)
     search_ranking: str = "auto"  # see retrieval.rank_pages
     search_requests_per_second: float | None = None
+    search_cache_seconds: float = 24 * 3600.0  # pages kept in the store for reuse; 0: none
+    search_cache_pages: int = 10_000
     allow_private_addresses: bool = False  # let retrieval read LAN / loopback pages (tests)
     research: ResearchLimits = field(default_factory=ResearchLimits)

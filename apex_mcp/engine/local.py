@@ -176,6 +176,9 @@ class LocalApex:
                     ),
                     allow_private_addresses=config.allow_private_addresses,
                     ranking=config.search_ranking,
+                    cache=store,
+                    cache_seconds=config.search_cache_seconds,
+                    cache_pages=config.search_cache_pages,
                 ) as retriever,
                 # Inside the others: jobs stop (and say so in the store) before what they use.
                 ResearchRunner(store, miners, retriever, config.research) as research,

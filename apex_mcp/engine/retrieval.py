@@ -134,6 +134,16 @@ class SearchProvider(Protocol):
     async def search(self, query: str, max_results: int) -> list[SearchHit]: ...
 
 
+class PageCache(Protocol):
+    """Where pages read before are kept (the store): by normalized URL, with a time to live."""
+
+    async def get_page(self, url: str, max_age: float) -> Any: ...  # a CachedPage or None
+
+    async def put_page(
+        self, url: str, final_url: str, content: str, *, max_age: float, keep: int
+    ) -> None: ...
+
+
 class SearchError(Exception):
     """A search provider could not answer; the message says why, for people."""
 
@@ -679,6 +689,9 @@ class WebRetriever:
         ranking: str = DEFAULT_RANKING,
         resolver: Resolver | None = None,
         network: httpcore2.AsyncNetworkBackend | None = None,
+        cache: PageCache | None = None,
+        cache_seconds: float = 24 * 3600,
+        cache_pages: int = 10_000,
     ) -> None:
         if not providers:
             raise ValueError("a WebRetriever needs at least one search provider")
@@ -691,6 +704,10 @@ class WebRetriever:
         self.passage_chars = passage_chars
         self.allow_private_addresses = allow_private_addresses
         self._resolver, self._network = resolver, network  # how pages are reached (tests)
+        # Pages read and extracted are kept there for ``cache_seconds`` (none when 0), the
+        # newest ``cache_pages`` of them.
+        self.cache = cache if cache_seconds > 0 else None
+        self.cache_seconds, self.cache_pages = cache_seconds, cache_pages
         self.user_agent = user_agent
         self._extract_limiter: anyio.CapacityLimiter | None = None
         self._http = LazyClient(self._make_http)
@@ -901,6 +918,37 @@ class WebRetriever:
         return chosen
 
     async def _read_page(self, url: str, stats: _Stats, filters: SearchFilters) -> _Page | _Failed:
+        cached = await self._cached(url, filters)
+        if cached is not None:
+            return cached
+        page = await self._fetch_page(url, stats, filters)
+        if isinstance(page, _Page) and self.cache is not None:
+            try:
+                await self.cache.put_page(
+                    normalize_url(url),
+                    page.url,
+                    page.content,
+                    max_age=self.cache_seconds,
+                    keep=self.cache_pages,
+                )
+            except Exception as exc:  # a cache that cannot write costs reuse, not the answer
+                log.warning("page cache: could not keep %s: %s", page.url, _describe(exc))
+        return page
+
+    async def _cached(self, url: str, filters: SearchFilters) -> _Page | None:
+        """The page as read within the cache's time to live, where it still passes."""
+        if self.cache is None:
+            return None
+        try:
+            kept = await self.cache.get_page(normalize_url(url), self.cache_seconds)
+        except Exception as exc:
+            log.warning("page cache: could not read %s: %s", url, _describe(exc))
+            return None
+        if kept is None or not filters.allows(kept.final_url):  # it redirected out
+            return None
+        return _Page(kept.final_url, kept.content, split_passages(kept.content, self.passage_chars))
+
+    async def _fetch_page(self, url: str, stats: _Stats, filters: SearchFilters) -> _Page | _Failed:
         try:
             final_url, body, charset = await self._fetch(url, filters)
         except _PageFailure as failure:

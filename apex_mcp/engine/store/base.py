@@ -63,6 +63,15 @@ class StoredReply(NamedTuple):
     created_at: datetime  # when the first try came
 
 
+class CachedPage(NamedTuple):
+    """A web page read before: where it ended up (after redirects), its extracted text
+    (title line, then main text) and when it was read."""
+
+    final_url: str
+    content: str
+    fetched_at: datetime
+
+
 class ChatPage(NamedTuple):
     """One page of a listing: its chats, and the cursor of the next page (None: the last)."""
 
@@ -239,6 +248,14 @@ class Store(Protocol):
     async def remember_reply(self, user_id: str, key: str, reply: bytes) -> None: ...
 
     async def forget_reply(self, user_id: str, key: str) -> None: ...
+
+    # --- fetched web pages: shared by every user (public pages, read without cookies) ---
+
+    async def get_page(self, url: str, max_age: float) -> CachedPage | None: ...
+
+    async def put_page(
+        self, url: str, final_url: str, content: str, *, max_age: float, keep: int
+    ) -> None: ...
 
     # --- maintenance ---
 

@@ -61,6 +61,7 @@ from apex_mcp.apex.models import (
 )
 from apex_mcp.engine.store.base import (
     FINISHED_JOB_STATUSES,
+    CachedPage,
     ChatPage,
     Job,
     JobSignals,
@@ -189,10 +190,20 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN attempt integer NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN takeovers integer NOT NULL DEFAULT 0;
     """,
+    # 3: web pages read and extracted, as the SQLite store's 7.
+    """
+    CREATE TABLE pages (
+        url text PRIMARY KEY,
+        final_url text NOT NULL,
+        content text NOT NULL,
+        fetched_at text COLLATE "C" NOT NULL
+    );
+    CREATE INDEX pages_by_age ON pages (fetched_at);
+    """,
 ]
 
 # The tables, children first: what a test empties between cases.
-TABLES = ("job_chunks", "jobs", "replies", "completions", "chats")
+TABLES = ("job_chunks", "jobs", "replies", "completions", "chats", "pages")
 
 CHAT_COLUMNS = "chats.seq, chats.id, chats.user_id, chats.title, chats.chat_type," + (
     " chats.created_at, chats.updated_at"
@@ -1093,6 +1104,49 @@ class PostgresStore:
             await conn.execute(
                 "DELETE FROM replies WHERE user_id = %s AND key = %s AND reply IS NULL",
                 (user_id, key),
+            )
+
+        await self._write(write)
+
+    # --- fetched web pages ---
+
+    async def get_page(self, url: str, max_age: float) -> CachedPage | None:
+        """The page read from ``url`` within the last ``max_age`` seconds, if kept."""
+        cutoff = _format(datetime.now(UTC) - timedelta(seconds=max_age))
+
+        async def read(conn: Conn) -> DictRow | None:
+            return await _one(
+                conn,
+                "SELECT final_url, content, fetched_at FROM pages"
+                " WHERE url = %s AND fetched_at >= %s",
+                (url, cutoff),
+            )
+
+        row = await self._read(read)
+        if row is None:
+            return None
+        return CachedPage(row["final_url"], row["content"], _time(row["fetched_at"]))
+
+    async def put_page(
+        self, url: str, final_url: str, content: str, *, max_age: float, keep: int
+    ) -> None:
+        """Keep the page read from ``url``; drop the pages older than ``max_age`` seconds and
+        the oldest beyond the newest ``keep``."""
+        cutoff = _format(datetime.now(UTC) - timedelta(seconds=max_age))
+
+        async def write(conn: Conn) -> None:
+            await conn.execute(
+                "INSERT INTO pages (url, final_url, content, fetched_at)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (url) DO UPDATE SET"
+                " final_url = excluded.final_url, content = excluded.content,"
+                " fetched_at = excluded.fetched_at",
+                (url, final_url, content, _now()),
+            )
+            await conn.execute("DELETE FROM pages WHERE fetched_at < %s", (cutoff,))
+            await conn.execute(
+                "DELETE FROM pages WHERE url IN"
+                " (SELECT url FROM pages ORDER BY fetched_at DESC OFFSET %s)",
+                (max(keep, 1),),
             )
 
         await self._write(write)

@@ -49,6 +49,7 @@ from apex_mcp.apex.models import (
 from apex_mcp.engine.store.base import (
     FINISHED_JOB_STATUSES,
     JOB_STATUSES,
+    CachedPage,
     ChatPage,
     Job,
     JobSignals,
@@ -194,6 +195,17 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN takeovers INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 7: web pages read and extracted, by normalized URL, for web search and research to
+    # reuse within their time to live (see get_page).
+    """
+    CREATE TABLE pages (
+        url TEXT PRIMARY KEY,
+        final_url TEXT NOT NULL,
+        content TEXT NOT NULL,
+        fetched_at TEXT NOT NULL
+    );
+    CREATE INDEX pages_by_age ON pages (fetched_at);
     """,
 ]
 
@@ -1121,6 +1133,45 @@ class SqliteStore:
                 (user_id, key),
             )
         )
+
+    # --- fetched web pages ---
+
+    async def get_page(self, url: str, max_age: float) -> CachedPage | None:
+        """The page read from ``url`` within the last ``max_age`` seconds, if kept."""
+        cutoff = _format(datetime.now(UTC) - timedelta(seconds=max_age))
+        row = await self._read(
+            lambda conn: conn.execute(
+                "SELECT final_url, content, fetched_at FROM pages"
+                " WHERE url = ? AND fetched_at >= ?",
+                (url, cutoff),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        return CachedPage(row["final_url"], row["content"], _time(row["fetched_at"]))
+
+    async def put_page(
+        self, url: str, final_url: str, content: str, *, max_age: float, keep: int
+    ) -> None:
+        """Keep the page read from ``url``; drop the pages older than ``max_age`` seconds and
+        the oldest beyond the newest ``keep``."""
+        cutoff = _format(datetime.now(UTC) - timedelta(seconds=max_age))
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO pages (url, final_url, content, fetched_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (url) DO UPDATE SET final_url = excluded.final_url,"
+                " content = excluded.content, fetched_at = excluded.fetched_at",
+                (url, final_url, content, _now()),
+            )
+            conn.execute("DELETE FROM pages WHERE fetched_at < ?", (cutoff,))
+            conn.execute(
+                "DELETE FROM pages WHERE url IN"
+                " (SELECT url FROM pages ORDER BY fetched_at DESC LIMIT -1 OFFSET ?)",
+                (max(keep, 1),),
+            )
+
+        await self._write(write)
 
     # --- maintenance ---
 
