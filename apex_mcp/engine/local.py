@@ -245,6 +245,16 @@ class LocalApex:
         job = await self._research().submit(self.user_id, request, miners=self.miner_set)
         return submit_response(job)
 
+    async def submit_deep_researcher_job_filtered(
+        self, request: ChatCompletionRequest, filters: SearchFilters
+    ) -> SubmitDeepResearcherJobResponse:
+        """A research job whose searches keep to ``filters`` (beyond apex.v1)."""
+        _check_chat_request(request)
+        job = await self._research().submit(
+            self.user_id, request, miners=self.miner_set, filters=filters
+        )
+        return submit_response(job)
+
     async def get_deep_researcher_job(
         self, request: GetDeepResearcherJobRequest, *, timeout: float | None = None
     ) -> GetDeepResearcherJobResponse:

@@ -46,6 +46,9 @@ class Job(BaseModel):
     request: dict[str, Any]
     completion_id: str | None = None
     miners: str | None = None  # the set of miners it runs on, when not the engine's
+    # What its searches may return (SearchFilters.to_json), carried with the job so that a
+    # runner anywhere that takes it up applies them.
+    search_filters: dict[str, Any] | None = None
     error: str | None = None
     # Its lease: one more at each claim. A runner's writes name the attempt they belong to,
     # so one that lost its lease (taken over while it stalled) can no longer write.
@@ -195,6 +198,7 @@ class Store(Protocol):
         request: dict[str, Any],
         completion_id: str | None = None,
         miners: str | None = None,
+        search_filters: dict[str, Any] | None = None,
     ) -> Job: ...
 
     async def get_job(self, user_id: str, job_id: str, *, after_seq: int = 0) -> Job: ...

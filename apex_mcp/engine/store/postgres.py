@@ -200,6 +200,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX pages_by_age ON pages (fetched_at);
     """,
+    # 4: what a job's searches may return, as the SQLite store's 8.
+    """
+    ALTER TABLE jobs ADD COLUMN search_filters jsonb;
+    """,
 ]
 
 # The tables, children first: what a test empties between cases.
@@ -768,10 +772,13 @@ class PostgresStore:
         request: dict[str, Any],
         completion_id: str | None = None,
         miners: str | None = None,
+        search_filters: dict[str, Any] | None = None,
     ) -> Job:
         """A pending job for ``request``, tied to one of the user's completions if given;
-        ``miners`` names the miners it needs (None: the engine's)."""
+        ``miners`` names the miners it needs (None: the engine's); ``search_filters`` what
+        its searches may return."""
         request_json = _json_object(request, "request")
+        filters_json = None if search_filters is None else json.dumps(search_filters)
         if completion_id is not None:
             completion_id = _uuid(completion_id, "completion id")
         job_id = _new_id()
@@ -784,9 +791,9 @@ class PostgresStore:
             row = await _one(
                 conn,
                 "INSERT INTO jobs (id, user_id, status, request, completion_id, miners,"
-                " created_at, updated_at) VALUES (%s, %s, 'pending', %s::jsonb, %s, %s, %s, %s)"
-                " RETURNING *",
-                (job_id, user_id, request_json, completion_id, miners, now, now),
+                " search_filters, created_at, updated_at)"
+                " VALUES (%s, %s, 'pending', %s::jsonb, %s, %s, %s::jsonb, %s, %s) RETURNING *",
+                (job_id, user_id, request_json, completion_id, miners, filters_json, now, now),
             )
             assert row is not None  # an INSERT … RETURNING returns its row
             return _job(row, [])
@@ -1391,6 +1398,7 @@ def _job(row: DictRow, chunks: list[DeepResearcherResultChunk]) -> Job:
         request=row["request"],
         completion_id=row["completion_id"],
         miners=row["miners"],
+        search_filters=row["search_filters"],
         error=row["error"],
         attempt=row["attempt"],
         takeovers=row["takeovers"],

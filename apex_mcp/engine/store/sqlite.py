@@ -207,6 +207,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX pages_by_age ON pages (fetched_at);
     """,
+    # 8: what a job's searches may return (domains, recency), as a JSON object.
+    """
+    ALTER TABLE jobs ADD COLUMN search_filters TEXT;
+    """,
 ]
 
 REPLY_SECONDS = 24 * 3600  # how long the reply to a write with an idempotency key is kept
@@ -793,10 +797,13 @@ class SqliteStore:
         request: dict[str, Any],
         completion_id: str | None = None,
         miners: str | None = None,
+        search_filters: dict[str, Any] | None = None,
     ) -> Job:
         """A pending job for ``request``, tied to one of the user's completions if given;
-        ``miners`` names the miners it needs (None: the engine's)."""
+        ``miners`` names the miners it needs (None: the engine's); ``search_filters`` what
+        its searches may return."""
         request_json = _json_object(request, "request")
+        filters_json = None if search_filters is None else json.dumps(search_filters)
         if completion_id is not None:
             completion_id = _uuid(completion_id, "completion id")
         job_id = _new_id()
@@ -807,8 +814,9 @@ class SqliteStore:
             now = _now()
             conn.execute(
                 "INSERT INTO jobs (id, user_id, status, request, completion_id, miners,"
-                " created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
-                (job_id, user_id, request_json, completion_id, miners, now, now),
+                " search_filters, created_at, updated_at)"
+                " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+                (job_id, user_id, request_json, completion_id, miners, filters_json, now, now),
             )
             return _job(conn, _job_row(conn, job_id, user_id))
 
@@ -1468,6 +1476,7 @@ def _job(conn: sqlite3.Connection, row: sqlite3.Row, *, after_seq: int = 0) -> J
         request=json.loads(row["request"]),
         completion_id=row["completion_id"],
         miners=row["miners"],
+        search_filters=None if row["search_filters"] is None else json.loads(row["search_filters"]),
         error=row["error"],
         attempt=row["attempt"],
         takeovers=row["takeovers"],
