@@ -45,6 +45,10 @@ GATEWAY_KEYS_FORMAT = 'a JSON object of user to API key, e.g. {"alice": "key-1",
 HTTP_TOKENS_FORMAT = 'a JSON object of user to token, e.g. {"alice": "token-1", "bob": "token-2"}'
 
 
+# The engine's search providers (engine.retrieval.PROVIDERS; this module imports no engine).
+SEARCH_PROVIDERS = ("duckduckgo", "searxng", "brave", "tavily", "exa")
+
+
 class DatabaseUrl(SecretStr):
     """``APEX_DB`` as a PostgreSQL URL: shown (str, repr, logs, doctor) without its password;
     ``get_secret_value()`` is the URL itself, for the store alone."""
@@ -234,12 +238,22 @@ class Settings(BaseSettings):
     miner_queue_seconds: float = Field(60.0, gt=0, le=3600)
 
     # Web retrieval and deep research.
-    search_provider: Literal["duckduckgo", "searxng"] = "duckduckgo"
+    # One search provider or several, tried in order (the next when one fails):
+    # duckduckgo, searxng, brave, tavily, exa; e.g. "brave,duckduckgo".
+    search_provider: str = "duckduckgo"
     searxng_url: str | None = None  # e.g. http://127.0.0.1:8888, for search_provider searxng
+    brave_api_key: SecretStr | None = None  # the Brave Search API's subscription token
+    tavily_api_key: SecretStr | None = None
+    exa_api_key: SecretStr | None = None
     # How web_search orders pages and picks passages (bench.quality measures each).
     search_ranking: Literal["auto", "provider", "bm25", "embedding", "fusion"] = "auto"
-    # At most this many requests a second to the search provider (SearXNG); none by default.
+    # At most this many requests a second to each search provider; by default none to
+    # SearXNG and one to each keyed API (a free tier's pace).
     search_requests_per_second: float | None = Field(None, gt=0, le=1000)
+    # Pages read and extracted are kept in the store this long for searches and research to
+    # reuse (0: not kept), the newest this many of them.
+    search_cache_seconds: float = Field(24 * 3600.0, ge=0, le=30 * 24 * 3600)
+    search_cache_pages: int = Field(10_000, ge=1, le=1_000_000)
     allow_private_addresses: bool = False  # let retrieval read LAN / loopback pages (tests)
     research_max_concurrent_jobs: int = Field(2, ge=1, description="jobs run at once")
     research_max_sources: int = Field(12, ge=1, le=100, description="sources read per job")
@@ -313,6 +327,28 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = _sqlite_path(value)
         return Path(value).expanduser() if isinstance(value, str | Path) else value
+
+    @field_validator("search_provider")
+    @classmethod
+    def _search_providers(cls, value: str) -> str:
+        aliases = {"ddg": "duckduckgo", "ddgs": "duckduckgo"}
+        names = [n.strip().lower() for n in value.split(",") if n.strip()]
+        names = [aliases.get(n, n) for n in names]
+        for name in names:
+            if name not in SEARCH_PROVIDERS:
+                raise ValueError(
+                    f"unknown search provider {name!r}: use {', '.join(SEARCH_PROVIDERS)}, "
+                    "or several in the order to try them (brave,duckduckgo)"
+                )
+        if len(set(names)) != len(names):
+            raise ValueError("a search provider is named twice")
+        return ",".join(names) or "duckduckgo"
+
+    @field_validator("brave_api_key", "tavily_api_key", "exa_api_key", mode="before")
+    @classmethod
+    def _empty_search_key_is_none(cls, value: Any) -> Any:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if isinstance(text, str) and not text.strip() else value
 
     @field_validator("api_key", "miner_api_key", "http_token", "oauth_client_secret", mode="before")
     @classmethod

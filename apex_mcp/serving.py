@@ -33,8 +33,19 @@ def engine_config(settings: Settings) -> EngineConfig:
         miner_queue_seconds=settings.miner_queue_seconds,
         search_provider=settings.search_provider,
         searxng_url=settings.searxng_url,
+        search_api_keys={
+            name: key
+            for name, key in (
+                ("brave", settings.brave_api_key),
+                ("tavily", settings.tavily_api_key),
+                ("exa", settings.exa_api_key),
+            )
+            if key is not None
+        },
         search_ranking=settings.search_ranking,
         search_requests_per_second=settings.search_requests_per_second,
+        search_cache_seconds=settings.search_cache_seconds,
+        search_cache_pages=settings.search_cache_pages,
         allow_private_addresses=settings.allow_private_addresses,
         research=ResearchLimits(
             max_concurrent_jobs=settings.research_max_concurrent_jobs,

@@ -189,6 +189,16 @@ class FiltersSearch(Protocol):
 
 
 @runtime_checkable
+class FiltersResearch(Protocol):
+    """An Apex service whose deep research takes ``SearchFilters`` (beyond apex.v1) for
+    every search of the job, wherever the job runs."""
+
+    async def submit_deep_researcher_job_filtered(
+        self, request: models.ChatCompletionRequest, filters: models.SearchFilters
+    ) -> models.SubmitDeepResearcherJobResponse: ...
+
+
+@runtime_checkable
 class PagesChats(Protocol):
     """An Apex service that reads a user's chats a page at a time and one by id (beyond
     apex.v1, whose listings are whole): each call costs about one page, however many chats

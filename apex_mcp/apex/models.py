@@ -601,6 +601,14 @@ class SearchFilters:
     def __bool__(self) -> bool:
         return bool(self.include_domains or self.exclude_domains or self.recency)
 
+    def to_json(self) -> dict[str, Any]:
+        """The filters as a JSON object (what ``of(**...)`` reads back)."""
+        return {
+            "include_domains": list(self.include_domains),
+            "exclude_domains": list(self.exclude_domains),
+            "recency": self.recency,
+        }
+
     def allows(self, url: str) -> bool:
         """Whether a page at ``url`` passes the domain filters."""
         try:

@@ -8,9 +8,9 @@ nothing of the project, so that anything may import it.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -117,9 +117,13 @@ class EngineConfig:
     # more waits for its turn before it fails (resource_exhausted).
     miner_calls_per_user: int = DEFAULT_CALLS_PER_USER
     miner_queue_seconds: float = DEFAULT_QUEUE_SECONDS
-    search_provider: Literal["duckduckgo", "searxng"] = "duckduckgo"
+    search_provider: str = "duckduckgo"  # or several in order: "brave,duckduckgo"
     searxng_url: str | None = None
+    # The keyed search APIs' keys by provider name (brave, tavily, exa): never in the repr.
+    search_api_keys: Mapping[str, SecretStr] = field(default_factory=dict, repr=False)
     search_ranking: str = "auto"  # see retrieval.rank_pages
     search_requests_per_second: float | None = None
+    search_cache_seconds: float = 24 * 3600.0  # pages kept in the store for reuse; 0: none
+    search_cache_pages: int = 10_000
     allow_private_addresses: bool = False  # let retrieval read LAN / loopback pages (tests)
     research: ResearchLimits = field(default_factory=ResearchLimits)

@@ -44,6 +44,7 @@ from ..apex.errors import ApexError, Code
 from ..apex.models import (
     ChatCompletionRequest,
     GetDeepResearcherJobResponse,
+    SearchFilters,
     SubmitDeepResearcherJobResponse,
     format_timestamp,
 )
@@ -140,16 +141,27 @@ class ResearchRunner:
         self._miner_sets.pop(name, None)
 
     async def submit(
-        self, user_id: str, request: ChatCompletionRequest, *, miners: str | None = None
+        self,
+        user_id: str,
+        request: ChatCompletionRequest,
+        *,
+        miners: str | None = None,
+        filters: SearchFilters | None = None,
     ) -> Job:
         """A new pending job for ``request``, to run on the engine's miners or on those
-        named ``miners`` (see ``use_miners``); it starts when a slot is free."""
+        named ``miners`` (see ``use_miners``); it starts when a slot is free. ``filters``
+        bound what its searches return, wherever it runs (they are stored with it)."""
         if self._tasks is None:
             raise ApexError(Code.UNAVAILABLE, "the deep-research runner is not running")
         if miners is not None and miners not in self._miner_sets:
             raise ApexError(Code.INTERNAL, f"no miners called {miners!r} were handed over")
         question_of(request)
-        job = await self.store.create_job(user_id, request=request.to_wire(), miners=miners)
+        job = await self.store.create_job(
+            user_id,
+            request=request.to_wire(),
+            miners=miners,
+            search_filters=filters.to_json() if filters else None,
+        )
         self._wake.set()
         return job
 
@@ -282,8 +294,16 @@ class ResearchRunner:
                 await emit(RESTART_CHUNK)
             request = ChatCompletionRequest.from_wire(job.request)
             hint = ENGINE_MINERS_HINT if job.miners is None else SESSION_MINERS_HINT
+            filters = SearchFilters.of(**job.search_filters) if job.search_filters else None
             researcher = Researcher(
-                miners, self.retriever, self.limits, request, emit, hint, user=job.user_id
+                miners,
+                self.retriever,
+                self.limits,
+                request,
+                emit,
+                hint,
+                user=job.user_id,
+                filters=filters,
             )
             researcher.resume(runs_of(job))
             report = ""

@@ -172,9 +172,13 @@ class LocalApex:
                         config.search_provider,
                         config.searxng_url,
                         requests_per_second=config.search_requests_per_second,
+                        api_keys=config.search_api_keys,
                     ),
                     allow_private_addresses=config.allow_private_addresses,
                     ranking=config.search_ranking,
+                    cache=store,
+                    cache_seconds=config.search_cache_seconds,
+                    cache_pages=config.search_cache_pages,
                 ) as retriever,
                 # Inside the others: jobs stop (and say so in the store) before what they use.
                 ResearchRunner(store, miners, retriever, config.research) as research,
@@ -239,6 +243,16 @@ class LocalApex:
     ) -> SubmitDeepResearcherJobResponse:
         _check_chat_request(request)
         job = await self._research().submit(self.user_id, request, miners=self.miner_set)
+        return submit_response(job)
+
+    async def submit_deep_researcher_job_filtered(
+        self, request: ChatCompletionRequest, filters: SearchFilters
+    ) -> SubmitDeepResearcherJobResponse:
+        """A research job whose searches keep to ``filters`` (beyond apex.v1)."""
+        _check_chat_request(request)
+        job = await self._research().submit(
+            self.user_id, request, miners=self.miner_set, filters=filters
+        )
         return submit_response(job)
 
     async def get_deep_researcher_job(

@@ -146,6 +146,7 @@ class Researcher:
     emit: Emit
     miners_hint: str = ENGINE_MINERS_HINT  # what to check when the miners fail
     user: str | None = None  # whose turns at the miners this research takes
+    filters: SearchFilters | None = None  # what its searches may return (domains, recency)
     sources: list[Source] = field(default_factory=list)
     # What an earlier run of the job did (see ``resume``): its plan, the searches it finished.
     planned: list[str] | None = None
@@ -205,7 +206,8 @@ class Researcher:
                 found = await self.retriever.retrieve(
                     WebRetrievalRequest(
                         search_query=search, n_results=min(self.limits.results_per_search, room)
-                    )
+                    ),
+                    filters=self.filters,
                 )
             except ApexError as e:
                 self.failures[search] = e

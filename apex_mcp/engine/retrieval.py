@@ -45,7 +45,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Protocol
@@ -54,7 +54,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import anyio
 import httpcore2
 import httpx2
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from .. import __version__
 from .._http import LazyClient
@@ -134,6 +134,16 @@ class SearchProvider(Protocol):
     async def search(self, query: str, max_results: int) -> list[SearchHit]: ...
 
 
+class PageCache(Protocol):
+    """Where pages read before are kept (the store): by normalized URL, with a time to live."""
+
+    async def get_page(self, url: str, max_age: float) -> Any: ...  # a CachedPage or None
+
+    async def put_page(
+        self, url: str, final_url: str, content: str, *, max_age: float, keep: int
+    ) -> None: ...
+
+
 class SearchError(Exception):
     """A search provider could not answer; the message says why, for people."""
 
@@ -144,7 +154,9 @@ class SearchError(Exception):
 class RateLimit:
     """A provider's pace: a token bucket of ``burst`` requests refilled at ``per_second`` (no
     bucket when ``None``), and the pause the provider asked for with ``Retry-After``.
-    ``acquire`` waits for both; callers queue in order."""
+    ``paced()`` holds a request: it waits for both, and the bucket refills from the answer,
+    not from the sending (a first request slowed by its connection must not arrive within a
+    second of the next); callers queue in order."""
 
     def __init__(self, per_second: float | None = None, burst: int = 1) -> None:
         if per_second is not None and per_second <= 0:
@@ -155,6 +167,15 @@ class RateLimit:
         self._paused_until = 0.0
         self._lock: anyio.Lock | None = None
 
+    @contextlib.asynccontextmanager
+    async def paced(self) -> AsyncIterator[None]:
+        await self.acquire()
+        try:
+            yield
+        finally:
+            if self.per_second is not None:  # no refill while the request was out
+                self._updated = anyio.current_time()
+
     async def acquire(self) -> None:
         if self._lock is None:  # made in the event loop that uses it
             self._lock = anyio.Lock()
@@ -162,17 +183,22 @@ class RateLimit:
             now = anyio.current_time()
             if now < self._paused_until:
                 await anyio.sleep(self._paused_until - now)
-                now = anyio.current_time()
             if self.per_second is None:
                 return
-            if self._updated is not None:
-                refill = (now - self._updated) * self.per_second
-                self._tokens = min(self.burst, self._tokens + refill)
-            self._updated = now
-            if self._tokens < 1:
+            while True:
+                now = anyio.current_time()
+                if self._updated is not None:
+                    refill = max(0.0, now - self._updated) * self.per_second
+                    self._tokens = min(self.burst, self._tokens + refill)
+                self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
                 await anyio.sleep((1 - self._tokens) / self.per_second)
-                self._tokens, self._updated = 1.0, anyio.current_time()
-            self._tokens -= 1
+
+    def paused_for(self) -> float:
+        """Seconds left of the pause a ``Retry-After`` asked for (0 when none)."""
+        return max(0.0, self._paused_until - anyio.current_time())
 
     def pause(self, seconds: float) -> None:
         """No request before ``seconds`` from now (at most an hour)."""
@@ -311,9 +337,9 @@ class SearxngSearch:
         params = {"q": query, "format": "json"}
         if recency:
             params["time_range"] = recency  # SearXNG's day, week, month, year
-        await self.rate.acquire()
         try:
-            response = await self._http().get(f"{self.url}/search", params=params)
+            async with self.rate.paced():
+                response = await self._http().get(f"{self.url}/search", params=params)
         except httpx2.HTTPError as exc:
             raise SearchError(failure_cause(exc)) from None
         if response.status_code in (429, 503) and "retry-after" in response.headers:
@@ -345,18 +371,276 @@ class SearxngSearch:
         await self._http.aclose()
 
 
+RECENCY_DAYS = {"day": 1, "week": 7, "month": 31, "year": 366}
+BRAVE_FRESHNESS = {"day": "pd", "week": "pw", "month": "pm", "year": "py"}
+# A keyed API's pace unless set: one request a second, what the free tiers allow (Brave's).
+KEYED_REQUESTS_PER_SECOND = 1.0
+
+
+class _KeyedSearch:
+    """A web search API called with a key: JSON over HTTPS, paced by a token bucket.
+
+    The key is sent in a header (never in the URL, which error messages may quote) and is
+    never in a repr, a label or an error. A 429 pauses the provider for its ``Retry-After``
+    (a second without one); a 401/403 says the key was refused.
+    """
+
+    name = "keyed"
+    base_url = ""
+    supports_recency = True
+
+    def __init__(
+        self,
+        api_key: SecretStr | str,
+        *,
+        base_url: str | None = None,
+        timeout: float = 10.0,
+        user_agent: str = USER_AGENT,
+        requests_per_second: float | None = KEYED_REQUESTS_PER_SECOND,
+    ) -> None:
+        key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+        if not key.get_secret_value().strip():
+            raise ValueError(f"the {self.name} search provider needs an API key")
+        self._key = key
+        url = (base_url or self.base_url).strip().rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"a {self.name} URL must start with http:// or https://")
+        self.url = url
+        self.timeout = timeout
+        self.user_agent = user_agent
+        self.rate = RateLimit(requests_per_second)
+        self._http = LazyClient(self._make_http)
+
+    @property
+    def label(self) -> str:
+        return self.name if self.url == self.base_url else f"{self.name} at {self.url}"
+
+    @property
+    def remedy(self) -> str:
+        return f"check APEX_{self.name.upper()}_API_KEY and the network, or add a fallback"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    def _make_http(self) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(
+            headers={"user-agent": self.user_agent, "accept": "application/json"},
+            timeout=httpx2.Timeout(self.timeout),
+        )
+
+    async def _call(self, method: str, path: str, **request: Any) -> Any:
+        """The JSON answer of one request, paced, or ``SearchError`` saying why not."""
+        try:
+            async with self.rate.paced():
+                response = await self._http().request(method, f"{self.url}{path}", **request)
+        except httpx2.HTTPError as exc:
+            raise SearchError(failure_cause(exc)) from None
+        if response.status_code == 429:
+            wait = retry_after(response.headers.get("retry-after"))
+            self.rate.pause(wait)  # honoured: no request to it before then
+            raise SearchError(f"{RATE_LIMITED} (HTTP 429, retry after {wait:g} s)")
+        if response.status_code in (401, 403):
+            raise SearchError(f"the API key was refused (HTTP {response.status_code})")
+        if response.status_code != 200:
+            raise SearchError(f"HTTP {response.status_code}")
+        try:
+            return response.json()
+        except ValueError:
+            raise SearchError(f"the answer is not {self.name} JSON") from None
+
+    async def search(
+        self, query: str, max_results: int, *, recency: Recency | None = None
+    ) -> list[SearchHit]:
+        raise NotImplementedError
+
+    def _hits(self, rows: Any, snippet: str, max_results: int) -> list[SearchHit]:
+        if not isinstance(rows, list):
+            raise SearchError(f"the answer is not {self.name} JSON")
+        return [
+            SearchHit(
+                url=str(row["url"]),
+                title=str(row.get("title") or ""),
+                snippet=str(row.get(snippet) or ""),
+            )
+            for row in rows
+            if isinstance(row, dict) and isinstance(row.get("url"), str)
+        ][:max_results]
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+class BraveSearch(_KeyedSearch):
+    """The Brave Search API: ``GET /res/v1/web/search`` with ``X-Subscription-Token``."""
+
+    name = "brave"
+    base_url = "https://api.search.brave.com"
+
+    async def search(
+        self, query: str, max_results: int, *, recency: Recency | None = None
+    ) -> list[SearchHit]:
+        params = {"q": query, "count": str(min(max_results, 20))}  # 20 at most per page
+        if recency:
+            params["freshness"] = BRAVE_FRESHNESS[recency]
+        headers = {"x-subscription-token": self._key.get_secret_value()}
+        answer = await self._call("GET", "/res/v1/web/search", params=params, headers=headers)
+        web = answer.get("web") if isinstance(answer, dict) else None
+        if web is None and isinstance(answer, dict) and "query" in answer:
+            return []  # nothing found: Brave leaves "web" out
+        return self._hits(
+            web.get("results") if isinstance(web, dict) else None, "description", max_results
+        )
+
+
+class TavilySearch(_KeyedSearch):
+    """Tavily: ``POST /search`` with a bearer key and a JSON body."""
+
+    name = "tavily"
+    base_url = "https://api.tavily.com"
+
+    async def search(
+        self, query: str, max_results: int, *, recency: Recency | None = None
+    ) -> list[SearchHit]:
+        body: dict[str, Any] = {"query": query, "max_results": min(max_results, 20)}
+        if recency:
+            body["time_range"] = recency  # day, week, month, year
+        headers = {"authorization": f"Bearer {self._key.get_secret_value()}"}
+        answer = await self._call("POST", "/search", json=body, headers=headers)
+        rows = answer.get("results") if isinstance(answer, dict) else None
+        return self._hits(rows, "content", max_results)
+
+
+class ExaSearch(_KeyedSearch):
+    """Exa: ``POST /search`` with ``x-api-key`` and a JSON body."""
+
+    name = "exa"
+    base_url = "https://api.exa.ai"
+
+    async def search(
+        self, query: str, max_results: int, *, recency: Recency | None = None
+    ) -> list[SearchHit]:
+        body: dict[str, Any] = {"query": query, "numResults": min(max_results, 100), "type": "auto"}
+        if recency:
+            since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(
+                days=RECENCY_DAYS[recency]
+            )
+            body["startPublishedDate"] = since.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        headers = {"x-api-key": self._key.get_secret_value()}
+        answer = await self._call("POST", "/search", json=body, headers=headers)
+        rows = answer.get("results") if isinstance(answer, dict) else None
+        return self._hits(rows, "text", max_results)
+
+
+class FallbackSearch:
+    """Providers tried in order: the first that answers is the answer. One that is paused by
+    its ``Retry-After`` is passed over at once (the next is asked instead of waiting), one
+    that fails makes way for the next; the error names each one's cause."""
+
+    name = "fallback"
+
+    def __init__(self, providers: Sequence[SearchProvider]) -> None:
+        if not providers:
+            raise ValueError("a fallback needs at least one search provider")
+        self.providers = list(providers)
+        self.supports_recency = any(getattr(p, "supports_recency", False) for p in providers)
+
+    @property
+    def label(self) -> str:
+        return ", then ".join(_label(p) for p in self.providers)
+
+    @property
+    def remedy(self) -> str:
+        remedies = {getattr(p, "remedy", None) or DEFAULT_REMEDY: None for p in self.providers}
+        return "; or ".join(remedies)
+
+    def __repr__(self) -> str:
+        return f"FallbackSearch({self.providers!r})"
+
+    async def search(
+        self, query: str, max_results: int, *, recency: Recency | None = None
+    ) -> list[SearchHit]:
+        causes: list[str] = []
+        for provider in self.providers:
+            if recency and not getattr(provider, "supports_recency", False):
+                continue
+            rate = getattr(provider, "rate", None)
+            if isinstance(rate, RateLimit) and rate.paused_for() > 0:
+                causes.append(
+                    f"{_label(provider)}: {RATE_LIMITED} (retry after {rate.paused_for():.0f} s)"
+                )
+                continue
+            try:
+                if recency:
+                    return await provider.search(  # type: ignore[call-arg]
+                        query, max_results, recency=recency
+                    )
+                return await provider.search(query, max_results)
+            except Exception as exc:  # a provider may fail in any way; the next may answer
+                cause = failure_cause(exc)
+                log.info("search %s failed, trying the next: %s", provider.name, cause)
+                causes.append(f"{_label(provider)}: {cause}")
+        raise SearchError("; ".join(causes) or "no provider can bound the age of results")
+
+    async def aclose(self) -> None:
+        for provider in self.providers:
+            close = getattr(provider, "aclose", None)
+            if close is not None:
+                await close()
+
+
+PROVIDERS = ("duckduckgo", "searxng", "brave", "tavily", "exa")
+_KEYED: dict[str, type[_KeyedSearch]] = {
+    "brave": BraveSearch,
+    "tavily": TavilySearch,
+    "exa": ExaSearch,
+}
+
+
+def provider_names(kind: str) -> list[str]:
+    """The provider names of a setting (``"brave, duckduckgo"``), in order, checked."""
+    aliases = {"ddg": "duckduckgo", "ddgs": "duckduckgo"}
+    names = [aliases.get(n, n) for n in (p.strip().lower() for p in (kind or "").split(",")) if n]
+    for name in names:
+        if name not in PROVIDERS:
+            raise ValueError(f"unknown search provider {name!r}: use {', '.join(PROVIDERS)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a search provider is named twice in {kind!r}")
+    return names or ["duckduckgo"]
+
+
 def build_providers(
-    kind: str, searxng_url: str | None, *, requests_per_second: float | None = None
+    kind: str,
+    searxng_url: str | None,
+    *,
+    requests_per_second: float | None = None,
+    api_keys: Mapping[str, SecretStr | str | None] | None = None,
+    base_urls: Mapping[str, str] | None = None,
 ) -> list[SearchProvider]:
-    """The search providers for a setting: ``duckduckgo`` (the default) or ``searxng``."""
-    name = (kind or "duckduckgo").strip().lower()
-    if name in ("duckduckgo", "ddg", "ddgs"):
-        return [DuckDuckGoSearch()]
-    if name == "searxng":
-        if not searxng_url or not searxng_url.strip():
-            raise ValueError("the searxng search provider needs the URL of a SearXNG instance")
-        return [SearxngSearch(searxng_url, requests_per_second=requests_per_second)]
-    raise ValueError(f"unknown search provider {kind!r}: use duckduckgo or searxng")
+    """The search providers for a setting: one name or several in the order to try them
+    (``"brave,duckduckgo"``: Brave, and DuckDuckGo when Brave fails). ``requests_per_second``
+    paces each provider (keyed APIs default to one a second); ``api_keys`` and ``base_urls``
+    are by provider name (the URLs for tests and proxies)."""
+    keys, urls = api_keys or {}, base_urls or {}
+    chain: list[SearchProvider] = []
+    for name in provider_names(kind):
+        if name == "duckduckgo":
+            chain.append(DuckDuckGoSearch())
+        elif name == "searxng":
+            if not searxng_url or not searxng_url.strip():
+                raise ValueError("the searxng search provider needs the URL of a SearXNG instance")
+            chain.append(SearxngSearch(searxng_url, requests_per_second=requests_per_second))
+        else:
+            key = keys.get(name)
+            if (
+                key is None
+                or not (key.get_secret_value() if isinstance(key, SecretStr) else key).strip()
+            ):
+                raise ValueError(
+                    f"the {name} search provider needs an API key (APEX_{name.upper()}_API_KEY)"
+                )
+            pace = requests_per_second or KEYED_REQUESTS_PER_SECOND
+            chain.append(_KEYED[name](key, base_url=urls.get(name), requests_per_second=pace))
+    return chain if len(chain) == 1 else [FallbackSearch(chain)]
 
 
 # --- the retriever ----------------------------------------------------------------------------
@@ -405,6 +689,9 @@ class WebRetriever:
         ranking: str = DEFAULT_RANKING,
         resolver: Resolver | None = None,
         network: httpcore2.AsyncNetworkBackend | None = None,
+        cache: PageCache | None = None,
+        cache_seconds: float = 24 * 3600,
+        cache_pages: int = 10_000,
     ) -> None:
         if not providers:
             raise ValueError("a WebRetriever needs at least one search provider")
@@ -417,6 +704,10 @@ class WebRetriever:
         self.passage_chars = passage_chars
         self.allow_private_addresses = allow_private_addresses
         self._resolver, self._network = resolver, network  # how pages are reached (tests)
+        # Pages read and extracted are kept there for ``cache_seconds`` (none when 0), the
+        # newest ``cache_pages`` of them.
+        self.cache = cache if cache_seconds > 0 else None
+        self.cache_seconds, self.cache_pages = cache_seconds, cache_pages
         self.user_agent = user_agent
         self._extract_limiter: anyio.CapacityLimiter | None = None
         self._http = LazyClient(self._make_http)
@@ -517,7 +808,7 @@ class WebRetriever:
                 raise ApexError(
                     Code.INVALID_ARGUMENT,
                     "no configured search provider can bound the age of results: "
-                    "leave recency out, or use duckduckgo or searxng",
+                    "leave recency out, or use duckduckgo, searxng, brave, tavily or exa",
                 )
         asks = fan_out(query, providers, n_miners)
         answers: list[list[SearchHit] | str | None] = [None] * len(asks)
@@ -627,6 +918,37 @@ class WebRetriever:
         return chosen
 
     async def _read_page(self, url: str, stats: _Stats, filters: SearchFilters) -> _Page | _Failed:
+        cached = await self._cached(url, filters)
+        if cached is not None:
+            return cached
+        page = await self._fetch_page(url, stats, filters)
+        if isinstance(page, _Page) and self.cache is not None:
+            try:
+                await self.cache.put_page(
+                    normalize_url(url),
+                    page.url,
+                    page.content,
+                    max_age=self.cache_seconds,
+                    keep=self.cache_pages,
+                )
+            except Exception as exc:  # a cache that cannot write costs reuse, not the answer
+                log.warning("page cache: could not keep %s: %s", page.url, _describe(exc))
+        return page
+
+    async def _cached(self, url: str, filters: SearchFilters) -> _Page | None:
+        """The page as read within the cache's time to live, where it still passes."""
+        if self.cache is None:
+            return None
+        try:
+            kept = await self.cache.get_page(normalize_url(url), self.cache_seconds)
+        except Exception as exc:
+            log.warning("page cache: could not read %s: %s", url, _describe(exc))
+            return None
+        if kept is None or not filters.allows(kept.final_url):  # it redirected out
+            return None
+        return _Page(kept.final_url, kept.content, split_passages(kept.content, self.passage_chars))
+
+    async def _fetch_page(self, url: str, stats: _Stats, filters: SearchFilters) -> _Page | _Failed:
         try:
             final_url, body, charset = await self._fetch(url, filters)
         except _PageFailure as failure:
@@ -843,7 +1165,9 @@ def rank_pages(
     restates the query is the oldest bait there is), and its score is multiplied by
     ``(1 - d) ** 2``, ``d`` being the share of its words that are the query's: a passage made
     of the question's words restates it, it does not answer it. A page scores its best
-    passage; ties keep search order; a page without passages comes last.
+    passage; ties keep search order; a page without passages comes last. With the embedding
+    (``embedding``, ``fusion``) the passage returned is the one best by the sum of the damped
+    embedding and BM25 scores, each scaled to the page's range.
     """
     ranking = resolve_ranking(ranking)
     if ranking == "provider":
@@ -858,29 +1182,42 @@ def rank_pages(
     damping = [(1 - _share_of(terms, passage)) ** 2 for passage in flat]
     lexical = [s * d for s, d in zip(bm25_scores(flat, query), damping, strict=True)]
     if ranking == "bm25":
-        scores = lexical
+        scores = within = lexical
     else:
         semantic = [s * d for s, d in zip(embedding_scores(flat, query), damping, strict=True)]
         scores = semantic if ranking == "embedding" else _fused(lexical, semantic)
-    best: dict[int, int] = {}  # page -> index in flat of its best passage
+        # Within a page the passage is the two together: the passage that restates the
+        # question holds the query's words, the one that answers often only their meaning
+        # (bench.quality: passage hit 0.97 against 0.94 for BM25 alone).
+        within = _page_sum(owners, semantic, lexical)
+    best: dict[int, int] = {}  # page -> index in flat of its best passage, for the order
     chosen: dict[int, int] = {}  # page -> index in flat of the passage returned
     first: dict[int, int] = {}
     for k, owner in enumerate(owners):
         first.setdefault(owner, k)
         if owner not in best or scores[k] > scores[best[owner]]:
             best[owner] = k
-        if owner not in chosen or lexical[k] > lexical[chosen[owner]]:
+        if owner not in chosen or within[k] > within[chosen[owner]]:
             chosen[owner] = k
-    if ranking == "embedding":
-        # Static embeddings tell pages apart better than words do, and passages of one page
-        # worse (their scores within a page are nearly flat): the passage is BM25's choice,
-        # where any of the query's words is there at all.
-        chosen = {i: k if lexical[k] > 0 else best[i] for i, k in chosen.items()}
-    else:
-        chosen = best
     order = sorted(best, key=lambda i: (-scores[best[i]], i))
     order += [i for i in range(len(pages)) if i not in best]
     return [(i, chosen[i] - first[i] if i in chosen else 0) for i in order]
+
+
+def _page_sum(owners: Sequence[int], *scores: Sequence[float]) -> list[float]:
+    """Per passage, the sum of ``scores``, each scaled to its page's range (0 for the page's
+    lowest, 1 for its highest): for comparing the passages of one page."""
+    spans: dict[int, tuple[int, int]] = {}
+    for k, owner in enumerate(owners):
+        start, _ = spans.get(owner, (k, k))
+        spans[owner] = (start, k + 1)
+
+    def scaled(values: Sequence[float], k: int) -> float:
+        start, end = spans[owners[k]]
+        low, high = min(values[start:end]), max(values[start:end])
+        return (values[k] - low) / (high - low) if high > low else 0.0
+
+    return [sum(scaled(values, k) for values in scores) for k in range(len(owners))]
 
 
 def resolve_ranking(ranking: str) -> str:

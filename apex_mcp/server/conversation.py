@@ -18,7 +18,14 @@ from dataclasses import dataclass
 import anyio
 
 from ..apex import models as m
-from ..apex.client import ApexClient, CancelsResearch, PagesChats, RecordsChats, research_news
+from ..apex.client import (
+    ApexClient,
+    CancelsResearch,
+    FiltersResearch,
+    PagesChats,
+    RecordsChats,
+    research_news,
+)
 from ..apex.errors import ApexError, Code
 from .outputs import Chat, Completion, page
 from .state import FINISHED
@@ -281,11 +288,26 @@ class StartedResearch:
 
 
 async def start_research(
-    client: ApexClient, request: m.ChatCompletionRequest, question: str, *, save: bool
+    client: ApexClient,
+    request: m.ChatCompletionRequest,
+    question: str,
+    *,
+    save: bool,
+    filters: m.SearchFilters | None = None,
 ) -> StartedResearch:
     """Submit a research job; with ``save``, a stored chat for it whose completion carries the
-    job's entry (``ResearchEntry``), for the report to land in."""
-    job = await client.submit_deep_researcher_job(request)
+    job's entry (``ResearchEntry``), for the report to land in. ``filters`` bound every search
+    of the job; only a service that applies them takes them (never silently dropped)."""
+    if filters and isinstance(client, FiltersResearch):
+        job = await client.submit_deep_researcher_job_filtered(request, filters)
+    elif filters:
+        raise ApexError(
+            Code.INVALID_ARGUMENT,
+            "include_domains, exclude_domains and recency for deep research need the embedded "
+            "engine: an Apex server cannot apply them (leave them out)",
+        )
+    else:
+        job = await client.submit_deep_researcher_job(request)
     started = StartedResearch(job)
     if not save:
         return started

@@ -29,17 +29,24 @@ def measure(ranking: str) -> tuple[float, float]:
     return firsts / len(QUESTIONS), hits / len(QUESTIONS)
 
 
-# On this set: provider 0.26, bm25 0.45, embedding 0.81 (recall@1, without extraction).
+# On this set (without extraction): recall@1 provider 0.26, bm25 0.45, embedding 0.81;
+# passage hit 0.94 for both BM25 choices, 0.97 for the embedding's.
 @pytest.mark.parametrize(
-    ("ranking", "margin"), [("auto", 0.15), ("bm25", 0.15), ("embedding", 0.4)]
+    ("ranking", "margin", "better_passages"),
+    [("auto", 0.15, False), ("bm25", 0.15, False), ("embedding", 0.4, True), ("fusion", 0.3, True)],
 )
-def test_ranking_beats_the_providers_order(ranking: str, margin: float) -> None:
-    if ranking == "embedding":
+def test_ranking_beats_the_providers_order(
+    ranking: str, margin: float, better_passages: bool
+) -> None:
+    if ranking in ("embedding", "fusion"):
         pytest.importorskip("wordllama")
     provider_first, provider_hits = measure("provider")
     first, hits = measure(ranking)
     assert first >= provider_first + margin, (ranking, first, provider_first)
-    assert hits >= provider_hits
+    if better_passages:  # the embedding picks the passage within a page better than BM25
+        assert hits > provider_hits, (ranking, hits, provider_hits)
+    else:
+        assert hits >= provider_hits
 
 
 def test_auto_is_the_embedding_where_wordllama_is_installed() -> None:

@@ -28,6 +28,7 @@ import anyio
 import pytest
 
 from apex_mcp.apex import models as m
+from apex_mcp.apex.client import FiltersResearch
 from apex_mcp.apex.errors import ApexError, Code
 from apex_mcp.apex.remote import RemoteApex
 from apex_mcp.config import MinerSettings, Settings
@@ -111,11 +112,13 @@ class FakeRetriever:
     fail: bool = False
     before: Callable[[], None] | None = None  # called at each search
     calls: list[m.WebRetrievalRequest] = field(default_factory=list)
+    filters: list[m.SearchFilters | None] = field(default_factory=list)  # of each call
 
     async def retrieve(
         self, request: m.WebRetrievalRequest, *, filters: m.SearchFilters | None = None
     ) -> m.WebRetrievalResponse:
         self.calls.append(request)
+        self.filters.append(filters)
         if self.before is not None:
             self.before()
         if self.fail:
@@ -725,6 +728,27 @@ async def test_a_runner_that_stops_hands_its_jobs_back_and_the_next_one_starts_t
         "## Generating Research Plan\n",
     ]
     assert chunks[-1].startswith("# Nest choice")
+
+
+async def test_a_jobs_search_filters_go_with_it_to_the_runner_that_takes_it_up(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
+) -> None:
+    _, url = fake
+    db = tmp_path / "apex.db"
+    script.hold = {"plan"}
+    filters = m.SearchFilters.of(["bees.example", "*.hive.org"], ["evil.example"], "month")
+    limits = ResearchLimits(max_concurrent_jobs=1, heartbeat_seconds=0.2)
+    async with engine(db, url, FakeRetriever(), limits) as apex:
+        assert isinstance(apex, FiltersResearch)  # what deep_research_start asks of it
+        job = await apex.submit_deep_researcher_job_filtered(ask(), filters)
+        await wait_for(lambda: _true(script.in_flight == 1), "the job to plan")
+    async with SqliteStore(db) as store:  # handed back, with its filters
+        assert (await store.get_job("alice", job.job_id)).search_filters == filters.to_json()
+    script.release()
+    other = FakeRetriever()  # another runner (a replica) takes the job up
+    async with engine(db, url, other, limits) as apex:
+        await status_is(apex, job.job_id, "completed")
+    assert other.calls and other.filters == [filters] * len(other.calls)
 
 
 async def test_a_job_left_running_by_a_dead_process_is_taken_over_and_completes(

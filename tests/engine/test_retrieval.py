@@ -651,7 +651,7 @@ def test_build_providers() -> None:
     assert searx.url == "http://127.0.0.1:8888"
     with pytest.raises(ValueError, match="needs the URL of a SearXNG instance"):
         build_providers("searxng", None)
-    with pytest.raises(ValueError, match="use duckduckgo or searxng"):
+    with pytest.raises(ValueError, match="use duckduckgo, searxng, brave, tavily, exa"):
         build_providers("google", None)
 
 

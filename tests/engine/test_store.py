@@ -749,6 +749,16 @@ async def test_two_processes_writing_one_new_file_lose_nothing(db_path: Path) ->
 # --- the job runner's methods -------------------------------------------------------------------
 
 
+async def test_a_jobs_search_filters_are_stored_with_it(store: Store) -> None:
+    filters = {"include_domains": ["a.example"], "exclude_domains": [], "recency": "week"}
+    job = await store.create_job(ALICE, request={"n": 1}, search_filters=filters)
+    plain = await store.create_job(ALICE, request={"n": 2})
+    assert job.search_filters == filters and plain.search_filters is None
+    claimed = await store.claim_next_job()
+    assert claimed is not None and claimed.search_filters == filters
+    assert (await store.get_job(ALICE, plain.id)).search_filters is None
+
+
 async def test_claim_next_job_takes_the_oldest_pending_job_once(store: Store) -> None:
     first = await store.create_job(ALICE, request={"n": 1})
     second = await store.create_job(BOB, request={"n": 2})

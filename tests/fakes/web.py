@@ -454,3 +454,83 @@ async def _client_left_within(receive: Receive, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+@dataclass
+class FakeSearchApi:
+    """A keyed search API as documented: Brave (``GET /res/v1/web/search``, key in
+    ``X-Subscription-Token``, hits in ``web.results`` with ``description``), Tavily (``POST
+    /search``, ``Authorization: Bearer``, hits in ``results`` with ``content``) or Exa (``POST
+    /search``, ``x-api-key``, hits in ``results`` with ``text``). A request without the key
+    gets 401; ``statuses`` are answered first, one per request (429 with ``retry_after``)."""
+
+    kind: str  # brave, tavily, exa
+    key: str
+    hits: list[SearchHit] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    retry_after: str | None = None
+    requests: list[dict[str, Any]] = field(default_factory=list)  # what each request said
+    times: list[float] = field(default_factory=list)  # time.monotonic() of each request
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await answer_lifespan(receive, send)
+            return
+        method, path = (
+            ("GET", "/res/v1/web/search") if self.kind == "brave" else ("POST", "/search")
+        )
+        if (scope["method"], scope["path"]) != (method, path):
+            await _send(send, 404, "application/json", b'{"error": "not found"}')
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        self.times.append(time.monotonic())
+        self.requests.append(
+            {
+                "headers": headers,
+                "params": parse_qs(scope["query_string"].decode()),
+                "json": json.loads(body) if body else None,
+            }
+        )
+        given = {
+            "brave": headers.get("x-subscription-token"),
+            "tavily": headers.get("authorization", "").removeprefix("Bearer "),
+            "exa": headers.get("x-api-key"),
+        }[self.kind]
+        if given != self.key:
+            await _send(send, 401, "application/json", b'{"error": "invalid API key"}')
+            return
+        status = self.statuses.pop(0) if self.statuses else 200
+        if status != 200:
+            extra = [(b"retry-after", self.retry_after.encode())] if self.retry_after else []
+            await _send(send, status, "application/json", b'{"error": "rate limited"}', extra)
+            return
+        await _send(send, 200, "application/json", json.dumps(self.answer()).encode())
+
+    def answer(self) -> dict[str, Any]:
+        if self.kind == "brave":
+            rows = [
+                {"title": h.title, "url": h.url, "description": h.snippet, "type": "search_result"}
+                for h in self.hits
+            ]
+            return {
+                "type": "search",
+                "query": {"original": "q"},
+                "web": {"type": "search", "results": rows},
+            }
+        if self.kind == "tavily":
+            rows = [
+                {"title": h.title, "url": h.url, "content": h.snippet, "score": 0.9}
+                for h in self.hits
+            ]
+            return {"query": "q", "results": rows, "response_time": 0.5}
+        rows = [
+            {"id": h.url, "title": h.title, "url": h.url, "publishedDate": None, "text": h.snippet}
+            for h in self.hits
+        ]
+        return {"requestId": "r1", "resolvedSearchType": "neural", "results": rows}

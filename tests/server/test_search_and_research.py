@@ -357,6 +357,7 @@ async def test_domain_filters_are_enforced_on_what_a_remote_server_returns(
             m.WebSearchResult(url=u, content="T\nText.", relevant="Text.") for u in LOOK_ALIKES
         ]
     )
+    calls_before = len(double.calls)
     async with connect("http", env) as client:
         only = await client.call_tool(
             "web_search", {"search_query": "q", "include_domains": ["example.com"]}
@@ -371,6 +372,12 @@ async def test_domain_filters_are_enforced_on_what_a_remote_server_returns(
             "web_search", {"search_query": "q", "include_domains": ["https://example.com/x"]}
         )
         recent = await client.call_tool("web_search", {"search_query": "q", "recency": "week"})
+        research = await client.call_tool(
+            "deep_research_start", {"user_prompt": "q", "include_domains": ["example.com"]}
+        )
+        research_bad = await client.call_tool(
+            "deep_research_start", {"user_prompt": "q", "exclude_domains": ["example.com/x"]}
+        )
 
     def urls(result: Any) -> list[str]:
         assert not result.is_error, text_of(result)
@@ -382,3 +389,7 @@ async def test_domain_filters_are_enforced_on_what_a_remote_server_returns(
     assert bad.is_error and "is not a domain" in text_of(bad)
     # An Apex server cannot bound the age of pages: said, not silently ignored.
     assert recent.is_error and "recency needs the embedded engine" in text_of(recent)
+    # Nor can it keep a research job's searches to domains: refused, the job never started.
+    assert research.is_error and "need the embedded engine" in text_of(research)
+    assert research_bad.is_error and "is not a domain" in text_of(research_bad)
+    assert not [c for c in double.calls[calls_before:] if "deep_researcher" in c[0]]

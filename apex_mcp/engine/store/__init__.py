@@ -9,6 +9,7 @@ from apex_mcp._dburl import is_database_url
 from apex_mcp.apex.errors import ApexError, Code
 from apex_mcp.engine.store.base import (
     JOB_STATUSES,
+    CachedPage,
     ChatPage,
     Job,
     JobStatus,
@@ -50,6 +51,7 @@ async def open_store(target: str | Path) -> SqliteStore | PostgresStore:
 
 __all__ = [
     "JOB_STATUSES",
+    "CachedPage",
     "ChatPage",
     "Job",
     "JobStatus",

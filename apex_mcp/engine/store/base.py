@@ -46,6 +46,9 @@ class Job(BaseModel):
     request: dict[str, Any]
     completion_id: str | None = None
     miners: str | None = None  # the set of miners it runs on, when not the engine's
+    # What its searches may return (SearchFilters.to_json), carried with the job so that a
+    # runner anywhere that takes it up applies them.
+    search_filters: dict[str, Any] | None = None
     error: str | None = None
     # Its lease: one more at each claim. A runner's writes name the attempt they belong to,
     # so one that lost its lease (taken over while it stalled) can no longer write.
@@ -61,6 +64,15 @@ class StoredReply(NamedTuple):
     request_digest: str  # of the request's body: the key may not be reused for another
     reply: bytes | None  # the encoded reply; None while the first try is being answered
     created_at: datetime  # when the first try came
+
+
+class CachedPage(NamedTuple):
+    """A web page read before: where it ended up (after redirects), its extracted text
+    (title line, then main text) and when it was read."""
+
+    final_url: str
+    content: str
+    fetched_at: datetime
 
 
 class ChatPage(NamedTuple):
@@ -186,6 +198,7 @@ class Store(Protocol):
         request: dict[str, Any],
         completion_id: str | None = None,
         miners: str | None = None,
+        search_filters: dict[str, Any] | None = None,
     ) -> Job: ...
 
     async def get_job(self, user_id: str, job_id: str, *, after_seq: int = 0) -> Job: ...
@@ -239,6 +252,14 @@ class Store(Protocol):
     async def remember_reply(self, user_id: str, key: str, reply: bytes) -> None: ...
 
     async def forget_reply(self, user_id: str, key: str) -> None: ...
+
+    # --- fetched web pages: shared by every user (public pages, read without cookies) ---
+
+    async def get_page(self, url: str, max_age: float) -> CachedPage | None: ...
+
+    async def put_page(
+        self, url: str, final_url: str, content: str, *, max_age: float, keep: int
+    ) -> None: ...
 
     # --- maintenance ---
 

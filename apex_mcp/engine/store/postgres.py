@@ -61,6 +61,7 @@ from apex_mcp.apex.models import (
 )
 from apex_mcp.engine.store.base import (
     FINISHED_JOB_STATUSES,
+    CachedPage,
     ChatPage,
     Job,
     JobSignals,
@@ -189,10 +190,24 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN attempt integer NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN takeovers integer NOT NULL DEFAULT 0;
     """,
+    # 3: web pages read and extracted, as the SQLite store's 7.
+    """
+    CREATE TABLE pages (
+        url text PRIMARY KEY,
+        final_url text NOT NULL,
+        content text NOT NULL,
+        fetched_at text COLLATE "C" NOT NULL
+    );
+    CREATE INDEX pages_by_age ON pages (fetched_at);
+    """,
+    # 4: what a job's searches may return, as the SQLite store's 8.
+    """
+    ALTER TABLE jobs ADD COLUMN search_filters jsonb;
+    """,
 ]
 
 # The tables, children first: what a test empties between cases.
-TABLES = ("job_chunks", "jobs", "replies", "completions", "chats")
+TABLES = ("job_chunks", "jobs", "replies", "completions", "chats", "pages")
 
 CHAT_COLUMNS = "chats.seq, chats.id, chats.user_id, chats.title, chats.chat_type," + (
     " chats.created_at, chats.updated_at"
@@ -757,10 +772,13 @@ class PostgresStore:
         request: dict[str, Any],
         completion_id: str | None = None,
         miners: str | None = None,
+        search_filters: dict[str, Any] | None = None,
     ) -> Job:
         """A pending job for ``request``, tied to one of the user's completions if given;
-        ``miners`` names the miners it needs (None: the engine's)."""
+        ``miners`` names the miners it needs (None: the engine's); ``search_filters`` what
+        its searches may return."""
         request_json = _json_object(request, "request")
+        filters_json = None if search_filters is None else json.dumps(search_filters)
         if completion_id is not None:
             completion_id = _uuid(completion_id, "completion id")
         job_id = _new_id()
@@ -773,9 +791,9 @@ class PostgresStore:
             row = await _one(
                 conn,
                 "INSERT INTO jobs (id, user_id, status, request, completion_id, miners,"
-                " created_at, updated_at) VALUES (%s, %s, 'pending', %s::jsonb, %s, %s, %s, %s)"
-                " RETURNING *",
-                (job_id, user_id, request_json, completion_id, miners, now, now),
+                " search_filters, created_at, updated_at)"
+                " VALUES (%s, %s, 'pending', %s::jsonb, %s, %s, %s::jsonb, %s, %s) RETURNING *",
+                (job_id, user_id, request_json, completion_id, miners, filters_json, now, now),
             )
             assert row is not None  # an INSERT … RETURNING returns its row
             return _job(row, [])
@@ -1097,6 +1115,49 @@ class PostgresStore:
 
         await self._write(write)
 
+    # --- fetched web pages ---
+
+    async def get_page(self, url: str, max_age: float) -> CachedPage | None:
+        """The page read from ``url`` within the last ``max_age`` seconds, if kept."""
+        cutoff = _format(datetime.now(UTC) - timedelta(seconds=max_age))
+
+        async def read(conn: Conn) -> DictRow | None:
+            return await _one(
+                conn,
+                "SELECT final_url, content, fetched_at FROM pages"
+                " WHERE url = %s AND fetched_at >= %s",
+                (url, cutoff),
+            )
+
+        row = await self._read(read)
+        if row is None:
+            return None
+        return CachedPage(row["final_url"], row["content"], _time(row["fetched_at"]))
+
+    async def put_page(
+        self, url: str, final_url: str, content: str, *, max_age: float, keep: int
+    ) -> None:
+        """Keep the page read from ``url``; drop the pages older than ``max_age`` seconds and
+        the oldest beyond the newest ``keep``."""
+        cutoff = _format(datetime.now(UTC) - timedelta(seconds=max_age))
+
+        async def write(conn: Conn) -> None:
+            await conn.execute(
+                "INSERT INTO pages (url, final_url, content, fetched_at)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (url) DO UPDATE SET"
+                " final_url = excluded.final_url, content = excluded.content,"
+                " fetched_at = excluded.fetched_at",
+                (url, final_url, content, _now()),
+            )
+            await conn.execute("DELETE FROM pages WHERE fetched_at < %s", (cutoff,))
+            await conn.execute(
+                "DELETE FROM pages WHERE url IN"
+                " (SELECT url FROM pages ORDER BY fetched_at DESC OFFSET %s)",
+                (max(keep, 1),),
+            )
+
+        await self._write(write)
+
     # --- maintenance ---
 
     async def integrity_check(self) -> str:
@@ -1337,6 +1398,7 @@ def _job(row: DictRow, chunks: list[DeepResearcherResultChunk]) -> Job:
         request=row["request"],
         completion_id=row["completion_id"],
         miners=row["miners"],
+        search_filters=row["search_filters"],
         error=row["error"],
         attempt=row["attempt"],
         takeovers=row["takeovers"],

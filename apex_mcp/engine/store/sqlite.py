@@ -49,6 +49,7 @@ from apex_mcp.apex.models import (
 from apex_mcp.engine.store.base import (
     FINISHED_JOB_STATUSES,
     JOB_STATUSES,
+    CachedPage,
     ChatPage,
     Job,
     JobSignals,
@@ -194,6 +195,21 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN takeovers INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 7: web pages read and extracted, by normalized URL, for web search and research to
+    # reuse within their time to live (see get_page).
+    """
+    CREATE TABLE pages (
+        url TEXT PRIMARY KEY,
+        final_url TEXT NOT NULL,
+        content TEXT NOT NULL,
+        fetched_at TEXT NOT NULL
+    );
+    CREATE INDEX pages_by_age ON pages (fetched_at);
+    """,
+    # 8: what a job's searches may return (domains, recency), as a JSON object.
+    """
+    ALTER TABLE jobs ADD COLUMN search_filters TEXT;
     """,
 ]
 
@@ -781,10 +797,13 @@ class SqliteStore:
         request: dict[str, Any],
         completion_id: str | None = None,
         miners: str | None = None,
+        search_filters: dict[str, Any] | None = None,
     ) -> Job:
         """A pending job for ``request``, tied to one of the user's completions if given;
-        ``miners`` names the miners it needs (None: the engine's)."""
+        ``miners`` names the miners it needs (None: the engine's); ``search_filters`` what
+        its searches may return."""
         request_json = _json_object(request, "request")
+        filters_json = None if search_filters is None else json.dumps(search_filters)
         if completion_id is not None:
             completion_id = _uuid(completion_id, "completion id")
         job_id = _new_id()
@@ -795,8 +814,9 @@ class SqliteStore:
             now = _now()
             conn.execute(
                 "INSERT INTO jobs (id, user_id, status, request, completion_id, miners,"
-                " created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
-                (job_id, user_id, request_json, completion_id, miners, now, now),
+                " search_filters, created_at, updated_at)"
+                " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+                (job_id, user_id, request_json, completion_id, miners, filters_json, now, now),
             )
             return _job(conn, _job_row(conn, job_id, user_id))
 
@@ -1122,6 +1142,45 @@ class SqliteStore:
             )
         )
 
+    # --- fetched web pages ---
+
+    async def get_page(self, url: str, max_age: float) -> CachedPage | None:
+        """The page read from ``url`` within the last ``max_age`` seconds, if kept."""
+        cutoff = _format(datetime.now(UTC) - timedelta(seconds=max_age))
+        row = await self._read(
+            lambda conn: conn.execute(
+                "SELECT final_url, content, fetched_at FROM pages"
+                " WHERE url = ? AND fetched_at >= ?",
+                (url, cutoff),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        return CachedPage(row["final_url"], row["content"], _time(row["fetched_at"]))
+
+    async def put_page(
+        self, url: str, final_url: str, content: str, *, max_age: float, keep: int
+    ) -> None:
+        """Keep the page read from ``url``; drop the pages older than ``max_age`` seconds and
+        the oldest beyond the newest ``keep``."""
+        cutoff = _format(datetime.now(UTC) - timedelta(seconds=max_age))
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO pages (url, final_url, content, fetched_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (url) DO UPDATE SET final_url = excluded.final_url,"
+                " content = excluded.content, fetched_at = excluded.fetched_at",
+                (url, final_url, content, _now()),
+            )
+            conn.execute("DELETE FROM pages WHERE fetched_at < ?", (cutoff,))
+            conn.execute(
+                "DELETE FROM pages WHERE url IN"
+                " (SELECT url FROM pages ORDER BY fetched_at DESC LIMIT -1 OFFSET ?)",
+                (max(keep, 1),),
+            )
+
+        await self._write(write)
+
     # --- maintenance ---
 
     async def integrity_check(self) -> str:
@@ -1417,6 +1476,7 @@ def _job(conn: sqlite3.Connection, row: sqlite3.Row, *, after_seq: int = 0) -> J
         request=json.loads(row["request"]),
         completion_id=row["completion_id"],
         miners=row["miners"],
+        search_filters=None if row["search_filters"] is None else json.loads(row["search_filters"]),
         error=row["error"],
         attempt=row["attempt"],
         takeovers=row["takeovers"],

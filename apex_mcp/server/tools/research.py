@@ -6,11 +6,13 @@ import re
 from typing import Annotated
 
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field
 
 from ...apex import models as m
 from ...apex.client import CancelsResearch
+from ...apex.models import Recency
 from ..conversation import cancel_research, follow_research, research_completions, start_research
 from ..outputs import CompletionList, ResearchJob, ResearchStatus, page
 from ..state import AppState
@@ -18,6 +20,7 @@ from ..views import research_lines, status_text
 from . import apex, apex_errors, app_state, reply, tool
 
 MAX_WAIT = 50.0  # hosts commonly cut a tool call at 60 s
+MAX_DOMAINS = 50  # per list, as web_search
 URL = re.compile(r"https?://[^\s)\]>\"'<]+")
 
 
@@ -32,9 +35,12 @@ async def deep_research_start(
     top_p: Annotated[float, Field(gt=0, le=1)] = 0.95,
     max_new_tokens: Annotated[int, Field(ge=1, le=65536)] = 8192,
     save: Annotated[bool, Field(description="keep the report as a stored chat")] = True,
+    include_domains: list[str] | None = None,  # as web_search's (their bound is checked here)
+    exclude_domains: list[str] | None = None,
+    recency: Recency | None = None,
 ) -> Annotated[CallToolResult, ResearchJob]:
-    """Start a deep research job and return its job_id at once. The job searches the web,
-    reads sources and writes a cited report; follow it with deep_research_status."""
+    """Start a deep research job; returns its job_id at once. It searches the web, reads
+    sources and writes a cited report: follow it with deep_research_status."""
     state = app_state(ctx)
     system = [m.ChatMessage(role="system", content=system_prompt)] if system_prompt else []
     # What the Apex SDK sent for deep research.
@@ -50,9 +56,19 @@ async def deep_research_start(
             temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, do_sample=False
         ),
     )
+    for name, domains in (
+        ("include_domains", include_domains),
+        ("exclude_domains", exclude_domains),
+    ):
+        if domains and len(domains) > MAX_DOMAINS:
+            raise ToolError(f"{name} has {len(domains)} domains: give at most {MAX_DOMAINS}")
+    try:
+        filters = m.SearchFilters.of(include_domains, exclude_domains, recency)
+    except ValueError as e:
+        raise ToolError(str(e)) from None
     with apex_errors():
         client = await apex(ctx)
-        started = await start_research(client, request, user_prompt, save=save)
+        started = await start_research(client, request, user_prompt, save=save, filters=filters)
     job = started.job
     state.watch_research(job.job_id, client)  # its resource's subscribers hear of each step
     output = ResearchJob(
