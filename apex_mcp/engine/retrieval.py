@@ -154,29 +154,38 @@ class SearchError(Exception):
 class RateLimit:
     """A provider's pace: a token bucket of ``burst`` requests refilled at ``per_second`` (no
     bucket when ``None``), and the pause the provider asked for with ``Retry-After``.
-    ``paced()`` holds a request: it waits for both, and the bucket refills from the answer,
-    not from the sending (a first request slowed by its connection must not arrive within a
-    second of the next); callers queue in order."""
+    ``paced()`` holds a request: it waits for both. The bucket refills only while no request
+    is out, from the last answer on, so the pace holds where the provider counts it: a
+    request slowed on its way (a new connection) is not caught up by the next. Callers queue
+    in order."""
 
     def __init__(self, per_second: float | None = None, burst: int = 1) -> None:
         if per_second is not None and per_second <= 0:
             raise ValueError("requests per second must be more than 0")
         self.per_second, self.burst = per_second, max(1, burst)
         self._tokens = float(self.burst)
-        self._updated: float | None = None
+        self._updated: float | None = None  # when the bucket last refilled
         self._paused_until = 0.0
         self._lock: anyio.Lock | None = None
+        self._out = 0  # requests sent and not answered yet
+        self._answered: anyio.Event | None = None
 
     @contextlib.asynccontextmanager
     async def paced(self) -> AsyncIterator[None]:
         await self.acquire()
+        self._out += 1
         try:
             yield
         finally:
-            if self.per_second is not None:  # no refill while the request was out
+            self._out -= 1
+            if self.per_second is not None:  # the refill starts again from this answer
                 self._updated = anyio.current_time()
+            if self._answered is not None:
+                self._answered.set()
+                self._answered = None
 
     async def acquire(self) -> None:
+        """Wait for the pause and a token (``paced`` also tells when the answer came)."""
         if self._lock is None:  # made in the event loop that uses it
             self._lock = anyio.Lock()
         async with self._lock:
@@ -187,14 +196,20 @@ class RateLimit:
                 return
             while True:
                 now = anyio.current_time()
-                if self._updated is not None:
-                    refill = max(0.0, now - self._updated) * self.per_second
-                    self._tokens = min(self.burst, self._tokens + refill)
-                self._updated = now
+                if not self._out:
+                    if self._updated is not None:
+                        refill = max(0.0, now - self._updated) * self.per_second
+                        self._tokens = min(self.burst, self._tokens + refill)
+                    self._updated = now
                 if self._tokens >= 1:
                     self._tokens -= 1
                     return
-                await anyio.sleep((1 - self._tokens) / self.per_second)
+                if self._out:  # no refill while requests are out: wait for an answer
+                    if self._answered is None:
+                        self._answered = anyio.Event()
+                    await self._answered.wait()
+                else:
+                    await anyio.sleep((1 - self._tokens) / self.per_second)
 
     def paused_for(self) -> float:
         """Seconds left of the pause a ``Retry-After`` asked for (0 when none)."""
