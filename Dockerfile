@@ -20,8 +20,10 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY apex_mcp ./apex_mcp
 # [gateway]: gRPC, gRPC-Web and Connect binary for `apex-mcp gateway` (stdio never loads them);
-# [postgres]: the PostgreSQL store, for APEX_DB=postgresql://... (replicas sharing one database)
-RUN python -m venv /opt/apex-mcp && /opt/apex-mcp/bin/pip install ".[gateway,postgres]"
+# [postgres]: the PostgreSQL store, for APEX_DB=postgresql://... (replicas sharing one database);
+# [embeddings]: web_search ranks pages with a static embedding model (README, bench.quality)
+RUN python -m venv /opt/apex-mcp \
+    && /opt/apex-mcp/bin/pip install ".[gateway,postgres,embeddings]"
 
 FROM python:3.11-slim
 LABEL org.opencontainers.image.title="apex-mcp" \
