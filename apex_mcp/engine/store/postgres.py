@@ -335,6 +335,8 @@ class PostgresStore:
                         self._signals.fire(note.payload)
             except psycopg.Error as e:
                 log.warning("not hearing job news from other replicas: %s", self._error(e))
+            except Exception:  # never the end of listening: try again
+                log.exception("not hearing job news from other replicas")
             finally:
                 self._listening = False
             self._signals.fire_all()
