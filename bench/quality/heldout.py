@@ -284,8 +284,7 @@ HELDOUT: list[Question] = [
             [
                 "What does DNS do for your business? DNS does what DNS does best with our "
                 "premium DNS hosting. Fast DNS, secure DNS, DNS that does more.",
-                "Switch your DNS to us today: what DNS can do, our DNS does, with 100% DNS "
-                "uptime.",
+                "Switch your DNS to us today: what DNS can do, our DNS does, with 100% DNS uptime.",
             ],
         ),
         (
