@@ -2,11 +2,15 @@
 answers, for each ranking method, side by side.
 
     python -m bench.quality [--methods provider,bm25,embedding,fusion] [--rounds 3] [--verbose]
+                            [--set main|heldout|all]
 
 Serves the quality set (``bench/quality/questions.py``: 31 questions, each with its answering
 page and four hard distractors, amid boilerplate) and a SearXNG that returns each question's
-five pages in a fixed shuffled order, all on 127.0.0.1. Then, per method, runs every question
-through ``WebRetriever.retrieve`` (one search, 5 results) and reports:
+five pages in a fixed shuffled order, all on 127.0.0.1. ``--set heldout`` serves the 12
+questions of ``bench/quality/heldout.py`` instead, which the ranking was not tuned on; ``all``
+both (the held-out pages then in another provider order, seeded by position). Then, per
+method, runs every question through ``WebRetriever.retrieve`` (one search, 5 results) and
+reports:
 
 - recall@1 and recall@3: the answering page is among the first 1 or 3 results;
 - MRR: the mean of 1 / the answering page's rank (0 when it is not returned);
@@ -36,10 +40,16 @@ from apex_mcp.apex.models import WebRetrievalRequest
 from apex_mcp.engine.retrieval import SearxngSearch, WebRetriever
 from tests.servers import serve_asgi
 
-from .questions import QUESTIONS
+from .heldout import HELDOUT
+from .questions import QUESTIONS, Question
 from .site import BOILERPLATE, QualitySite
 
 METHODS = "provider,bm25,embedding,fusion"
+SETS: dict[str, list[Question]] = {
+    "main": QUESTIONS,
+    "heldout": HELDOUT,
+    "all": QUESTIONS + HELDOUT,
+}
 
 
 @dataclass
@@ -68,7 +78,7 @@ async def run_method(site: QualitySite, searxng: str, method: str, score: Score)
     async with WebRetriever(
         [SearxngSearch(searxng)], allow_private_addresses=True, ranking=method
     ) as retriever:
-        for question in QUESTIONS:
+        for question in site.questions:
             request = WebRetrievalRequest(
                 search_query=question.query, n_miners=1, n_results=5, max_response_time=60
             )
@@ -94,6 +104,7 @@ def main() -> None:
     parser.add_argument("--methods", default=METHODS, help="rankings to compare")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, for the timings")
     parser.add_argument("--verbose", action="store_true", help="each question's ranks")
+    parser.add_argument("--set", choices=SETS, default="main", help="which questions to run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -103,9 +114,12 @@ def main() -> None:
         f"machine: {os.cpu_count()} cores, {platform.machine()}, {platform.system()}, "
         f"Python {platform.python_version()}"
     )
-    print(f"set: {len(QUESTIONS)} questions, 5 pages each, one search, 5 results per call")
+    questions = SETS[args.set]
+    print(
+        f"set: {args.set}, {len(questions)} questions, 5 pages each, one search, 5 results per call"
+    )
 
-    site = QualitySite()
+    site = QualitySite(questions)
     scores = {m: Score() for m in methods}
     with serve_asgi(site) as base:
         site.base = base
@@ -141,7 +155,7 @@ def main() -> None:
     if args.verbose:
         print("\nthe answering page's rank (- not returned), * passage hit:")
         print(f"{'question':<60} " + " ".join(f"{m:>10}" for m in methods))
-        for i, question in enumerate(QUESTIONS):
+        for i, question in enumerate(questions):
             cells = []
             for m in methods:
                 rank, hit = scores[m].ranks[i], scores[m].hits[i]

@@ -15,7 +15,7 @@ import json
 import random
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -121,13 +121,16 @@ def hash_layout(path: str) -> int:
 
 @dataclass
 class QualitySite:
-    """The pages and the fake SearXNG of the quality set, as one ASGI app."""
+    """The pages and the fake SearXNG of a set of questions (the quality set unless told), as
+    one ASGI app. A question's provider order is seeded by its position in ``questions``."""
+
+    questions: list[Question] = field(default_factory=lambda: QUESTIONS)
 
     def __post_init__(self) -> None:
         self.by_query: dict[str, list[Candidate]] = {}
         self.pages: dict[str, bytes] = {}
-        titles = [q.query[:1].upper() + q.query[1:] + "?" for q in QUESTIONS]
-        for index, question in enumerate(QUESTIONS):
+        titles = [q.query[:1].upper() + q.query[1:] + "?" for q in self.questions]
+        for index, question in enumerate(self.questions):
             found = candidates(index, question)
             self.by_query[question.query] = found
             # "Related" links: the question itself, reworded, and two other questions.
