@@ -1174,7 +1174,9 @@ def rank_pages(
     - ``embedding``: cosine similarity of query and passage in a static word-embedding model
       (WordLlama, the ``embeddings`` extra).
     - ``fusion``: reciprocal rank fusion of those two.
-    - ``auto``: ``embedding`` where WordLlama is installed, else ``bm25``.
+    - ``auto``: ``embedding`` where WordLlama is installed, else ``provider``: on questions
+      it was not tuned on (``bench.quality --set heldout``) BM25's order does worse than the
+      search engine's, the embedding's better.
 
     Except in search order, a passage is scored without the page's title line (a title that
     restates the query is the oldest bait there is), and its score is multiplied by
@@ -1236,11 +1238,12 @@ def _page_sum(owners: Sequence[int], *scores: Sequence[float]) -> list[float]:
 
 
 def resolve_ranking(ranking: str) -> str:
-    """``ranking``, with ``auto`` made ``embedding`` or ``bm25`` (whether WordLlama is here)."""
+    """``ranking``, with ``auto`` made ``embedding`` or ``provider`` (whether WordLlama is
+    here; see ``rank_pages``)."""
     if ranking not in RANKINGS:
         raise ValueError(f"unknown ranking {ranking!r}: use one of {', '.join(RANKINGS)}")
     if ranking == "auto":
-        return "embedding" if importlib.util.find_spec("wordllama") is not None else "bm25"
+        return "embedding" if importlib.util.find_spec("wordllama") is not None else "provider"
     return ranking
 
 

@@ -7,6 +7,8 @@ retriever cuts extracted text; the candidates come in the fake provider's shuffl
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from apex_mcp.engine.retrieval import rank_pages, resolve_ranking, split_passages
@@ -33,7 +35,7 @@ def measure(ranking: str) -> tuple[float, float]:
 # passage hit 0.94 for both BM25 choices, 0.97 for the embedding's.
 @pytest.mark.parametrize(
     ("ranking", "margin", "better_passages"),
-    [("auto", 0.15, False), ("bm25", 0.15, False), ("embedding", 0.4, True), ("fusion", 0.3, True)],
+    [("bm25", 0.15, False), ("embedding", 0.4, True), ("fusion", 0.3, True)],
 )
 def test_ranking_beats_the_providers_order(
     ranking: str, margin: float, better_passages: bool
@@ -49,9 +51,17 @@ def test_ranking_beats_the_providers_order(
         assert hits >= provider_hits
 
 
-def test_auto_is_the_embedding_where_wordllama_is_installed() -> None:
+def test_auto_is_the_embedding_where_wordllama_is_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     pytest.importorskip("wordllama")
     assert resolve_ranking("auto") == "embedding"
+    # Without it, the search engine's order: BM25's does worse on the held-out set.
+    found = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wordllama" else found(name)
+    )
+    assert resolve_ranking("auto") == "provider"
 
 
 def test_an_unknown_ranking_is_refused() -> None:
