@@ -23,14 +23,9 @@ import time
 import anyio
 
 from apex_mcp.apex.models import WebRetrievalRequest
-from apex_mcp.engine.retrieval import (
-    SearchHit,
-    SearxngSearch,
-    WebRetriever,
-    best_passage,
-    extract_content,
-    split_passages,
-)
+from apex_mcp.engine.ranking import best_passage, split_passages
+from apex_mcp.engine.retrieval import WebRetriever, extract_content
+from apex_mcp.engine.search import SearchHit, SearxngSearch
 from tests.fakes.web import (
     ARTICLES,
     FakeSearxng,

@@ -19,7 +19,8 @@ import httpx2
 import pytest
 
 from apex_mcp.apex.models import WebRetrievalRequest
-from apex_mcp.engine.retrieval import SearchHit, WebRetriever
+from apex_mcp.engine.retrieval import WebRetriever
+from apex_mcp.engine.search import SearchHit
 from apex_mcp.netguard import IPAddress, is_public, public_transport
 from tests.fakes.web import FakeSearch, FakeWeb, serve_web
 from tests.servers import free_port, serve_asgi, waiting_for

@@ -156,7 +156,8 @@ class LocalApex:
         cls, config: EngineConfig, *, user_id: str | None = None
     ) -> AsyncIterator[LocalApex]:
         """The engine ``config`` describes, running until the block ends."""
-        from .retrieval import WebRetriever, build_providers
+        from .retrieval import WebRetriever
+        from .search import build_providers
 
         store = await open_store(config.db)
         try:

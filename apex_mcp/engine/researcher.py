@@ -435,7 +435,7 @@ def _split_keeping(line: str) -> list[str]:
 
 
 def _passages(source: Source) -> list[tuple[set[str], str]]:
-    from .retrieval import split_passages, tokenize
+    from .ranking import split_passages, tokenize
 
     text = source.text or f"{source.title}\n{source.notes}"
     return [(set(tokenize(p)), p) for p in split_passages(text)]
@@ -443,7 +443,7 @@ def _passages(source: Source) -> list[tuple[set[str], str]]:
 
 def _support(claim: str, passages: list[tuple[set[str], str]]) -> tuple[float, str]:
     """The share of the claim's words in the passage that has most of them, and that passage."""
-    from .retrieval import tokenize
+    from .ranking import tokenize
 
     words = set(tokenize(claim))
     if not words or not passages:

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 import anyio
 
 from apex_mcp.apex.models import WebRetrievalRequest
-from apex_mcp.engine.retrieval import SearxngSearch, WebRetriever
+from apex_mcp.engine.retrieval import WebRetriever
+from apex_mcp.engine.search import SearxngSearch
 from tests.servers import serve_asgi
 
 from .heldout import HELDOUT

@@ -11,7 +11,7 @@ import importlib.util
 
 import pytest
 
-from apex_mcp.engine.retrieval import rank_pages, resolve_ranking, split_passages
+from apex_mcp.engine.ranking import rank_pages, resolve_ranking, split_passages
 from bench.quality.questions import QUESTIONS
 from bench.quality.site import candidates
 

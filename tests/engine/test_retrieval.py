@@ -18,19 +18,17 @@ import pytest
 
 from apex_mcp.apex.errors import ApexError, Code
 from apex_mcp.apex.models import SearchFilters, WebRetrievalRequest, WebRetrievalResponse
-from apex_mcp.engine.retrieval import (
+from apex_mcp.engine.ranking import best_passage, split_passages
+from apex_mcp.engine.retrieval import WebRetriever, normalize_url
+from apex_mcp.engine.search import (
     DuckDuckGoSearch,
     SearchError,
     SearchHit,
     SearchProvider,
     SearxngSearch,
-    WebRetriever,
-    best_passage,
     build_providers,
     failure_cause,
-    normalize_url,
     retry_after,
-    split_passages,
 )
 from apex_mcp.netguard import is_public as _is_public
 from tests.fakes.web import (
@@ -503,7 +501,8 @@ def test_importing_the_module_loads_neither_ddgs_nor_trafilatura() -> None:
     code = textwrap.dedent(
         """
         import sys
-        from apex_mcp.engine.retrieval import DuckDuckGoSearch, WebRetriever, build_providers
+        from apex_mcp.engine.retrieval import WebRetriever
+        from apex_mcp.engine.search import DuckDuckGoSearch, build_providers
         WebRetriever(build_providers("duckduckgo", None))
         DuckDuckGoSearch(backend="duckduckgo")
         heavy = [m for m in ("ddgs", "primp", "trafilatura", "lxml") if m in sys.modules]

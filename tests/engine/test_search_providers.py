@@ -13,7 +13,8 @@ from pydantic import SecretStr
 from apex_mcp.apex.errors import ApexError
 from apex_mcp.apex.models import WebRetrievalRequest
 from apex_mcp.config import SEARCH_PROVIDERS, Settings
-from apex_mcp.engine.retrieval import (
+from apex_mcp.engine.retrieval import WebRetriever
+from apex_mcp.engine.search import (
     PROVIDERS,
     BraveSearch,
     DuckDuckGoSearch,
@@ -21,7 +22,6 @@ from apex_mcp.engine.retrieval import (
     FallbackSearch,
     SearchError,
     TavilySearch,
-    WebRetriever,
     build_providers,
 )
 from tests.fakes.web import FakeSearch, FakeSearchApi, FakeWeb, article_pages, hit, serve_web

@@ -34,7 +34,7 @@ from urllib.parse import parse_qs
 
 import anyio
 
-from apex_mcp.engine.retrieval import SearchHit
+from apex_mcp.engine.search import SearchHit
 from tests.fakes import answer_lifespan
 from tests.servers import serve_asgi
 
