@@ -62,6 +62,7 @@ from .search import (
     describe_error,
     failure_cause,
     search_failed,
+    search_with,
 )
 
 log = logging.getLogger(__name__)
@@ -286,12 +287,7 @@ class WebRetriever:
 
             async def ask(i: int, provider: SearchProvider, text: str) -> None:
                 try:
-                    if filters.recency:
-                        answers[i] = await provider.search(  # type: ignore[call-arg]
-                            text, per_query, recency=filters.recency
-                        )
-                    else:
-                        answers[i] = await provider.search(text, per_query)
+                    answers[i] = await search_with(provider, text, per_query, filters)
                 except Exception as exc:  # a provider may fail in any way; others may answer
                     answers[i] = failure_cause(exc)
                     log.info("search %s failed for %r: %s", provider.name, text, answers[i])

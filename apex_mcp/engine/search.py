@@ -29,9 +29,7 @@ from pydantic import BaseModel, SecretStr
 from .. import __version__
 from .._http import LazyClient
 from ..apex.errors import ApexError, Code
-from ..apex.models import (
-    Recency,
-)
+from ..apex.models import Recency, SearchFilters
 from ..netguard import refusal
 
 log = logging.getLogger(__name__)
@@ -51,14 +49,42 @@ class SearchProvider(Protocol):
     """A web search engine. ``search`` raises (anything) when the engine could not answer.
 
     A provider may also have a ``label`` (its name and where it is, for messages) and a
-    ``remedy`` (what to do when it cannot be reached, naming the settings). One that can
-    bound the age of its results sets ``supports_recency`` and takes ``recency=`` in
-    ``search``; the others are not asked when a search has a recency bound.
+    ``remedy`` (what to do when it cannot be reached, naming the settings). One that sets
+    ``takes_filters`` takes the search's ``SearchFilters`` as ``filters=`` and asks the engine
+    for them as it can (its domains as ``site:`` operators or parameters; a hint only: the
+    retriever enforces them on what comes back); one that can also bound the age of its
+    results sets ``supports_recency``, and the others are not asked when a search has a
+    recency bound.
     """
 
     name: str
 
     async def search(self, query: str, max_results: int) -> list[SearchHit]: ...
+
+
+async def search_with(
+    provider: SearchProvider, query: str, max_results: int, filters: SearchFilters | None
+) -> list[SearchHit]:
+    """``provider``'s hits for ``query``, asked with ``filters`` where it takes them."""
+    if filters and getattr(provider, "takes_filters", False):
+        return await provider.search(query, max_results, filters=filters)  # type: ignore[call-arg]
+    return await provider.search(query, max_results)
+
+
+def with_sites(query: str, filters: SearchFilters | None) -> str:
+    """``query`` with the domain filters as the operators web search engines read:
+    ``site:`` for the domain asked for (several: joined by ``OR``), ``-site:`` for each left
+    out. A wildcard ``*.example.com`` asks for ``example.com``: the retriever keeps only its
+    subdomains from what comes back."""
+    if not filters:
+        return query
+    include = " OR ".join(f"site:{host}" for host in _hosts(filters.include_domains))
+    exclude = " ".join(f"-site:{host}" for host in _hosts(filters.exclude_domains))
+    return " ".join(part for part in (query, include, exclude) if part)
+
+
+def _hosts(domains: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(domain.removeprefix("*.") for domain in domains))
 
 
 class SearchError(Exception):
@@ -163,6 +189,7 @@ class DuckDuckGoSearch:
 
     name = label = "duckduckgo"
     supports_recency = True
+    takes_filters = True
     remedy = "check the network, or set APEX_SEARCH_PROVIDER=searxng with APEX_SEARXNG_URL"
 
     def __init__(
@@ -182,12 +209,13 @@ class DuckDuckGoSearch:
         return f"DuckDuckGoSearch(backend={self.backend!r})"
 
     async def search(
-        self, query: str, max_results: int, *, recency: Recency | None = None
+        self, query: str, max_results: int, *, filters: SearchFilters | None = None
     ) -> list[SearchHit]:
         # ddgs blocks (threads and sync HTTP): keep it off the event loop; a search abandoned
         # at the deadline finishes in its thread and is ignored.
+        recency = filters.recency if filters else None
         return await anyio.to_thread.run_sync(
-            self._search, query, max_results, recency, abandon_on_cancel=True
+            self._search, with_sites(query, filters), max_results, recency, abandon_on_cancel=True
         )
 
     def _search(self, query: str, max_results: int, recency: Recency | None) -> list[SearchHit]:
@@ -227,6 +255,7 @@ class SearxngSearch:
 
     name = "searxng"
     supports_recency = True
+    takes_filters = True
     remedy = "check that the SearXNG instance is running and that APEX_SEARXNG_URL points at it"
 
     def __init__(
@@ -264,11 +293,11 @@ class SearxngSearch:
         return f"SearxngSearch({self.url!r})"
 
     async def search(
-        self, query: str, max_results: int, *, recency: Recency | None = None
+        self, query: str, max_results: int, *, filters: SearchFilters | None = None
     ) -> list[SearchHit]:
-        params = {"q": query, "format": "json"}
-        if recency:
-            params["time_range"] = recency  # SearXNG's day, week, month, year
+        params = {"q": with_sites(query, filters), "format": "json"}
+        if filters and filters.recency:
+            params["time_range"] = filters.recency  # SearXNG's day, week, month, year
         try:
             async with self.rate.paced():
                 response = await self._http().get(f"{self.url}/search", params=params)
@@ -320,6 +349,7 @@ class _KeyedSearch:
     name = "keyed"
     base_url = ""
     supports_recency = True
+    takes_filters = True
 
     def __init__(
         self,
@@ -381,7 +411,7 @@ class _KeyedSearch:
             raise SearchError(f"the answer is not {self.name} JSON") from None
 
     async def search(
-        self, query: str, max_results: int, *, recency: Recency | None = None
+        self, query: str, max_results: int, *, filters: SearchFilters | None = None
     ) -> list[SearchHit]:
         raise NotImplementedError
 
@@ -409,11 +439,12 @@ class BraveSearch(_KeyedSearch):
     base_url = "https://api.search.brave.com"
 
     async def search(
-        self, query: str, max_results: int, *, recency: Recency | None = None
+        self, query: str, max_results: int, *, filters: SearchFilters | None = None
     ) -> list[SearchHit]:
-        params = {"q": query, "count": str(min(max_results, 20))}  # 20 at most per page
-        if recency:
-            params["freshness"] = BRAVE_FRESHNESS[recency]
+        count = str(min(max_results, 20))  # 20 at most per page
+        params = {"q": with_sites(query, filters), "count": count}
+        if filters and filters.recency:
+            params["freshness"] = BRAVE_FRESHNESS[filters.recency]
         headers = {"x-subscription-token": self._key.get_secret_value()}
         answer = await self._call("GET", "/res/v1/web/search", params=params, headers=headers)
         web = answer.get("web") if isinstance(answer, dict) else None
@@ -431,11 +462,15 @@ class TavilySearch(_KeyedSearch):
     base_url = "https://api.tavily.com"
 
     async def search(
-        self, query: str, max_results: int, *, recency: Recency | None = None
+        self, query: str, max_results: int, *, filters: SearchFilters | None = None
     ) -> list[SearchHit]:
         body: dict[str, Any] = {"query": query, "max_results": min(max_results, 20)}
-        if recency:
-            body["time_range"] = recency  # day, week, month, year
+        if filters and filters.recency:
+            body["time_range"] = filters.recency  # day, week, month, year
+        if filters and filters.include_domains:
+            body["include_domains"] = _hosts(filters.include_domains)
+        if filters and filters.exclude_domains:
+            body["exclude_domains"] = _hosts(filters.exclude_domains)
         headers = {"authorization": f"Bearer {self._key.get_secret_value()}"}
         answer = await self._call("POST", "/search", json=body, headers=headers)
         rows = answer.get("results") if isinstance(answer, dict) else None
@@ -449,14 +484,18 @@ class ExaSearch(_KeyedSearch):
     base_url = "https://api.exa.ai"
 
     async def search(
-        self, query: str, max_results: int, *, recency: Recency | None = None
+        self, query: str, max_results: int, *, filters: SearchFilters | None = None
     ) -> list[SearchHit]:
         body: dict[str, Any] = {"query": query, "numResults": min(max_results, 100), "type": "auto"}
-        if recency:
+        if filters and filters.recency:
             since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(
-                days=RECENCY_DAYS[recency]
+                days=RECENCY_DAYS[filters.recency]
             )
             body["startPublishedDate"] = since.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        if filters and filters.include_domains:
+            body["includeDomains"] = _hosts(filters.include_domains)
+        if filters and filters.exclude_domains:
+            body["excludeDomains"] = _hosts(filters.exclude_domains)
         headers = {"x-api-key": self._key.get_secret_value()}
         answer = await self._call("POST", "/search", json=body, headers=headers)
         rows = answer.get("results") if isinstance(answer, dict) else None
@@ -475,6 +514,7 @@ class FallbackSearch:
             raise ValueError("a fallback needs at least one search provider")
         self.providers = list(providers)
         self.supports_recency = any(getattr(p, "supports_recency", False) for p in providers)
+        self.takes_filters = True
 
     @property
     def label(self) -> str:
@@ -489,11 +529,11 @@ class FallbackSearch:
         return f"FallbackSearch({self.providers!r})"
 
     async def search(
-        self, query: str, max_results: int, *, recency: Recency | None = None
+        self, query: str, max_results: int, *, filters: SearchFilters | None = None
     ) -> list[SearchHit]:
         causes: list[str] = []
         for provider in self.providers:
-            if recency and not getattr(provider, "supports_recency", False):
+            if filters and filters.recency and not getattr(provider, "supports_recency", False):
                 continue
             rate = getattr(provider, "rate", None)
             if isinstance(rate, RateLimit) and rate.paused_for() > 0:
@@ -502,11 +542,7 @@ class FallbackSearch:
                 )
                 continue
             try:
-                if recency:
-                    return await provider.search(  # type: ignore[call-arg]
-                        query, max_results, recency=recency
-                    )
-                return await provider.search(query, max_results)
+                return await search_with(provider, query, max_results, filters)
             except Exception as exc:  # a provider may fail in any way; the next may answer
                 cause = failure_cause(exc)
                 log.info("search %s failed, trying the next: %s", provider.name, cause)

@@ -777,6 +777,20 @@ async def test_recency_is_asked_of_the_providers_that_can_bound_it(web: FakeWeb)
                 )
 
 
+async def test_domains_are_asked_of_the_search_engine_too(web: FakeWeb) -> None:
+    """Not only enforced on the results: the engine is asked for the domains (``site:``),
+    so that a search within a domain finds its pages rather than filtering others away."""
+    searxng = FakeSearxng(hits=[hit(url(web, ""), "/bees")])
+    with serve_searxng(searxng) as base:
+        async with retriever(SearxngSearch(base)) as r:
+            await r.retrieve(
+                WebRetrievalRequest(search_query="bees", n_miners=1),
+                filters=SearchFilters.of(["*.bees.example"], ["wasps.example", "ads.example"]),
+            )
+    [asked] = searxng.queries
+    assert asked["q"] == ["bees site:bees.example -site:wasps.example -site:ads.example"]
+
+
 # --- rate limits --------------------------------------------------------------------------------
 
 

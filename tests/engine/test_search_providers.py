@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from apex_mcp.apex.errors import ApexError
-from apex_mcp.apex.models import WebRetrievalRequest
+from apex_mcp.apex.models import SearchFilters, WebRetrievalRequest
 from apex_mcp.config import SEARCH_PROVIDERS, Settings
 from apex_mcp.engine.retrieval import WebRetriever
 from apex_mcp.engine.search import (
@@ -53,7 +53,8 @@ async def test_each_api_is_asked_as_documented(web: FakeWeb, kind: str) -> None:
             kind, None, api_keys={kind: SecretStr(KEY)}, base_urls={kind: base}
         )
         assert isinstance(provider, KINDS[kind])
-        found = await provider.search("honeybees", 5, recency="week")  # type: ignore[call-arg]
+        filters = SearchFilters.of(["*.bees.example", "hive.example"], ["wasps.example"], "week")
+        found = await provider.search("honeybees", 5, filters=filters)  # type: ignore[call-arg]
         await provider.aclose()  # type: ignore[attr-defined]
     assert [h.url for h in found] == [web.url("/bees"), web.url("/tides")]
     assert found[0].title == "Bees"
@@ -61,13 +62,26 @@ async def test_each_api_is_asked_as_documented(web: FakeWeb, kind: str) -> None:
     headers, params, body = asked["headers"], asked["params"], asked["json"]
     if kind == "brave":
         assert headers["x-subscription-token"] == KEY and headers["accept"] == "application/json"
-        assert params == {"q": ["honeybees"], "count": ["5"], "freshness": ["pw"]}
+        # Brave reads the search operators: the domains go into the query.
+        assert params == {
+            "q": ["honeybees site:bees.example OR site:hive.example -site:wasps.example"],
+            "count": ["5"],
+            "freshness": ["pw"],
+        }
     elif kind == "tavily":
         assert headers["authorization"] == f"Bearer {KEY}"
-        assert body == {"query": "honeybees", "max_results": 5, "time_range": "week"}
+        assert body == {
+            "query": "honeybees",
+            "max_results": 5,
+            "time_range": "week",
+            "include_domains": ["bees.example", "hive.example"],
+            "exclude_domains": ["wasps.example"],
+        }
     else:
         assert headers["x-api-key"] == KEY
         assert body["query"] == "honeybees" and body["numResults"] == 5
+        assert body["includeDomains"] == ["bees.example", "hive.example"]
+        assert body["excludeDomains"] == ["wasps.example"]
         assert body["startPublishedDate"].endswith("Z")  # ISO 8601, a week ago
     assert KEY not in str(params) and KEY not in str(body)  # the key is in a header only
 
