@@ -431,3 +431,36 @@ async def test_a_job_watcher_on_one_replica_hears_the_changes_another_makes(
     finally:
         await one.close()
         await two.close()
+
+
+@postgres_only
+async def test_a_replica_whose_listening_connection_drops_listens_again(backend: Any) -> None:
+    """The server ends the LISTEN connection (a restart, a proxy's idle timeout): the store
+    connects again and hears the other replicas' news as before, its watchers woken meanwhile
+    to read their jobs again."""
+    one, two = await backend.open(), await backend.open()
+    try:
+        job = await one.create_job(ALICE, request={})
+        with anyio.fail_after(60):
+            while not two.hears_other_replicas:
+                await anyio.sleep(0.01)
+        async with two.job_news(job.id) as wait:
+            ended = backend.query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND query = 'LISTEN apex_jobs'"
+            )
+            assert ended and all(row[0] for row in ended)
+            with anyio.fail_after(60):  # not a speed check: without the wake, 600 s
+                await wait(600)  # woken: news may have been missed while it was down
+        with anyio.fail_after(60):
+            while not two.hears_other_replicas:  # it connected again
+                await anyio.sleep(0.01)
+        async with two.job_news(job.id) as wait:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(one.append_chunk, job.id, "after the drop")
+                with anyio.fail_after(60):
+                    await wait(600)
+        assert [c.chunk for c in (await two.get_job(ALICE, job.id)).chunks] == ["after the drop"]
+    finally:
+        await one.close()
+        await two.close()
