@@ -455,11 +455,10 @@ async def test_a_replica_whose_listening_connection_drops_listens_again(backend:
         with anyio.fail_after(60):
             while not two.hears_other_replicas:  # it connected again
                 await anyio.sleep(0.01)
-        async with two.job_news(job.id) as wait:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(one.append_chunk, job.id, "after the drop")
-                with anyio.fail_after(60):
-                    await wait(600)
+        async with two.job_news(job.id) as wait, anyio.create_task_group() as tasks:
+            tasks.start_soon(one.append_chunk, job.id, "after the drop")
+            with anyio.fail_after(60):
+                await wait(600)
         assert [c.chunk for c in (await two.get_job(ALICE, job.id)).chunks] == ["after the drop"]
     finally:
         await one.close()
