@@ -139,3 +139,42 @@ async def test_cancel_stops_a_running_job(
         ).structured_content
     assert after is not None and after["status"] == "cancelled"
     assert not any(c.startswith("## Searching") for c in after["chunks"])
+
+
+async def test_deep_research_keeps_to_the_domains_asked_for(tmp_path: Path, script: Script) -> None:
+    """deep_research_start's domain filters hold for every search of the job: the engine is
+    asked for them, and no page outside them is read or cited."""
+    site, search = FakeWeb(), FakeSearxng()
+    miner = FakeOpenAI(models=["m1"], reply=script)
+    with serve_web(site) as base, serve_searxng(search) as searxng, serve_openai(miner) as url:
+        elsewhere = base.replace("127.0.0.1", "localhost")  # the same pages, another domain
+        search.hits = [hit(elsewhere, "/bees"), hit(base, "/tides"), hit(elsewhere, "/volcanoes")]
+        env = {
+            "APEX_DB": str(tmp_path / "apex.db"),
+            "APEX_MINERS": json.dumps([{"name": "fake", "base_url": url, "timeout": 30}]),
+            "APEX_DISCOVER_LOCAL_MINERS": "false",
+            "APEX_SEARCH_PROVIDER": "searxng",
+            "APEX_SEARXNG_URL": searxng,
+            "APEX_ALLOW_PRIVATE_ADDRESSES": "true",
+            "APEX_RESEARCH_POLL_SECONDS": "0.1",
+        }
+        async with connect("stdio", env) as client:
+            started = await client.call_tool(
+                "deep_research_start",
+                {"user_prompt": "How do honeybees pick a nest?", "exclude_domains": ["localhost"]},
+            )
+            assert not started.is_error, text_of(started)
+            job = started.structured_content
+            assert job is not None
+            out: dict[str, Any] = {"status": "pending"}
+            with waiting_for("the job to end", 60):
+                while out["status"] not in ("completed", "failed"):
+                    status = await client.call_tool(
+                        "deep_research_status", {"job_id": job["job_id"], "wait_seconds": 20}
+                    )
+                    out = status.structured_content or {}
+    assert out["status"] == "completed", out
+    assert out["sources"] == [site.url("/tides")]
+    assert "localhost" not in out["report"]
+    assert site.hits_for("/bees") == 0 and site.hits_for("/volcanoes") == 0  # never fetched
+    assert search.queries and all("-site:localhost" in q["q"][0] for q in search.queries)
