@@ -105,8 +105,8 @@ async def _check_issuer(settings: Settings, report: Any) -> None:
 async def _check_local(
     settings: Settings, report: Any, local_probe: Sequence[tuple[str, str]] | None
 ) -> None:
-    from ..engine import LOCAL_PROBE, MinerPool, open_store
-    from ..serving import engine_miner
+    from ..engine import LOCAL_PROBE, MinerPool, check_search, open_store
+    from ..serving import engine_config, engine_miner
 
     try:
         store = await open_store(settings.store_target)
@@ -129,6 +129,8 @@ async def _check_local(
                 error.code, "check that APEX_DB names a file in a folder you can write"
             )
         report(False, "store", f"{settings.db}: {error.message}: {fix}")
+    for search in await check_search(engine_config(settings)):
+        report(search.ok, "web search", f"{search.label}: {search.detail}")
     async with MinerPool(
         [engine_miner(miner) for miner in settings.miners],
         discover_local=settings.discover_local_miners,

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     )
     from .local import LocalApex
     from .miners import MinerPool, MinerStatus
+    from .search import SearchStatus, check_search
     from .store import open_store
 
 # Each public name, and the module (of this package) that defines it.
@@ -34,6 +35,8 @@ _HOMES = {
     "LocalApex": "local",
     "MinerPool": "miners",
     "MinerStatus": "miners",
+    "SearchStatus": "search",
+    "check_search": "search",
     "open_store": "store",
 }
 
@@ -47,6 +50,8 @@ __all__ = [
     "MinerSet",
     "MinerStatus",
     "ResearchLimits",
+    "SearchStatus",
+    "check_search",
     "open_store",
 ]
 

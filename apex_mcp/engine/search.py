@@ -19,7 +19,8 @@ import re
 import socket
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import anyio
@@ -32,7 +33,12 @@ from ..apex.errors import ApexError, Code
 from ..apex.models import Recency, SearchFilters
 from ..netguard import refusal
 
+if TYPE_CHECKING:
+    from .config import EngineConfig
+
 log = logging.getLogger(__name__)
+
+DOCTOR_SEARCH_SECONDS = 20  # for a provider's answer to apex-mcp doctor's one query
 
 USER_AGENT = f"apex-mcp/{__version__} (web retrieval for an MCP server)"
 
@@ -609,6 +615,51 @@ def build_providers(
             pace = requests_per_second or KEYED_REQUESTS_PER_SECOND
             chain.append(_KEYED[name](key, base_url=urls.get(name), requests_per_second=pace))
     return chain if len(chain) == 1 else [FallbackSearch(chain)]
+
+
+@dataclass(frozen=True)
+class SearchStatus:
+    """What asking a configured search provider once found (``apex-mcp doctor``): ``ok`` is
+    None for one not asked, ``detail`` says what it answered, or why not and what to check."""
+
+    name: str
+    label: str
+    ok: bool | None
+    detail: str
+
+
+async def check_search(config: EngineConfig) -> list[SearchStatus]:
+    """Each search provider of ``config`` asked one query, in the order they are tried.
+    DuckDuckGo is not asked: it has no key or address to get wrong, only the network."""
+    try:
+        chain = build_providers(
+            config.search_provider,
+            config.searxng_url,
+            requests_per_second=config.search_requests_per_second,
+            api_keys=config.search_api_keys,
+        )
+    except ValueError as error:
+        return [SearchStatus(config.search_provider, config.search_provider, False, str(error))]
+    providers = chain[0].providers if isinstance(chain[0], FallbackSearch) else chain
+    statuses = []
+    for provider in providers:
+        label = _label(provider)
+        if isinstance(provider, DuckDuckGoSearch):
+            statuses.append(SearchStatus(provider.name, label, None, "keyless: not asked here"))
+            continue
+        try:
+            with anyio.fail_after(DOCTOR_SEARCH_SECONDS):
+                hits = await provider.search("apex-mcp", 1)
+            statuses.append(SearchStatus(provider.name, label, True, f"{len(hits)} hit(s)"))
+        except Exception as error:  # any failure is the answer
+            cause = TIMED_OUT if isinstance(error, TimeoutError) else failure_cause(error)
+            remedy = getattr(provider, "remedy", None) or DEFAULT_REMEDY
+            statuses.append(SearchStatus(provider.name, label, False, f"{cause}: {remedy}"))
+        finally:
+            close = getattr(provider, "aclose", None)
+            if close is not None:
+                await close()
+    return statuses
 
 
 # --- search failures, for people ---------------------------------------------------------------

@@ -12,8 +12,10 @@ from pydantic import SecretStr
 
 from apex_mcp.cli.doctor import doctor
 from apex_mcp.config import Settings
+from apex_mcp.engine.search import BraveSearch
 from apex_mcp.gateway import create_gateway_app
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
+from tests.fakes.web import FakeSearchApi, FakeSearxng, hit, serve_searxng
 from tests.servers import free_port, serve_asgi
 
 pytestmark = pytest.mark.anyio
@@ -276,3 +278,29 @@ async def test_a_remote_server_that_refuses_the_key_names_apex_api_key(
         "[FAIL] key accepted: missing or unknown API key: ask the gateway's operator for one "
         "(check the API key (APEX_API_KEY, or the key the gateway gave you))"
     ]
+
+
+# --- web search -------------------------------------------------------------------------------
+
+
+async def test_each_search_provider_is_asked_once_and_a_refused_key_said_without_it(
+    db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SearXNG and the keyed APIs are asked one query each, in the order they are tried;
+    DuckDuckGo (no key, no address) is only named, so that doctor needs no internet."""
+    monkeypatch.setenv("APEX_DISCOVER_LOCAL_MINERS", "false")
+    searxng = FakeSearxng(hits=[hit("http://pages.example", "/bees")])
+    brave = FakeSearchApi("brave", "the-right-key")
+    with serve_searxng(searxng) as searxng_url, serve_asgi(brave) as brave_url:
+        monkeypatch.setenv("APEX_SEARCH_PROVIDER", "searxng,brave,duckduckgo")
+        monkeypatch.setenv("APEX_SEARXNG_URL", searxng_url)
+        monkeypatch.setenv("APEX_BRAVE_API_KEY", SECRET)  # not the key Brave knows
+        monkeypatch.setattr(BraveSearch, "base_url", brave_url)
+        _, lines = await run_doctor(capsys)
+    assert [line for line in lines if "web search" in line] == [
+        f"[ok  ] web search: searxng at {searxng_url}: 1 hit(s)",
+        "[FAIL] web search: brave: the API key was refused (HTTP 401): check "
+        "APEX_BRAVE_API_KEY and the network, or add a fallback",
+        "[--  ] web search: duckduckgo: keyless: not asked here",
+    ]
+    assert len(searxng.queries) == 1 and len(brave.requests) == 1
