@@ -1,6 +1,7 @@
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,3 +30,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The slowest tests first (they build wheels and run Node tools), so that the workers
     that run them in parallel are not left waiting on them at the end."""
     items.sort(key=lambda item: "tests/packaging/" not in item.nodeid)
+
+
+@pytest.fixture(scope="module")
+def module_database() -> Iterator[Any]:
+    """A PostgreSQL database of the test module's own (tests/postgres.py), dropped after it:
+    for servers and replicas that the module starts on it. Skips (or fails where CI requires
+    PostgreSQL) when the server is not there."""
+    from tests import postgres
+
+    created = postgres.session_database()
+    if isinstance(created, str):
+        pytest.skip(created)
+    yield created
+    created.drop()

@@ -115,7 +115,7 @@ class ResearchRunner:
         tasks, self._tasks = self._tasks, None
         if tasks is None:
             return None
-        # Running jobs are cancelled; each marks itself failed on the way out.
+        # Running jobs are cancelled; each hands itself back to the queue on the way out.
         tasks.cancel_scope.cancel()
         return await tasks.__aexit__(exc_type, exc, tb)
 

@@ -20,6 +20,7 @@ from tests.cli.test_commands import APEX_MCP, run
 from tests.engine.test_research import Script
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.fakes.web import FakeSearxng, FakeWeb, hit, serve_searxng, serve_web
+from tests.server import harness
 from tests.server.harness import connect, user_miner_env
 from tests.servers import wait_exit, waiting_for
 
@@ -116,15 +117,7 @@ def research_env(tmp_path: Path, script: Script) -> Iterator[dict[str, str]]:
     miner = FakeOpenAI(models=["m1"], reply=script)
     with serve_web(site) as base, serve_searxng(search) as searxng, serve_openai(miner) as url:
         search.hits = [hit(base, "/bees"), hit(base, "/tides")]
-        yield {
-            "APEX_DB": str(tmp_path / "apex.db"),
-            "APEX_MINERS": json.dumps([{"name": "fake", "base_url": url, "timeout": 30}]),
-            "APEX_DISCOVER_LOCAL_MINERS": "false",
-            "APEX_SEARCH_PROVIDER": "searxng",
-            "APEX_SEARXNG_URL": searxng,
-            "APEX_ALLOW_PRIVATE_ADDRESSES": "true",
-            "APEX_RESEARCH_POLL_SECONDS": "0.1",
-        }
+        yield harness.research_env(tmp_path / "apex.db", url, searxng)
 
 
 def job_status(db: str, job_id: str) -> str:

@@ -68,6 +68,21 @@ def engine_env(db: Path, miner_url: str) -> dict[str, str]:
     }
 
 
+def research_env(db: Path, miner_url: str, searxng_url: str) -> dict[str, str]:
+    """The embedded engine doing deep research on fakes: one miner (30 s: a step may wait on
+    an answer a test holds), a SearXNG, pages on 127.0.0.1 allowed, and research followed
+    every 0.1 s."""
+    return {
+        "APEX_DB": str(db),
+        "APEX_MINERS": json.dumps([{"name": "fake", "base_url": miner_url, "timeout": 30}]),
+        "APEX_DISCOVER_LOCAL_MINERS": "false",
+        "APEX_SEARCH_PROVIDER": "searxng",
+        "APEX_SEARXNG_URL": searxng_url,
+        "APEX_ALLOW_PRIVATE_ADDRESSES": "true",
+        "APEX_RESEARCH_POLL_SECONDS": "0.1",
+    }
+
+
 @contextmanager
 def backend(kind: str, tmp: Path) -> Iterator[Backend]:
     """``local``: the embedded engine on a SQLite file. ``remote``: RemoteApex through a

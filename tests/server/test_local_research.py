@@ -14,7 +14,7 @@ import pytest
 from tests.engine.test_research import Script
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.fakes.web import FakeSearxng, FakeWeb, hit, serve_searxng, serve_web
-from tests.server.harness import connect, text_of
+from tests.server.harness import connect, research_env, text_of
 from tests.servers import waiting_for
 
 pytestmark = pytest.mark.anyio
@@ -31,15 +31,7 @@ def world(tmp_path: Path, script: Script) -> Iterator[tuple[dict[str, str], Fake
     miner = FakeOpenAI(models=["m1"], reply=script)
     with serve_web(site) as base, serve_searxng(search) as searxng, serve_openai(miner) as url:
         search.hits = [hit(base, "/bees"), hit(base, "/tides"), hit(base, "/volcanoes")]
-        env = {
-            "APEX_DB": str(tmp_path / "apex.db"),
-            "APEX_MINERS": json.dumps([{"name": "fake", "base_url": url, "timeout": 30}]),
-            "APEX_DISCOVER_LOCAL_MINERS": "false",
-            "APEX_SEARCH_PROVIDER": "searxng",
-            "APEX_SEARXNG_URL": searxng,
-            "APEX_ALLOW_PRIVATE_ADDRESSES": "true",
-            "APEX_RESEARCH_POLL_SECONDS": "0.1",
-        }
+        env = research_env(tmp_path / "apex.db", url, searxng)
         yield env, site
 
 
@@ -149,15 +141,7 @@ async def test_deep_research_keeps_to_the_domains_asked_for(tmp_path: Path, scri
     with serve_web(site) as base, serve_searxng(search) as searxng, serve_openai(miner) as url:
         elsewhere = base.replace("127.0.0.1", "localhost")  # the same pages, another domain
         search.hits = [hit(elsewhere, "/bees"), hit(base, "/tides"), hit(elsewhere, "/volcanoes")]
-        env = {
-            "APEX_DB": str(tmp_path / "apex.db"),
-            "APEX_MINERS": json.dumps([{"name": "fake", "base_url": url, "timeout": 30}]),
-            "APEX_DISCOVER_LOCAL_MINERS": "false",
-            "APEX_SEARCH_PROVIDER": "searxng",
-            "APEX_SEARXNG_URL": searxng,
-            "APEX_ALLOW_PRIVATE_ADDRESSES": "true",
-            "APEX_RESEARCH_POLL_SECONDS": "0.1",
-        }
+        env = research_env(tmp_path / "apex.db", url, searxng)
         async with connect("stdio", env) as client:
             started = await client.call_tool(
                 "deep_research_start",

@@ -441,21 +441,12 @@ async def test_opaque_tokens_are_introspected(world: World) -> None:
     assert challenge(unread)["scope"].split() == ["apex:read", "apex:write", "apex:research"]
 
 
-@pytest.fixture(scope="module")
-def database() -> Iterator[postgres.TestDatabase]:
-    found = postgres.session_database()
-    if isinstance(found, str):
-        pytest.skip(found)
-    yield found
-    found.drop()
-
-
 async def test_two_people_never_see_each_others_history_across_replicas(
-    world: World, database: postgres.TestDatabase
+    world: World, module_database: postgres.TestDatabase
 ) -> None:
     env = {
         **world.env,
-        "APEX_DB": database.url,
+        "APEX_DB": module_database.url,
         "APEX_HTTP_STATELESS": "true",  # handshake clients need it behind a round-robin
         "APEX_HTTP_ALLOWED_HOSTS": json.dumps([BALANCER]),
         "APEX_OAUTH_RESOURCE_URL": ENDPOINT,

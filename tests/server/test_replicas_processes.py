@@ -35,22 +35,13 @@ from tests.servers import free_port, wait_listening, waiting_for
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(scope="module")
-def database() -> Iterator[postgres.TestDatabase]:
-    created = postgres.session_database()
-    if isinstance(created, str):
-        pytest.skip(created)
-    yield created
-    created.drop()
-
-
 @pytest.fixture
 def script() -> Script:
     return Script(plan='["swarm scouts"]', hold={"notes"})  # the miner stalls on notes
 
 
 @pytest.fixture
-def env(database: postgres.TestDatabase, script: Script) -> Iterator[dict[str, str]]:
+def env(module_database: postgres.TestDatabase, script: Script) -> Iterator[dict[str, str]]:
     site, search = FakeWeb(), FakeSearxng()
     with (
         serve_openai(FakeOpenAI(models=["m1"], reply=script)) as miner,
@@ -59,7 +50,7 @@ def env(database: postgres.TestDatabase, script: Script) -> Iterator[dict[str, s
     ):
         search.hits = [hit(base, "/bees"), hit(base, "/tides")]
         yield {
-            "APEX_DB": database.url,
+            "APEX_DB": module_database.url,
             "APEX_MINER": miner,
             "APEX_DISCOVER_LOCAL_MINERS": "false",
             "APEX_SEARCH_PROVIDER": "searxng",
@@ -100,7 +91,7 @@ async def client(url: str, mode: str, **options: Any) -> AsyncIterator[Client]:
 
 
 async def test_a_job_whose_replica_is_killed_completes_through_the_other(
-    env: dict[str, str], script: Script, database: postgres.TestDatabase, tmp_path: Path
+    env: dict[str, str], script: Script, module_database: postgres.TestDatabase, tmp_path: Path
 ) -> None:
     updates = Updates()
     listened: list[str] = []
@@ -163,10 +154,10 @@ async def test_a_job_whose_replica_is_killed_completes_through_the_other(
     assert set(updates) == {uri} and set(listened) == {uri}
     chunks = [
         json.loads(chunk)[0]["content"]
-        for (chunk,) in database.query(
+        for (chunk,) in module_database.query(
             "SELECT chunk FROM job_chunks WHERE job_id = %s ORDER BY seq_id", (job_id,)
         )
     ]
     assert chunks.count(jobs.TAKEOVER_CHUNK) == 1
     assert chunks.count("## Generating Research Plan\n") == 1  # resumed, not started over
-    assert database.query("SELECT count(*) FROM jobs WHERE status = 'running'") == [(0,)]
+    assert module_database.query("SELECT count(*) FROM jobs WHERE status = 'running'") == [(0,)]
