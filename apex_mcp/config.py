@@ -45,7 +45,8 @@ GATEWAY_KEYS_FORMAT = 'a JSON object of user to API key, e.g. {"alice": "key-1",
 HTTP_TOKENS_FORMAT = 'a JSON object of user to token, e.g. {"alice": "token-1", "bob": "token-2"}'
 
 
-# The engine's search providers (engine.retrieval.PROVIDERS; this module imports no engine).
+# The engine's search providers: a copy of engine.search.PROVIDERS, since this module imports
+# no engine (tests/engine/test_search_providers.py keeps the two equal).
 SEARCH_PROVIDERS = ("duckduckgo", "searxng", "brave", "tavily", "exa")
 
 

@@ -15,8 +15,8 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -104,16 +104,7 @@ async def complete(
     # httpx's timeout is per read; this bounds the whole answer, however slowly it drips.
     with anyio.move_on_after(miner.timeout):
         try:
-            async with http.stream(
-                "POST",
-                f"{miner.base_url}/chat/completions",
-                json=body,
-                headers=headers,
-                timeout=_timeout(miner),
-            ) as response:
-                if response.status_code != 200:
-                    error = await _read_body(miner, response, MAX_ERROR_BYTES, cut=True)
-                    raise _refused(miner, response, error)
+            async with _post_completion(http, miner, body, headers) as response:
                 content = await _read_body(miner, response, MAX_MESSAGE_BYTES)
         except httpx2.TimeoutException:
             pass
@@ -141,49 +132,42 @@ async def stream(
     done = finished = speaking = False
     said = 0  # characters of the answer so far
     try:
-        async with http.stream(
-            "POST",
-            f"{miner.base_url}/chat/completions",
-            json=body,
-            headers=headers,
-            timeout=_timeout(miner),
-        ) as response:
-            if response.status_code != 200:
-                error = await _read_body(miner, response, MAX_ERROR_BYTES, cut=True)
-                raise _refused(miner, response, error)
-            async with aclosing(_sse_data(miner, response)) as events:
-                while True:
-                    # Only data counts as answering: keep-alives do not hold the wait open.
-                    data: str | None = None
-                    with anyio.move_on_after(miner.timeout) as idle:
-                        data = await anext(events, None)
-                    if idle.cancelled_caught:
-                        raise httpx2.ReadTimeout("no data")
-                    if data is None:
-                        break
-                    if data.strip() == "[DONE]":
-                        done = True
-                        break
-                    chunk = _parse_chunk(miner, defaults, data)
-                    finished = finished or any(c.finish_reason for c in chunk.choices)
-                    said += _text_length(chunk)
-                    if said > MAX_ANSWER_CHARS:
-                        raise MinerFailure(miner.name, _TOO_LONG)
-                    if _has_text(chunk):
-                        speaking = True
-                    elif not speaking and len(held) >= MAX_HELD_CHUNKS:
-                        # Bounded, whatever a miner sends before its text: empty chunks
-                        # go; others push out one from the middle, so that the first ones
-                        # (the role) and the last (finish, usage) stay.
-                        if not _carries_nothing(chunk):
-                            del held[MAX_HELD_CHUNKS // 2]
-                            held.append(chunk)
-                        continue
-                    held.append(chunk)
-                    if speaking:
-                        for ready in held:
-                            yield ready
-                        held.clear()
+        async with (
+            _post_completion(http, miner, body, headers) as response,
+            aclosing(_sse_data(miner, response)) as events,
+        ):
+            while True:
+                # Only data counts as answering: keep-alives do not hold the wait open.
+                data: str | None = None
+                with anyio.move_on_after(miner.timeout) as idle:
+                    data = await anext(events, None)
+                if idle.cancelled_caught:
+                    raise httpx2.ReadTimeout("no data")
+                if data is None:
+                    break
+                if data.strip() == "[DONE]":
+                    done = True
+                    break
+                chunk = _parse_chunk(miner, defaults, data)
+                finished = finished or any(c.finish_reason for c in chunk.choices)
+                said += _text_length(chunk)
+                if said > MAX_ANSWER_CHARS:
+                    raise MinerFailure(miner.name, _TOO_LONG)
+                if _has_text(chunk):
+                    speaking = True
+                elif not speaking and len(held) >= MAX_HELD_CHUNKS:
+                    # Bounded, whatever a miner sends before its text: empty chunks
+                    # go; others push out one from the middle, so that the first ones
+                    # (the role) and the last (finish, usage) stay.
+                    if not _carries_nothing(chunk):
+                        del held[MAX_HELD_CHUNKS // 2]
+                        held.append(chunk)
+                    continue
+                held.append(chunk)
+                if speaking:
+                    for ready in held:
+                        yield ready
+                    held.clear()
     except httpx2.TimeoutException:
         raise MinerFailure(
             miner.name, f"stopped answering (nothing for {miner.timeout:g}s)"
@@ -194,6 +178,25 @@ async def stream(
         raise MinerFailure(miner.name, "the stream ended before the answer did")
     for ready in held:
         yield ready
+
+
+@asynccontextmanager
+async def _post_completion(
+    http: httpx2.AsyncClient, miner: MinerConfig, body: dict[str, Any], headers: dict[str, str]
+) -> AsyncIterator[httpx2.Response]:
+    """The answer to ``body`` posted to ``miner``'s ``/chat/completions``, unread, when it is
+    200; else ``MinerFailure`` saying why the miner refused it."""
+    async with http.stream(
+        "POST",
+        f"{miner.base_url}/chat/completions",
+        json=body,
+        headers=headers,
+        timeout=_timeout(miner),
+    ) as response:
+        if response.status_code != 200:
+            error = await _read_body(miner, response, MAX_ERROR_BYTES, cut=True)
+            raise _refused(miner, response, error)
+        yield response
 
 
 async def list_models(http: httpx2.AsyncClient, miner: MinerConfig, timeout: float) -> list[str]:

@@ -253,15 +253,58 @@ class DuckDuckGoSearch:
         ]
 
 
-class SearxngSearch:
+class _HttpSearch:
+    """A search engine asked over HTTP for JSON: paced by its ``rate`` (a ``RateLimit``), its
+    client made on first use. An answer that asks to wait (``_paused``) pauses it for the
+    ``Retry-After`` it gives."""
+
+    supports_recency = True
+    takes_filters = True
+
+    def __init__(
+        self, url: str, *, timeout: float, user_agent: str, requests_per_second: float | None
+    ) -> None:
+        self.url = url  # checked by the subclass, whose message names the provider
+        self.timeout = timeout
+        self.user_agent = user_agent
+        self.rate = RateLimit(requests_per_second)
+        self._http = LazyClient(self._make_http)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    def _make_http(self) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(
+            headers={"user-agent": self.user_agent, "accept": "application/json"},
+            timeout=httpx2.Timeout(self.timeout),
+        )
+
+    async def _send(self, method: str, url: str, **request: Any) -> httpx2.Response:
+        """The answer to one request, paced, or ``SearchError`` saying why none came."""
+        try:
+            async with self.rate.paced():
+                return await self._http().request(method, url, **request)
+        except httpx2.HTTPError as exc:
+            raise SearchError(failure_cause(exc)) from None
+
+    def _paused(self, response: httpx2.Response) -> SearchError:
+        """The error for an answer that asks to wait, the provider paused for its
+        ``Retry-After`` (a second without one)."""
+        wait = retry_after(response.headers.get("retry-after"))
+        self.rate.pause(wait)  # honoured: no request to it before then
+        return SearchError(f"{RATE_LIMITED} (HTTP {response.status_code}, retry after {wait:g} s)")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+class SearxngSearch(_HttpSearch):
     """A SearXNG instance (usually self-hosted): ``GET {url}/search?q=...&format=json``.
 
     The instance must allow the JSON format (``search.formats`` in its settings.yml).
     """
 
     name = "searxng"
-    supports_recency = True
-    takes_filters = True
     remedy = "check that the SearXNG instance is running and that APEX_SEARXNG_URL points at it"
 
     def __init__(
@@ -275,11 +318,9 @@ class SearxngSearch:
         url = url.strip().rstrip("/")
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"a SearXNG URL must start with http:// or https://: {url!r}")
-        self.url = url
-        self.timeout = timeout
-        self.user_agent = user_agent
-        self.rate = RateLimit(requests_per_second)
-        self._http = LazyClient(self._make_http)
+        super().__init__(
+            url, timeout=timeout, user_agent=user_agent, requests_per_second=requests_per_second
+        )
 
     @property
     def label(self) -> str:
@@ -289,32 +330,15 @@ class SearxngSearch:
         where = f"{host}:{parts.port}" if parts.port else host
         return f"searxng at {parts.scheme}://{where}{parts.path}"
 
-    def _make_http(self) -> httpx2.AsyncClient:
-        return httpx2.AsyncClient(
-            headers={"user-agent": self.user_agent, "accept": "application/json"},
-            timeout=httpx2.Timeout(self.timeout),
-        )
-
-    def __repr__(self) -> str:
-        return f"SearxngSearch({self.url!r})"
-
     async def search(
         self, query: str, max_results: int, *, filters: SearchFilters | None = None
     ) -> list[SearchHit]:
         params = {"q": with_sites(query, filters), "format": "json"}
         if filters and filters.recency:
             params["time_range"] = filters.recency  # SearXNG's day, week, month, year
-        try:
-            async with self.rate.paced():
-                response = await self._http().get(f"{self.url}/search", params=params)
-        except httpx2.HTTPError as exc:
-            raise SearchError(failure_cause(exc)) from None
+        response = await self._send("GET", f"{self.url}/search", params=params)
         if response.status_code in (429, 503) and "retry-after" in response.headers:
-            wait = retry_after(response.headers["retry-after"])
-            self.rate.pause(wait)  # honoured: no request to it before then
-            raise SearchError(
-                f"{RATE_LIMITED} (HTTP {response.status_code}, retry after {wait:g} s)"
-            )
+            raise self._paused(response)
         if response.status_code != 200:
             reason = f"HTTP {response.status_code}"
             if response.status_code == 403:
@@ -334,9 +358,6 @@ class SearxngSearch:
         except (ValueError, KeyError, TypeError):
             raise SearchError("the answer is not SearXNG JSON") from None
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
 
 RECENCY_DAYS = {"day": 1, "week": 7, "month": 31, "year": 366}
 BRAVE_FRESHNESS = {"day": "pd", "week": "pw", "month": "pm", "year": "py"}
@@ -344,7 +365,7 @@ BRAVE_FRESHNESS = {"day": "pd", "week": "pw", "month": "pm", "year": "py"}
 KEYED_REQUESTS_PER_SECOND = 1.0
 
 
-class _KeyedSearch:
+class _KeyedSearch(_HttpSearch):
     """A web search API called with a key: JSON over HTTPS, paced by a token bucket.
 
     The key is sent in a header (never in the URL, which error messages may quote) and is
@@ -354,8 +375,6 @@ class _KeyedSearch:
 
     name = "keyed"
     base_url = ""
-    supports_recency = True
-    takes_filters = True
 
     def __init__(
         self,
@@ -373,11 +392,9 @@ class _KeyedSearch:
         url = (base_url or self.base_url).strip().rstrip("/")
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"a {self.name} URL must start with http:// or https://")
-        self.url = url
-        self.timeout = timeout
-        self.user_agent = user_agent
-        self.rate = RateLimit(requests_per_second)
-        self._http = LazyClient(self._make_http)
+        super().__init__(
+            url, timeout=timeout, user_agent=user_agent, requests_per_second=requests_per_second
+        )
 
     @property
     def label(self) -> str:
@@ -387,26 +404,11 @@ class _KeyedSearch:
     def remedy(self) -> str:
         return f"check APEX_{self.name.upper()}_API_KEY and the network, or add a fallback"
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r})"
-
-    def _make_http(self) -> httpx2.AsyncClient:
-        return httpx2.AsyncClient(
-            headers={"user-agent": self.user_agent, "accept": "application/json"},
-            timeout=httpx2.Timeout(self.timeout),
-        )
-
     async def _call(self, method: str, path: str, **request: Any) -> Any:
         """The JSON answer of one request, paced, or ``SearchError`` saying why not."""
-        try:
-            async with self.rate.paced():
-                response = await self._http().request(method, f"{self.url}{path}", **request)
-        except httpx2.HTTPError as exc:
-            raise SearchError(failure_cause(exc)) from None
+        response = await self._send(method, f"{self.url}{path}", **request)
         if response.status_code == 429:
-            wait = retry_after(response.headers.get("retry-after"))
-            self.rate.pause(wait)  # honoured: no request to it before then
-            raise SearchError(f"{RATE_LIMITED} (HTTP 429, retry after {wait:g} s)")
+            raise self._paused(response)
         if response.status_code in (401, 403):
             raise SearchError(f"the API key was refused (HTTP {response.status_code})")
         if response.status_code != 200:
@@ -433,9 +435,6 @@ class _KeyedSearch:
             for row in rows
             if isinstance(row, dict) and isinstance(row.get("url"), str)
         ][:max_results]
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
 
 class BraveSearch(_KeyedSearch):
