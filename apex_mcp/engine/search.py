@@ -651,7 +651,7 @@ async def check_search(config: EngineConfig) -> list[SearchStatus]:
                 hits = await provider.search("apex-mcp", 1)
             statuses.append(SearchStatus(provider.name, label, True, f"{len(hits)} hit(s)"))
         except Exception as error:  # any failure is the answer
-            cause = TIMED_OUT if isinstance(error, TimeoutError) else failure_cause(error)
+            cause = failure_cause(error)  # a TimeoutError of fail_after: "timed out"
             remedy = getattr(provider, "remedy", None) or DEFAULT_REMEDY
             statuses.append(SearchStatus(provider.name, label, False, f"{cause}: {remedy}"))
         finally:
