@@ -28,6 +28,7 @@ import httpx2
 from pydantic import BaseModel, SecretStr
 
 from .. import __version__
+from .._dburl import redacted_url
 from .._http import LazyClient
 from ..apex.errors import ApexError, Code
 from ..apex.models import Recency, SearchFilters
@@ -271,7 +272,7 @@ class _HttpSearch:
         self._http = LazyClient(self._make_http)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r})"
+        return f"{type(self).__name__}({redacted_url(self.url)!r})"
 
     def _make_http(self) -> httpx2.AsyncClient:
         return httpx2.AsyncClient(
@@ -317,7 +318,9 @@ class SearxngSearch(_HttpSearch):
     ) -> None:
         url = url.strip().rstrip("/")
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"a SearXNG URL must start with http:// or https://: {url!r}")
+            raise ValueError(
+                f"a SearXNG URL must start with http:// or https://: {redacted_url(url)!r}"
+            )
         super().__init__(
             url, timeout=timeout, user_agent=user_agent, requests_per_second=requests_per_second
         )
@@ -398,7 +401,9 @@ class _KeyedSearch(_HttpSearch):
 
     @property
     def label(self) -> str:
-        return self.name if self.url == self.base_url else f"{self.name} at {self.url}"
+        return (
+            self.name if self.url == self.base_url else f"{self.name} at {redacted_url(self.url)}"
+        )
 
     @property
     def remedy(self) -> str:

@@ -21,6 +21,7 @@ from apex_mcp.engine.search import (
     ExaSearch,
     FallbackSearch,
     SearchError,
+    SearxngSearch,
     TavilySearch,
     build_providers,
 )
@@ -180,3 +181,14 @@ def test_the_order_and_the_keys_come_from_the_settings() -> None:
         build_providers("exa", None)
     with pytest.raises(ValueError, match="named twice"):
         build_providers("exa,exa", None, api_keys={"exa": KEY})
+
+
+def test_a_password_in_a_search_url_never_shows() -> None:
+    """In an error, a label or a repr, a provider's URL shows without its password."""
+    with pytest.raises(ValueError) as refused:
+        SearxngSearch("htp://me:hunter2@search.example")
+    assert "hunter2" not in str(refused.value) and "search.example" in str(refused.value)
+    searxng = SearxngSearch("https://me:hunter2@search.example")
+    brave = BraveSearch(KEY, base_url="https://me:hunter2@proxy.example")
+    for shown in (searxng.label, repr(searxng), brave.label, repr(brave)):
+        assert "hunter2" not in shown and KEY not in shown, shown
