@@ -97,6 +97,12 @@ class JobSignals:
         if (news := self._news.pop(job_id, None)) is not None:
             news.set()
 
+    def fire_each(self, jobs: list[Job]) -> list[Job]:
+        """Fire the signal of each of ``jobs``; returns them."""
+        for job in jobs:
+            self.fire(job.id)
+        return jobs
+
     def fire_all(self) -> None:
         """Wake every watcher, to read its job again (news may have been missed)."""
         for job_id in list(self._news):

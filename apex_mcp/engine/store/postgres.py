@@ -39,9 +39,8 @@ import secrets
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from datetime import datetime
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import anyio
@@ -59,29 +58,41 @@ from apex_mcp.apex.models import (
     ParsedCompletion,
     StoredChatCompletion,
 )
+from apex_mcp.engine.store._shared import (
+    REPLY_SECONDS,
+    Cursors,
+    OpenClose,
+    ago,
+    cached_page,
+    chat_page,
+    chat_session,
+    check_lease,
+    check_limit,
+    check_statuses,
+    check_uuid,
+    format_time,
+    has_status_already,
+    json_object,
+    make_job,
+    new_completion,
+    new_id,
+    not_found,
+    not_unicode,
+    parse_time,
+    parsed_completion,
+    stored_completion,
+    stored_reply,
+    timestamp,
+    title_from,
+    unique_uuids,
+)
 from apex_mcp.engine.store.base import (
-    FINISHED_JOB_STATUSES,
     CachedPage,
     ChatPage,
     Job,
     JobSignals,
     JobStatus,
     StoredReply,
-)
-from apex_mcp.engine.store.sqlite import (
-    REPLY_SECONDS,
-    _check_limit,
-    _check_statuses,
-    _Cursors,
-    _format,
-    _json_object,
-    _new_id,
-    _no,
-    _now,
-    _time,
-    _title_from,
-    _unique_uuids,
-    _uuid,
 )
 
 T = TypeVar("T")
@@ -252,7 +263,7 @@ SEARCH_PAGE_SQL = (
 _RETRIED = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 
 
-class PostgresStore:
+class PostgresStore(OpenClose):
     """The ``Store`` in a PostgreSQL database. ``await open()`` before use (or ``async with``)."""
 
     def __init__(self, url: str) -> None:
@@ -260,7 +271,7 @@ class PostgresStore:
         self.display = redacted_url(url)
         self._passwords = url_passwords(url)
         self._pool: AsyncConnectionPool[Conn] | None = None
-        self._cursors: _Cursors | None = None
+        self._cursors: Cursors | None = None
         self._signals = JobSignals()
         # Runs _listen while the store is open. An asyncio task of its own, not in a task
         # group: the store may be closed by another task than the one that opened it (and
@@ -358,23 +369,6 @@ class PostgresStore:
 
             yield wait_for_news
 
-    def _fired(self, jobs: list[Job]) -> list[Job]:
-        for job in jobs:
-            self._signals.fire(job.id)
-        return jobs
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     def _error(self, error: psycopg.Error) -> ApexError:
         made = _apex_error(error, self.display)
         message = made.message
@@ -439,9 +433,7 @@ class PostgresStore:
             except psycopg.Error as e:
                 raise self._error(e) from None
             except UnicodeEncodeError:
-                raise ApexError(
-                    Code.INVALID_ARGUMENT, "the text is not valid Unicode (it has lone surrogates)"
-                ) from None
+                raise not_unicode() from None
         raise AssertionError("unreachable")  # the loop returns or raises
 
     # --- chats and completions ---
@@ -458,13 +450,13 @@ class PostgresStore:
         metadata: dict[str, Any] | None = None,
     ) -> tuple[ParsedChat, ParsedCompletion]:
         """A new chat with its first completion, in one transaction (see the SQLite store)."""
-        chat_id, completion_id = _new_id(), _new_id()
-        title = _title_from(user_prompt) if title is None else title
-        metadata_json = "{}" if metadata is None else _json_object(metadata, "metadata")
+        chat_id, completion_id = new_id(), new_id()
+        title = title_from(user_prompt) if title is None else title
+        metadata_json = "{}" if metadata is None else json_object(metadata, "metadata")
         words = (tsvector(user_prompt), tsvector(completion_text, first=2))
 
         async def write(conn: Conn) -> str:
-            now = _now()
+            now = timestamp()
             await conn.execute(
                 "INSERT INTO chats (id, user_id, title, chat_type, created_at, updated_at)"
                 " VALUES (%s, %s, %s, %s, %s, %s)",
@@ -490,35 +482,36 @@ class PostgresStore:
             )
             return now
 
-        created = _time(await self._write(write))
-        chat = ParsedChat(id=chat_id, title=title, created_at=created, chat_type=chat_type)
-        completion = ParsedCompletion(
-            id=completion_id,
-            chat_id=chat_id,
-            created_at=created,
-            user_prompt_text=user_prompt,
-            completion_text=completion_text,
-            completion_type=completion_type,
-            metadata={} if metadata is None else _json_loads(metadata_json),
+        created = await self._write(write)
+        chat = ParsedChat(
+            id=chat_id, title=title, created_at=parse_time(created), chat_type=chat_type
         )
-        return chat, completion
+        return chat, new_completion(
+            completion_id,
+            chat_id,
+            created,
+            user_prompt,
+            completion_type,
+            completion_text,
+            metadata_json,
+        )
 
     async def create_completion(
         self, user_id: str, chat_id: str, *, user_prompt: str, completion_type: str
     ) -> ParsedCompletion:
         """A new completion (empty ``completion_text``) in a chat; bumps the chat's updated_at."""
-        chat_id = _uuid(chat_id, "chat id")
-        completion_id = _new_id()
+        chat_id = check_uuid(chat_id, "chat id")
+        completion_id = new_id()
         words = tsvector(user_prompt)
 
         async def write(conn: Conn) -> str:
-            now = _now()
+            now = timestamp()
             bumped = await conn.execute(
                 "UPDATE chats SET updated_at = %s WHERE id = %s AND user_id = %s",
                 (now, chat_id, user_id),
             )
             if bumped.rowcount == 0:
-                raise _no("chat", chat_id)
+                raise not_found("chat", chat_id)
             await conn.execute(
                 "INSERT INTO completions (id, chat_id, user_id, completion_type,"
                 " user_prompt_text, created_at, prompt_words)"
@@ -527,16 +520,8 @@ class PostgresStore:
             )
             return now
 
-        created = _time(await self._write(write))
-        return ParsedCompletion(
-            id=completion_id,
-            chat_id=chat_id,
-            created_at=created,
-            user_prompt_text=user_prompt,
-            completion_text="",
-            completion_type=completion_type,
-            metadata={},
-        )
+        created = await self._write(write)
+        return new_completion(completion_id, chat_id, created, user_prompt, completion_type)
 
     async def list_chats(self, user_id: str, chat_type: str | None = None) -> list[ChatSession]:
         """The user's chats, newest first; only those of ``chat_type`` if given (not empty)."""
@@ -547,7 +532,7 @@ class PostgresStore:
             params += (chat_type,)
         sql += " ORDER BY chats.created_at DESC, chats.seq DESC"
         rows = await self._read(lambda conn: _all(conn, sql, params))
-        return [_chat_session(row) for row in rows]
+        return [chat_session(row) for row in rows]
 
     async def list_chats_page(
         self,
@@ -564,7 +549,7 @@ class PostgresStore:
             sql += " AND chats.chat_type = %s"
             args.append(chat_type)
         cursors = await self._cursor_signer()
-        _check_limit(limit)
+        check_limit(limit)
         params: list[str | int] = [*args]
         if cursor is not None:
             sql += _AFTER
@@ -572,29 +557,29 @@ class PostgresStore:
         sql += _NEWEST_FIRST
         params.append(limit + 1)  # one more: whether there is a next page
         rows = await self._read(lambda conn: _all(conn, sql, params))
-        chats = [_chat_session(row) for row in rows[:limit]]
-        if len(rows) <= limit:
-            return ChatPage(chats, None)
-        last = rows[limit - 1]
-        return ChatPage(chats, cursors.make(user_id, listing, last["created_at"], last["seq"]))
+        return chat_page(
+            rows,
+            limit,
+            lambda last: cursors.make(user_id, listing, last["created_at"], last["seq"]),
+        )
 
-    async def _cursor_signer(self) -> _Cursors:
+    async def _cursor_signer(self) -> Cursors:
         if self._cursors is None:  # read once, when first needed
             row = await self._read(
                 lambda conn: _one(conn, "SELECT value FROM secrets WHERE name = 'cursor'", ())
             )
             if row is None:
                 raise ApexError(Code.DATA_LOSS, f"{self.display} lost its cursor key")
-            self._cursors = _Cursors(bytes(row["value"]))
+            self._cursors = Cursors(bytes(row["value"]))
         return self._cursors
 
     async def get_chat(self, user_id: str, chat_id: str) -> ChatSession:
-        chat_id = _uuid(chat_id, "chat id")
-        return _chat_session(await self._read(lambda conn: _chat_row(conn, user_id, chat_id)))
+        chat_id = check_uuid(chat_id, "chat id")
+        return chat_session(await self._read(lambda conn: _chat_row(conn, user_id, chat_id)))
 
     async def list_completions(self, user_id: str, chat_id: str) -> list[StoredChatCompletion]:
         """The chat's completions, oldest first."""
-        chat_id = _uuid(chat_id, "chat id")
+        chat_id = check_uuid(chat_id, "chat id")
 
         async def read(conn: Conn) -> list[DictRow]:
             await _chat_row(conn, user_id, chat_id)
@@ -605,18 +590,18 @@ class PostgresStore:
                 (chat_id, user_id),
             )
 
-        return [_stored_completion(row) for row in await self._read(read)]
+        return [stored_completion(row, row["metadata"]) for row in await self._read(read)]
 
     async def get_completion(self, user_id: str, completion_id: str) -> StoredChatCompletion:
-        completion_id = _uuid(completion_id, "completion id")
+        completion_id = check_uuid(completion_id, "completion id")
         row = await self._read(lambda conn: _completion_row(conn, user_id, completion_id))
-        return _stored_completion(row)
+        return stored_completion(row, row["metadata"])
 
     async def update_chat(
         self, user_id: str, chat_id: str, *, title: str | None = None, chat_type: str | None = None
     ) -> ChatSession:
         """Change the title and/or chat type (None leaves it) and bump updated_at."""
-        chat_id = _uuid(chat_id, "chat id")
+        chat_id = check_uuid(chat_id, "chat id")
         if title is None and chat_type is None:
             return await self.get_chat(user_id, chat_id)
 
@@ -626,13 +611,13 @@ class PostgresStore:
                 "UPDATE chats SET title = coalesce(%s, title),"
                 " chat_type = coalesce(%s, chat_type), updated_at = %s"
                 f" WHERE id = %s AND user_id = %s RETURNING {CHAT_COLUMNS}",
-                (title, chat_type, _now(), chat_id, user_id),
+                (title, chat_type, timestamp(), chat_id, user_id),
             )
             if row is None:
-                raise _no("chat", chat_id)
+                raise not_found("chat", chat_id)
             return row
 
-        return _chat_session(await self._write(write))
+        return chat_session(await self._write(write))
 
     async def update_completion(
         self,
@@ -648,7 +633,7 @@ class PostgresStore:
 
         ``metadata`` replaces the stored object; setting ``completion_text`` sets completed_at.
         """
-        completion_id = _uuid(completion_id, "completion id")
+        completion_id = check_uuid(completion_id, "completion id")
         # Column names and casts are these fixed ones, never the caller's.
         changes: dict[str, tuple[str, str]] = {}
         if completion_text is not None:
@@ -658,7 +643,7 @@ class PostgresStore:
             changes["user_prompt_text"] = ("%s", user_prompt_text)
             changes["prompt_words"] = ("%s::tsvector", tsvector(user_prompt_text))
         if metadata is not None:
-            changes["metadata"] = ("%s::jsonb", _json_object(metadata, "metadata"))
+            changes["metadata"] = ("%s::jsonb", json_object(metadata, "metadata"))
         if error_message is not None:
             changes["error_message"] = ("%s", error_message)
 
@@ -666,7 +651,7 @@ class PostgresStore:
             if not changes:
                 return await _completion_row(conn, user_id, completion_id)
             if "completion_text" in changes:
-                changes["completed_at"] = ("%s", _now())
+                changes["completed_at"] = ("%s", timestamp())
             assignments = ", ".join(f"{column} = {cast}" for column, (cast, _) in changes.items())
             row = await _one(
                 conn,
@@ -675,15 +660,16 @@ class PostgresStore:
                 (*(value for _, value in changes.values()), completion_id, user_id),
             )
             if row is None:
-                raise _no("completion", completion_id)
+                raise not_found("completion", completion_id)
             await _touch_chats(conn, user_id, [row["chat_id"]])
             return row
 
-        return _stored_completion(await self._write(write))
+        row = await self._write(write)
+        return stored_completion(row, row["metadata"])
 
     async def delete_chats(self, user_id: str, chat_ids: list[str]) -> int:
         """Delete the user's chats among ``chat_ids`` with their completions; how many went."""
-        ids = sorted(_unique_uuids(chat_ids, "chat id"))  # one order: fewer deadlocks
+        ids = sorted(unique_uuids(chat_ids, "chat id"))  # one order: fewer deadlocks
         if not ids:
             return 0
 
@@ -698,7 +684,7 @@ class PostgresStore:
     async def delete_completions(self, user_id: str, completion_ids: list[str]) -> int:
         """Delete the user's completions among ``completion_ids`` and bump their chats'
         updated_at; how many went."""
-        ids = sorted(_unique_uuids(completion_ids, "completion id"))
+        ids = sorted(unique_uuids(completion_ids, "completion id"))
         if not ids:
             return 0
 
@@ -731,7 +717,7 @@ class PostgresStore:
         query = tsquery(term)
         listing = f"search\0{term}"
         cursors = await self._cursor_signer()
-        _check_limit(limit)
+        check_limit(limit)
         after = None if cursor is None else cursors.key(cursor, user_id, listing)
         if query is None:
             return ChatPage([], None)
@@ -747,11 +733,9 @@ class PostgresStore:
             return top, await _all(conn, SEARCH_PAGE_SQL, params)
 
         top, rows = await self._read(read)
-        chats = [_chat_session(row) for row in rows[:limit]]
-        if len(rows) <= limit:
-            return ChatPage(chats, None)
-        position = int(rows[limit - 1]["at"])
-        return ChatPage(chats, cursors.make(user_id, listing, str(top), position))
+        return chat_page(
+            rows, limit, lambda last: cursors.make(user_id, listing, str(top), int(last["at"]))
+        )
 
     async def list_deep_research_completions(self, user_id: str) -> list[ParsedCompletion]:
         """The user's completions whose metadata has a "deep-researcher" entry, newest first."""
@@ -763,7 +747,7 @@ class PostgresStore:
                 (user_id,),
             )
         )
-        return [_parsed_completion(row) for row in rows]
+        return [parsed_completion(row, row["metadata"]) for row in rows]
 
     # --- deep-research jobs ---
 
@@ -779,17 +763,17 @@ class PostgresStore:
         """A pending job for ``request``, tied to one of the user's completions if given;
         ``miners`` names the miners it needs (None: the engine's); ``search_filters`` what
         its searches may return."""
-        request_json = _json_object(request, "request")
+        request_json = json_object(request, "request")
         filters_json = None if search_filters is None else json.dumps(search_filters)
         if completion_id is not None:
-            completion_id = _uuid(completion_id, "completion id")
-        job_id = _new_id()
+            completion_id = check_uuid(completion_id, "completion id")
+        job_id = new_id()
 
         async def write(conn: Conn) -> Job:
             if completion_id is not None:
                 # FOR KEY SHARE: the completion cannot go before the job refers to it.
                 await _completion_row(conn, user_id, completion_id, lock=" FOR KEY SHARE")
-            now = _now()
+            now = timestamp()
             row = await _one(
                 conn,
                 "INSERT INTO jobs (id, user_id, status, request, completion_id, miners,"
@@ -804,7 +788,7 @@ class PostgresStore:
 
     async def get_job(self, user_id: str, job_id: str, *, after_seq: int = 0) -> Job:
         """The job with its chunks after ``after_seq`` (all of them by default), in order."""
-        job_id = _uuid(job_id, "job id")
+        job_id = check_uuid(job_id, "job id")
 
         async def read(conn: Conn) -> Job:
             return (await _jobs(conn, [await _job_row(conn, job_id, user_id)], after_seq))[0]
@@ -814,12 +798,12 @@ class PostgresStore:
     async def append_chunk(self, job_id: str, chunk: str, *, attempt: int | None = None) -> int:
         """Add a chunk to a job's result; its seq_id, one more than the last (1 for the first).
         Refused as the SQLite store's: a finished job, or one whose lease has passed."""
-        job_id = _uuid(job_id, "job id")
+        job_id = check_uuid(job_id, "job id")
 
         async def write(conn: Conn) -> int:
             # The job's row lock orders the appends to one job, in every replica.
             job = await _job_row(conn, job_id, lock=" FOR UPDATE")
-            _check_lease(job, attempt, "it takes no more chunks")
+            check_lease(job, attempt, "it takes no more chunks")
             return await _append_chunk(conn, job, chunk)
 
         seq_id = await self._write(write)
@@ -837,26 +821,19 @@ class PostgresStore:
         """Move a job to ``status`` with ``error`` (None clears it); returns it with its chunks.
         A finished job stays as it is; with ``attempt``, the job must still run under that
         lease (see the SQLite store)."""
-        job_id = _uuid(job_id, "job id")
-        _check_statuses([status])
+        job_id = check_uuid(job_id, "job id")
+        check_statuses([status])
 
         async def write(conn: Conn) -> Job:
             job = await _job_row(conn, job_id, lock=" FOR UPDATE")
-            if attempt is not None:
-                _check_lease(job, attempt, f"it cannot become {status}")
-            if job["status"] in FINISHED_JOB_STATUSES:
-                if job["status"] == status:
-                    return (await _jobs(conn, [job]))[0]
-                raise ApexError(
-                    Code.FAILED_PRECONDITION,
-                    f"job {job_id} is already {job['status']}; it cannot become {status}",
-                )
+            if has_status_already(job, status, attempt):
+                return (await _jobs(conn, [job]))[0]
             await _notify(conn, [job_id])
             row = await _one(
                 conn,
                 "UPDATE jobs SET status = %s, error = %s, updated_at = %s WHERE id = %s"
                 " RETURNING *",
-                (status, error, _now(), job_id),
+                (status, error, timestamp(), job_id),
             )
             assert row is not None  # the row is locked: it is still there
             return (await _jobs(conn, [row]))[0]
@@ -867,7 +844,7 @@ class PostgresStore:
 
     async def list_jobs_by_status(self, statuses: list[JobStatus]) -> list[Job]:
         """Every user's jobs in one of ``statuses``, oldest first (to resume after a restart)."""
-        _check_statuses(statuses)
+        check_statuses(statuses)
         wanted = sorted(set(statuses))
         if not wanted:
             return []
@@ -905,7 +882,7 @@ class PostgresStore:
             )
             if row is None:
                 return None
-            now = _now()
+            now = timestamp()
             await _notify(conn, [row["id"]])
             claimed = await _one(
                 conn,
@@ -917,12 +894,12 @@ class PostgresStore:
             return (await _jobs(conn, [claimed]))[0]
 
         job = await self._write(write)
-        return None if job is None else self._fired([job])[0]
+        return None if job is None else self._signals.fire_each([job])[0]
 
     async def touch_jobs(self, leases: Mapping[str, int]) -> set[str]:
         """The heartbeat of a runner's jobs (job id -> the attempt it runs); returns the ids
         of those it no longer holds (see the SQLite store)."""
-        ids = _unique_uuids(list(leases), "job id")
+        ids = unique_uuids(list(leases), "job id")
         if not ids:
             return set()
 
@@ -932,7 +909,7 @@ class PostgresStore:
                 "UPDATE jobs SET updated_at = %s FROM unnest(%s::text[], %s::int[])"
                 " AS lease (id, attempt) WHERE jobs.id = lease.id AND status = 'running'"
                 " AND jobs.attempt = lease.attempt RETURNING jobs.id",
-                (_now(), ids, [leases[job_id] for job_id in ids]),
+                (timestamp(), ids, [leases[job_id] for job_id in ids]),
             )
             return set(ids) - {row["id"] for row in rows}
 
@@ -944,14 +921,14 @@ class PostgresStore:
         """The running jobs whose heartbeat stopped before ``before``: back to the queue with
         ``chunk``, or failed with ``error`` after ``max_takeovers`` (see the SQLite store).
         Row locks, skipping those another replica is taking over, so each is taken once."""
-        cutoff = _format(before)
+        cutoff = format_time(before)
         find = "SELECT id FROM jobs WHERE status = 'running' AND updated_at < %s"
         # Read first: every runner sweeps at each heartbeat, and mostly nothing is stale.
         if not await self._read(lambda conn: _all(conn, find, (cutoff,))):
             return []
 
         async def write(conn: Conn) -> list[Job]:
-            now, taken = _now(), []
+            now, taken = timestamp(), []
             for job in await _all(
                 conn,
                 "SELECT * FROM jobs WHERE status = 'running'"
@@ -978,21 +955,18 @@ class PostgresStore:
                 taken.append(row)
             return await _jobs(conn, taken)
 
-        return self._fired(await self._write(write))
+        return self._signals.fire_each(await self._write(write))
 
     async def fail_waiting_jobs(
         self, before: datetime, error: str, *, held: Collection[str] = ()
     ) -> list[Job]:
         """Mark failed, with ``error``, the pending jobs on a named set of miners (a
         session's) not in ``held`` that have waited since before ``before``; returns them."""
-        cutoff = _format(before)
         where = (
             " WHERE status = 'pending' AND miners IS NOT NULL AND NOT (miners = ANY(%s))"
             " AND updated_at < %s"
         )
-        return await self._fail_jobs(where, (sorted(set(held)), cutoff), error)
-
-    async def _fail_jobs(self, where: str, params: tuple[object, ...], error: str) -> list[Job]:
+        params = (sorted(set(held)), format_time(before))
         # Read first: the runner sweeps often, and most of the time nothing is stale.
         if not await self._read(lambda conn: _all(conn, "SELECT id FROM jobs" + where, params)):
             return []
@@ -1003,20 +977,20 @@ class PostgresStore:
                 "UPDATE jobs SET status = 'failed', error = %s, updated_at = %s"
                 + where
                 + " RETURNING *",
-                (error, _now(), *params),
+                (error, timestamp(), *params),
             )
             await _notify(conn, [row["id"] for row in rows])
             return await _jobs(conn, sorted(rows, key=lambda row: int(row["seq"])))
 
-        return self._fired(await self._write(write))
+        return self._signals.fire_each(await self._write(write))
 
     async def sync_job_completions(
         self, user_id: str, job_id: str, status: JobStatus, *, completion_text: str | None = None
     ) -> int:
         """Bring the user's completions linked to the job to ``status`` if that is still the
         job's status, keeping the rest of their metadata (see the SQLite store)."""
-        job_id = _uuid(job_id, "job id")
-        _check_statuses([status])
+        job_id = check_uuid(job_id, "job id")
+        check_statuses([status])
         where = (
             " WHERE user_id = %s AND metadata -> 'deep-researcher' ->> 'jobId' = %s"
             " AND (metadata -> 'deep-researcher' ->> 'status') IS DISTINCT FROM %s"
@@ -1049,7 +1023,7 @@ class PostgresStore:
             if status == "completed" and completion_text is not None:
                 changes += ["completion_text = %s", "completed_at = %s"]
                 changes.append("text_words = %s::tsvector")
-                values += [completion_text, _now(), tsvector(completion_text, first=2)]
+                values += [completion_text, timestamp(), tsvector(completion_text, first=2)]
             updated = await conn.execute(
                 f"UPDATE completions SET {', '.join(changes)}" + where, (*values, *keys)
             )
@@ -1065,7 +1039,7 @@ class PostgresStore:
         """What is kept for the user's ``key`` (the last 24 h), or None: the key is now
         claimed for this request (see the SQLite store). Of two tries at once, in one
         replica or several, one claims and the other sees the claim."""
-        cutoff = _format(datetime.now(UTC) - timedelta(seconds=REPLY_SECONDS))
+        cutoff = ago(REPLY_SECONDS)
 
         async def write(conn: Conn) -> StoredReply | None:
             await conn.execute(
@@ -1076,7 +1050,7 @@ class PostgresStore:
             inserted = await conn.execute(
                 "INSERT INTO replies (user_id, key, method, request_digest, created_at)"
                 " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (user_id, key, method, request_digest, _now()),
+                (user_id, key, method, request_digest, timestamp()),
             )
             if inserted.rowcount == 1:
                 await conn.execute("DELETE FROM replies WHERE created_at < %s", (cutoff,))
@@ -1088,10 +1062,7 @@ class PostgresStore:
                 (user_id, key),
             )
             assert row is not None  # it conflicted with a committed row, never deleted here
-            reply = None if row["reply"] is None else bytes(row["reply"])
-            return StoredReply(
-                row["method"], row["request_digest"], reply, _time(row["created_at"])
-            )
+            return stored_reply(row)
 
         return await self._write(write)
 
@@ -1121,7 +1092,7 @@ class PostgresStore:
 
     async def get_page(self, url: str, max_age: float) -> CachedPage | None:
         """The page read from ``url`` within the last ``max_age`` seconds, if kept."""
-        cutoff = _format(datetime.now(UTC) - timedelta(seconds=max_age))
+        cutoff = ago(max_age)
 
         async def read(conn: Conn) -> DictRow | None:
             return await _one(
@@ -1132,16 +1103,14 @@ class PostgresStore:
             )
 
         row = await self._read(read)
-        if row is None:
-            return None
-        return CachedPage(row["final_url"], row["content"], _time(row["fetched_at"]))
+        return None if row is None else cached_page(row)
 
     async def put_page(
         self, url: str, final_url: str, content: str, *, max_age: float, keep: int
     ) -> None:
         """Keep the page read from ``url``; drop the pages older than ``max_age`` seconds and
         the oldest beyond the newest ``keep``."""
-        cutoff = _format(datetime.now(UTC) - timedelta(seconds=max_age))
+        cutoff = ago(max_age)
 
         async def write(conn: Conn) -> None:
             await conn.execute(
@@ -1149,7 +1118,7 @@ class PostgresStore:
                 " VALUES (%s, %s, %s, %s) ON CONFLICT (url) DO UPDATE SET"
                 " final_url = excluded.final_url, content = excluded.content,"
                 " fetched_at = excluded.fetched_at",
-                (url, final_url, content, _now()),
+                (url, final_url, content, timestamp()),
             )
             await conn.execute("DELETE FROM pages WHERE fetched_at < %s", (cutoff,))
             await conn.execute(
@@ -1308,7 +1277,7 @@ async def _one(conn: Conn, sql: str, params: Sequence[object]) -> DictRow | None
 async def _chat_row(conn: Conn, user_id: str, chat_id: str) -> DictRow:
     row = await _one(conn, f"{LIST_PAGE_SQL} AND chats.id = %s", (user_id, chat_id))
     if row is None:
-        raise _no("chat", chat_id)
+        raise not_found("chat", chat_id)
     return row
 
 
@@ -1321,7 +1290,7 @@ async def _completion_row(
         (completion_id, user_id),
     )
     if row is None:
-        raise _no("completion", completion_id)
+        raise not_found("completion", completion_id)
     return row
 
 
@@ -1336,19 +1305,8 @@ async def _job_row(
             conn, f"SELECT * FROM jobs WHERE id = %s AND user_id = %s{lock}", (job_id, user_id)
         )
     if row is None:
-        raise _no("job", job_id)
+        raise not_found("job", job_id)
     return row
-
-
-def _check_lease(job: DictRow, attempt: int | None, refused: str) -> None:
-    if job["status"] in FINISHED_JOB_STATUSES:
-        raise ApexError(Code.FAILED_PRECONDITION, f"job {job['id']} is {job['status']}: {refused}")
-    if attempt is not None and (job["status"] != "running" or job["attempt"] != attempt):
-        raise ApexError(
-            Code.FAILED_PRECONDITION,
-            f"job {job['id']} is no longer run by this runner (it was handed back or taken"
-            f" over): {refused}",
-        )
 
 
 async def _notify(conn: Conn, job_ids: list[str]) -> None:
@@ -1360,7 +1318,7 @@ async def _notify(conn: Conn, job_ids: list[str]) -> None:
 async def _append_chunk(conn: Conn, job: DictRow, chunk: str) -> int:
     # The caller holds the job's row lock: it orders the appends to one job, in every replica.
     await _notify(conn, [job["id"]])
-    now = _now()
+    now = timestamp()
     row = await _one(
         conn,
         "INSERT INTO job_chunks (job_id, user_id, seq_id, chunk, created_at)"
@@ -1391,74 +1349,14 @@ async def _jobs(conn: Conn, rows: list[DictRow], after_seq: int = 0) -> list[Job
 
 
 def _job(row: DictRow, chunks: list[DeepResearcherResultChunk]) -> Job:
-    return Job(
-        id=row["id"],
-        user_id=row["user_id"],
-        status=row["status"],
-        created_at=_time(row["created_at"]),
-        updated_at=_time(row["updated_at"]),
-        request=row["request"],
-        completion_id=row["completion_id"],
-        miners=row["miners"],
-        search_filters=row["search_filters"],
-        error=row["error"],
-        attempt=row["attempt"],
-        takeovers=row["takeovers"],
-        chunks=chunks,
-    )
+    return make_job(row, chunks, request=row["request"], search_filters=row["search_filters"])
 
 
 async def _touch_chats(conn: Conn, user_id: str, chat_ids: list[str]) -> None:
     # A chat's updated_at is its last activity: list and search order go by it.
     await conn.execute(
         "UPDATE chats SET updated_at = %s WHERE user_id = %s AND id = ANY(%s)",
-        (_now(), user_id, chat_ids),
-    )
-
-
-def _json_loads(text: str) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(text)
-    return value
-
-
-# --- conversions ----------------------------------------------------------------------------
-
-
-def _chat_session(row: DictRow) -> ChatSession:
-    return ChatSession(
-        id=row["id"],
-        user_id=row["user_id"],
-        title=row["title"],
-        chat_type=row["chat_type"],
-        created_at=_time(row["created_at"]),
-        updated_at=_time(row["updated_at"]),
-    )
-
-
-def _stored_completion(row: DictRow) -> StoredChatCompletion:
-    completed_at = row["completed_at"]
-    return StoredChatCompletion(
-        id=row["id"],
-        chat_id=row["chat_id"],
-        completion_type=row["completion_type"],
-        created_at=_time(row["created_at"]),
-        completed_at=None if completed_at is None else _time(completed_at),
-        user_prompt_text=row["user_prompt_text"],
-        completion_text=row["completion_text"],
-        metadata=row["metadata"],
-        error_message=row["error_message"],
-    )
-
-
-def _parsed_completion(row: DictRow) -> ParsedCompletion:
-    return ParsedCompletion(
-        id=row["id"],
-        chat_id=row["chat_id"],
-        created_at=_time(row["created_at"]),
-        user_prompt_text=row["user_prompt_text"],
-        completion_text=row["completion_text"],
-        completion_type=row["completion_type"],
-        metadata=row["metadata"],
+        (timestamp(), user_id, chat_ids),
     )
 
 

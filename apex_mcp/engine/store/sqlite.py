@@ -11,29 +11,24 @@
   n + 1, each in its own transaction, at open.
 - Timestamps are stored as fixed-width UTC text with microseconds, so they sort as text.
 - Listings are paged by keyset: a page is one indexed range read, however many chats there
-  are. Their cursors are signed with a key kept in the database (see ``_Cursors``).
+  are. Their cursors are signed with a key kept in the database (see ``_shared.Cursors``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import hmac
 import json
 import re
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.to_thread
@@ -46,9 +41,35 @@ from apex_mcp.apex.models import (
     ParsedCompletion,
     StoredChatCompletion,
 )
+from apex_mcp.engine.store._shared import (
+    REPLY_SECONDS,
+    Cursors,
+    OpenClose,
+    ago,
+    cached_page,
+    chat_page,
+    chat_session,
+    check_lease,
+    check_limit,
+    check_statuses,
+    check_uuid,
+    format_time,
+    has_status_already,
+    json_object,
+    make_job,
+    new_completion,
+    new_id,
+    not_found,
+    not_unicode,
+    parse_time,
+    parsed_completion,
+    stored_completion,
+    stored_reply,
+    timestamp,
+    title_from,
+    unique_uuids,
+)
 from apex_mcp.engine.store.base import (
-    FINISHED_JOB_STATUSES,
-    JOB_STATUSES,
     CachedPage,
     ChatPage,
     Job,
@@ -68,8 +89,6 @@ READERS = 4  # reader connections beside the writer; a read waits for a free one
 # interrupted there and runs again in a worker thread.
 INLINE_STEPS = 4_000
 _STEPS_PER_CHECK = 400
-MAX_PAGE = 1000  # the most chats one page may ask for
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 MIGRATIONS: list[str] = [
     # 1: chats, completions (with a full-text index), deep-research jobs and their chunks.
@@ -213,9 +232,6 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-REPLY_SECONDS = 24 * 3600  # how long the reply to a write with an idempotency key is kept
-
-
 # The full-text index drives the search: CROSS JOIN keeps SQLite's planner from starting at
 # the user's completions and running the MATCH once per row (quadratic: 83 s at 50k chats).
 # Parameters: the FTS query, the user, the user.
@@ -251,7 +267,7 @@ SEARCH_STREAM_SQL = (
 )
 
 
-class SqliteStore:
+class SqliteStore(OpenClose):
     """The ``Store`` in a SQLite file. ``await open()`` before use (or ``async with``)."""
 
     def __init__(self, path: str | Path) -> None:
@@ -261,7 +277,7 @@ class SqliteStore:
         # Reader connections, made when first needed; the idle ones wait in the list.
         self._readers: list[sqlite3.Connection] = []
         self._reader_slots: anyio.CapacityLimiter | None = None
-        self._cursors: _Cursors | None = None
+        self._cursors: Cursors | None = None
         # The threads the connections run in: on asyncio, a hop to one of these costs about
         # half of anyio.to_thread's, which is a quarter of a small write's time (issue 14).
         self._threads: ThreadPoolExecutor | None = None
@@ -316,18 +332,6 @@ class SqliteStore:
                 self._threads = None
             for borrower in held:  # reads that waited for a slot now see the store closed
                 slots.release_on_behalf_of(borrower)
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -405,22 +409,17 @@ class SqliteStore:
             return _MOVED
         try:
             self._steps_left = INLINE_STEPS
-            try:
-                return _in_transaction(conn, work, "BEGIN")
-            except sqlite3.OperationalError as e:
-                code = getattr(e, "sqlite_errorcode", None) or 0  # extended: the low byte
-                if self._steps_left < 0 or code & 0xFF in _WAITS:
-                    return _MOVED
-                raise _apex_error(e, self.path) from e
-            except sqlite3.Error as e:
-                raise _apex_error(e, self.path) from e
-            except UnicodeEncodeError:
-                raise ApexError(
-                    Code.INVALID_ARGUMENT, "the text is not valid Unicode (it has lone surrogates)"
-                ) from None
-            finally:
-                if conn.in_transaction:  # an interrupted ROLLBACK: never keep a snapshot open
-                    conn.execute("ROLLBACK")
+            with _apex_errors(self.path):
+                try:
+                    return _in_transaction(conn, work, "BEGIN")
+                except sqlite3.OperationalError as e:
+                    code = getattr(e, "sqlite_errorcode", None) or 0  # extended: the low byte
+                    if self._steps_left < 0 or code & 0xFF in _WAITS:
+                        return _MOVED
+                    raise
+                finally:
+                    if conn.in_transaction:  # an interrupted ROLLBACK: never keep a snapshot open
+                        conn.execute("ROLLBACK")
         finally:
             self._inline_lock.release()
 
@@ -440,17 +439,11 @@ class SqliteStore:
         """``call()`` in a worker thread, its SQLite errors made ``ApexError``s. Never
         abandoned on cancel: the caller waits for the thread, so a connection is only ever
         in one thread at a time."""
-        try:
+        with _apex_errors(self.path):
             if self._threads is not None and _on_asyncio():
                 with anyio.CancelScope(shield=True):
                     return await asyncio.wrap_future(self._threads.submit(call))
             return await anyio.to_thread.run_sync(call)
-        except sqlite3.Error as e:
-            raise _apex_error(e, self.path) from e
-        except UnicodeEncodeError:
-            raise ApexError(
-                Code.INVALID_ARGUMENT, "the text is not valid Unicode (it has lone surrogates)"
-            ) from None
 
     # --- chats and completions ---
 
@@ -471,12 +464,12 @@ class SqliteStore:
         may start with its text (then completed_at is set) and metadata, so a caller that
         has them does not need a second write.
         """
-        chat_id, completion_id = _new_id(), _new_id()
-        title = _title_from(user_prompt) if title is None else title
-        metadata_json = "{}" if metadata is None else _json_object(metadata, "metadata")
+        chat_id, completion_id = new_id(), new_id()
+        title = title_from(user_prompt) if title is None else title
+        metadata_json = "{}" if metadata is None else json_object(metadata, "metadata")
 
         def write(conn: sqlite3.Connection) -> str:
-            now = _now()
+            now = timestamp()
             conn.execute(
                 "INSERT INTO chats (id, user_id, title, chat_type, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -500,49 +493,44 @@ class SqliteStore:
             )
             return now
 
-        created = _time(await self._write(write))
-        chat = ParsedChat(id=chat_id, title=title, created_at=created, chat_type=chat_type)
-        completion = ParsedCompletion(
-            id=completion_id,
-            chat_id=chat_id,
-            created_at=created,
-            user_prompt_text=user_prompt,
-            completion_text=completion_text,
-            completion_type=completion_type,
-            metadata={} if metadata is None else json.loads(metadata_json),
+        created = await self._write(write)
+        chat = ParsedChat(
+            id=chat_id, title=title, created_at=parse_time(created), chat_type=chat_type
         )
-        return chat, completion
+        return chat, new_completion(
+            completion_id,
+            chat_id,
+            created,
+            user_prompt,
+            completion_type,
+            completion_text,
+            metadata_json,
+        )
 
     async def create_completion(
         self, user_id: str, chat_id: str, *, user_prompt: str, completion_type: str
     ) -> ParsedCompletion:
         """A new completion (empty ``completion_text``) in a chat; bumps the chat's updated_at."""
-        chat_id = _uuid(chat_id, "chat id")
-        completion_id = _new_id()
+        chat_id = check_uuid(chat_id, "chat id")
+        completion_id = new_id()
 
         def write(conn: sqlite3.Connection) -> str:
-            now = _now()
+            now = timestamp()
             bumped = conn.execute(
                 "UPDATE chats SET updated_at = ? WHERE id = ? AND user_id = ?",
                 (now, chat_id, user_id),
             )
             if bumped.rowcount == 0:
-                raise _no("chat", chat_id)
-            _insert_completion(
-                conn, user_id, chat_id, completion_id, user_prompt, completion_type, now
+                raise not_found("chat", chat_id)
+            conn.execute(
+                "INSERT INTO completions (id, chat_id, user_id, completion_type, user_prompt_text,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (completion_id, chat_id, user_id, completion_type, user_prompt, now),
             )
             return now
 
-        created = _time(await self._write(write))
-        return ParsedCompletion(
-            id=completion_id,
-            chat_id=chat_id,
-            created_at=created,
-            user_prompt_text=user_prompt,
-            completion_text="",
-            completion_type=completion_type,
-            metadata={},
-        )
+        created = await self._write(write)
+        return new_completion(completion_id, chat_id, created, user_prompt, completion_type)
 
     async def list_chats(self, user_id: str, chat_type: str | None = None) -> list[ChatSession]:
         """The user's chats, newest first; only those of ``chat_type`` if given (not empty)."""
@@ -553,7 +541,7 @@ class SqliteStore:
             params += (chat_type,)
         sql += " ORDER BY created_at DESC, seq DESC"
         rows = await self._read(lambda conn: conn.execute(sql, params).fetchall(), inline=True)
-        return [_chat_session(row) for row in rows]
+        return [chat_session(row) for row in rows]
 
     async def list_chats_page(
         self,
@@ -584,7 +572,7 @@ class SqliteStore:
         limit: int,
     ) -> ChatPage:
         cursors = await self._cursor_signer()
-        _check_limit(limit)
+        check_limit(limit)
         args: list[str | int] = [*params]
         if cursor is not None:
             sql += _AFTER
@@ -592,13 +580,13 @@ class SqliteStore:
         sql += _NEWEST_FIRST
         args.append(limit + 1)  # one more: whether there is a next page
         rows = await self._read(lambda conn: conn.execute(sql, args).fetchall(), inline=True)
-        chats = [_chat_session(row) for row in rows[:limit]]
-        if len(rows) <= limit:
-            return ChatPage(chats, None)
-        last = rows[limit - 1]
-        return ChatPage(chats, cursors.make(user_id, listing, last["created_at"], last["seq"]))
+        return chat_page(
+            rows,
+            limit,
+            lambda last: cursors.make(user_id, listing, last["created_at"], last["seq"]),
+        )
 
-    async def _cursor_signer(self) -> _Cursors:
+    async def _cursor_signer(self) -> Cursors:
         if self._cursors is None:  # read once, when first needed
             row = await self._read(
                 lambda conn: conn.execute(
@@ -606,18 +594,18 @@ class SqliteStore:
                 ).fetchone(),
                 inline=True,
             )
-            self._cursors = _Cursors(bytes(row[0]))
+            self._cursors = Cursors(bytes(row[0]))
         return self._cursors
 
     async def get_chat(self, user_id: str, chat_id: str) -> ChatSession:
         """The user's chat: one read of the unique index on ids."""
-        chat_id = _uuid(chat_id, "chat id")
+        chat_id = check_uuid(chat_id, "chat id")
         row = await self._read(lambda conn: _chat_row(conn, user_id, chat_id), inline=True)
-        return _chat_session(row)
+        return chat_session(row)
 
     async def list_completions(self, user_id: str, chat_id: str) -> list[StoredChatCompletion]:
         """The chat's completions, oldest first."""
-        chat_id = _uuid(chat_id, "chat id")
+        chat_id = check_uuid(chat_id, "chat id")
 
         def read(conn: sqlite3.Connection) -> list[sqlite3.Row]:
             _chat_row(conn, user_id, chat_id)
@@ -630,7 +618,7 @@ class SqliteStore:
         return [_stored_completion(row) for row in await self._read(read, inline=True)]
 
     async def get_completion(self, user_id: str, completion_id: str) -> StoredChatCompletion:
-        completion_id = _uuid(completion_id, "completion id")
+        completion_id = check_uuid(completion_id, "completion id")
         row = await self._read(
             lambda conn: _completion_row(conn, user_id, completion_id), inline=True
         )
@@ -640,7 +628,7 @@ class SqliteStore:
         self, user_id: str, chat_id: str, *, title: str | None = None, chat_type: str | None = None
     ) -> ChatSession:
         """Change the title and/or chat type (None leaves it) and bump updated_at."""
-        chat_id = _uuid(chat_id, "chat id")
+        chat_id = check_uuid(chat_id, "chat id")
         if title is None and chat_type is None:
             return await self.get_chat(user_id, chat_id)
 
@@ -648,11 +636,11 @@ class SqliteStore:
             conn.execute(
                 "UPDATE chats SET title = coalesce(?, title), chat_type = coalesce(?, chat_type),"
                 " updated_at = ? WHERE id = ? AND user_id = ?",
-                (title, chat_type, _now(), chat_id, user_id),
+                (title, chat_type, timestamp(), chat_id, user_id),
             )
             return _chat_row(conn, user_id, chat_id)
 
-        return _chat_session(await self._write(write))
+        return chat_session(await self._write(write))
 
     async def update_completion(
         self,
@@ -668,21 +656,21 @@ class SqliteStore:
 
         ``metadata`` replaces the stored object; setting ``completion_text`` sets completed_at.
         """
-        completion_id = _uuid(completion_id, "completion id")
+        completion_id = check_uuid(completion_id, "completion id")
         changes: dict[str, str] = {}
         if completion_text is not None:
             changes["completion_text"] = completion_text
         if user_prompt_text is not None:
             changes["user_prompt_text"] = user_prompt_text
         if metadata is not None:
-            changes["metadata"] = _json_object(metadata, "metadata")
+            changes["metadata"] = json_object(metadata, "metadata")
         if error_message is not None:
             changes["error_message"] = error_message
 
         def write(conn: sqlite3.Connection) -> sqlite3.Row:
             if changes:
                 if "completion_text" in changes:
-                    changes["completed_at"] = _now()
+                    changes["completed_at"] = timestamp()
                 # Column names come from the fixed keys above, never from the caller.
                 assignments = ", ".join(f"{column} = ?" for column in changes)
                 conn.execute(
@@ -698,7 +686,7 @@ class SqliteStore:
 
     async def delete_chats(self, user_id: str, chat_ids: list[str]) -> int:
         """Delete the user's chats among ``chat_ids`` with their completions; how many went."""
-        ids = _unique_uuids(chat_ids, "chat id")
+        ids = unique_uuids(chat_ids, "chat id")
         return await self._write(
             lambda conn: _delete_each(
                 conn, "DELETE FROM chats WHERE id = ? AND user_id = ?", user_id, ids
@@ -708,7 +696,7 @@ class SqliteStore:
     async def delete_completions(self, user_id: str, completion_ids: list[str]) -> int:
         """Delete the user's completions among ``completion_ids`` and bump their chats'
         updated_at; how many went."""
-        ids = _unique_uuids(completion_ids, "completion id")
+        ids = unique_uuids(completion_ids, "completion id")
 
         def write(conn: sqlite3.Connection) -> int:
             chats = {
@@ -751,7 +739,7 @@ class SqliteStore:
         query = fts_query(term)
         listing = f"search\0{term}"
         cursors = await self._cursor_signer()
-        _check_limit(limit)
+        check_limit(limit)
         after = None if cursor is None else cursors.key(cursor, user_id, listing)
         if query is None:
             return ChatPage([], None)
@@ -770,7 +758,7 @@ class SqliteStore:
             return rows, following
 
         rows, following = await self._read(read)
-        chats = [_chat_session(row) for row in rows]
+        chats = [chat_session(row) for row in rows]
         if following is None:
             return ChatPage(chats, None)
         top, position = following
@@ -802,16 +790,16 @@ class SqliteStore:
         """A pending job for ``request``, tied to one of the user's completions if given;
         ``miners`` names the miners it needs (None: the engine's); ``search_filters`` what
         its searches may return."""
-        request_json = _json_object(request, "request")
+        request_json = json_object(request, "request")
         filters_json = None if search_filters is None else json.dumps(search_filters)
         if completion_id is not None:
-            completion_id = _uuid(completion_id, "completion id")
-        job_id = _new_id()
+            completion_id = check_uuid(completion_id, "completion id")
+        job_id = new_id()
 
         def write(conn: sqlite3.Connection) -> Job:
             if completion_id is not None:
                 _completion_row(conn, user_id, completion_id)
-            now = _now()
+            now = timestamp()
             conn.execute(
                 "INSERT INTO jobs (id, user_id, status, request, completion_id, miners,"
                 " search_filters, created_at, updated_at)"
@@ -824,7 +812,7 @@ class SqliteStore:
 
     async def get_job(self, user_id: str, job_id: str, *, after_seq: int = 0) -> Job:
         """The job with its chunks after ``after_seq`` (all of them by default), in order."""
-        job_id = _uuid(job_id, "job id")
+        job_id = check_uuid(job_id, "job id")
         return await self._read(
             lambda conn: _job(conn, _job_row(conn, job_id, user_id), after_seq=after_seq),
             inline=True,
@@ -836,11 +824,11 @@ class SqliteStore:
         A finished job (completed, failed, cancelled) takes no more chunks, nor one whose
         lease ``attempt`` has passed (see Store): failed_precondition.
         """
-        job_id = _uuid(job_id, "job id")
+        job_id = check_uuid(job_id, "job id")
 
         def write(conn: sqlite3.Connection) -> int:
             job = _job_row(conn, job_id)
-            _check_lease(job, attempt, "it takes no more chunks")
+            check_lease(job, attempt, "it takes no more chunks")
             return _append_chunk(conn, job, chunk)
 
         seq_id = await self._write(write)
@@ -861,23 +849,16 @@ class SqliteStore:
         status is failed_precondition (so a late "completed" cannot undo a "cancelled").
         With ``attempt``, the job must still run under that lease (see Store).
         """
-        job_id = _uuid(job_id, "job id")
-        _check_statuses([status])
+        job_id = check_uuid(job_id, "job id")
+        check_statuses([status])
 
         def write(conn: sqlite3.Connection) -> Job:
             job = _job_row(conn, job_id)
-            if attempt is not None:
-                _check_lease(job, attempt, f"it cannot become {status}")
-            if job["status"] in FINISHED_JOB_STATUSES:
-                if job["status"] == status:
-                    return _job(conn, job)
-                raise ApexError(
-                    Code.FAILED_PRECONDITION,
-                    f"job {job_id} is already {job['status']}; it cannot become {status}",
-                )
+            if has_status_already(job, status, attempt):
+                return _job(conn, job)
             conn.execute(
                 "UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ?",
-                (status, error, _now(), job_id),
+                (status, error, timestamp(), job_id),
             )
             return _job(conn, _job_row(conn, job_id))
 
@@ -892,14 +873,9 @@ class SqliteStore:
         made by another process on the same file is seen when ``wait`` times out."""
         return self._signals.watch(job_id)
 
-    def _fired(self, jobs: list[Job]) -> list[Job]:
-        for job in jobs:
-            self._signals.fire(job.id)
-        return jobs
-
     async def list_jobs_by_status(self, statuses: list[JobStatus]) -> list[Job]:
         """Every user's jobs in one of ``statuses``, oldest first (to resume after a restart)."""
-        _check_statuses(statuses)
+        check_statuses(statuses)
         wanted = sorted(set(statuses))
         if not wanted:
             return []
@@ -940,7 +916,7 @@ class SqliteStore:
             row = conn.execute(find, names).fetchone()
             if row is None:
                 return None
-            now = _now()
+            now = timestamp()
             conn.execute(
                 "UPDATE jobs SET status = 'running', error = NULL, updated_at = ?,"
                 " started_at = ?, attempt = attempt + 1 WHERE id = ?",
@@ -957,12 +933,12 @@ class SqliteStore:
         """The heartbeat of a runner's jobs (job id -> the attempt it runs): bumps the
         updated_at of those it still holds; returns the ids of those it does not (finished,
         cancelled, gone, or taken over by another runner): it should stop them."""
-        ids = _unique_uuids(list(leases), "job id")
+        ids = unique_uuids(list(leases), "job id")
         if not ids:
             return set()
 
         def write(conn: sqlite3.Connection) -> set[str]:
-            now, lost = _now(), set()
+            now, lost = timestamp(), set()
             for job_id in ids:
                 held = conn.execute(
                     "UPDATE jobs SET updated_at = ? WHERE id = ? AND status = 'running'"
@@ -983,14 +959,14 @@ class SqliteStore:
         was taken over ``max_takeovers`` times already: then it fails with ``error``. Returns
         them as they are now. Each job in one transaction, so of several runners sweeping at
         once, one takes it."""
-        cutoff = _format(before)
+        cutoff = format_time(before)
         find = "SELECT id FROM jobs WHERE status = 'running' AND updated_at < ?"
         # Read first: every runner sweeps at each heartbeat, and mostly nothing is stale.
         if not await self._read(lambda conn: conn.execute(find, (cutoff,)).fetchall()):
             return []
 
         def write(conn: sqlite3.Connection) -> list[Job]:
-            now, taken = _now(), []
+            now, taken = timestamp(), []
             for row in conn.execute(find, (cutoff,)).fetchall():
                 job = _job_row(conn, row["id"])
                 if job["takeovers"] >= max_takeovers:
@@ -1008,7 +984,7 @@ class SqliteStore:
                 taken.append(_job(conn, _job_row(conn, job["id"])))
             return taken
 
-        return self._fired(await self._write(write))
+        return self._signals.fire_each(await self._write(write))
 
     async def fail_waiting_jobs(
         self, before: datetime, error: str, *, held: Collection[str] = ()
@@ -1016,7 +992,7 @@ class SqliteStore:
         """Mark failed, with ``error``, the pending jobs on a named set of miners (a
         session's) not in ``held`` that have waited since before ``before``: nobody will run
         them (their session did not come back after a restart); returns them, failed."""
-        cutoff = _format(before)
+        cutoff = format_time(before)
         names = sorted(set(held))
         find = (
             "SELECT id FROM jobs WHERE status = 'pending' AND miners IS NOT NULL"
@@ -1027,7 +1003,7 @@ class SqliteStore:
             return []
 
         def write(conn: sqlite3.Connection) -> list[Job]:
-            now, failed = _now(), []
+            now, failed = timestamp(), []
             for row in conn.execute(find, params).fetchall():
                 conn.execute(
                     "UPDATE jobs SET status = 'failed', error = ?, updated_at = ? WHERE id = ?",
@@ -1036,7 +1012,7 @@ class SqliteStore:
                 failed.append(_job(conn, _job_row(conn, row["id"])))
             return failed
 
-        return self._fired(await self._write(write))
+        return self._signals.fire_each(await self._write(write))
 
     async def sync_job_completions(
         self, user_id: str, job_id: str, status: JobStatus, *, completion_text: str | None = None
@@ -1050,8 +1026,8 @@ class SqliteStore:
         A caller whose view of the job is out of date changes nothing (the job's status is
         read in the same transaction): the one that knows the new status syncs it.
         """
-        job_id = _uuid(job_id, "job id")
-        _check_statuses([status])
+        job_id = check_uuid(job_id, "job id")
+        check_statuses([status])
         where = (
             " WHERE user_id = ?"
             """ AND json_extract(metadata, '$."deep-researcher".jobId') = ?"""
@@ -1081,7 +1057,7 @@ class SqliteStore:
                 values.append(job["error"] or "")
             if status == "completed" and completion_text is not None:
                 changes.update(completion_text="?", completed_at="?")
-                values += [completion_text, _now()]
+                values += [completion_text, timestamp()]
             # Column names and expressions are the fixed ones above, never the caller's.
             assignments = ", ".join(f"{column} = {value}" for column, value in changes.items())
             updated: int = conn.execute(
@@ -1101,7 +1077,7 @@ class SqliteStore:
         claimed for this request, whose caller does the write and then ``remember_reply``
         (or ``forget_reply`` if it failed). One transaction: of two tries at once, in one
         process or several, one claims and the other sees the claim."""
-        cutoff = _format(datetime.now(UTC) - timedelta(seconds=REPLY_SECONDS))
+        cutoff = ago(REPLY_SECONDS)
 
         def write(conn: sqlite3.Connection) -> StoredReply | None:
             conn.execute("DELETE FROM replies WHERE created_at < ?", (cutoff,))
@@ -1111,14 +1087,11 @@ class SqliteStore:
                 (user_id, key),
             ).fetchone()
             if row is not None:
-                reply = None if row["reply"] is None else bytes(row["reply"])
-                return StoredReply(
-                    row["method"], row["request_digest"], reply, _time(row["created_at"])
-                )
+                return stored_reply(row)
             conn.execute(
                 "INSERT INTO replies (user_id, key, method, request_digest, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (user_id, key, method, request_digest, _now()),
+                (user_id, key, method, request_digest, timestamp()),
             )
             return None
 
@@ -1146,7 +1119,7 @@ class SqliteStore:
 
     async def get_page(self, url: str, max_age: float) -> CachedPage | None:
         """The page read from ``url`` within the last ``max_age`` seconds, if kept."""
-        cutoff = _format(datetime.now(UTC) - timedelta(seconds=max_age))
+        cutoff = ago(max_age)
         row = await self._read(
             lambda conn: conn.execute(
                 "SELECT final_url, content, fetched_at FROM pages"
@@ -1154,23 +1127,21 @@ class SqliteStore:
                 (url, cutoff),
             ).fetchone()
         )
-        if row is None:
-            return None
-        return CachedPage(row["final_url"], row["content"], _time(row["fetched_at"]))
+        return None if row is None else cached_page(row)
 
     async def put_page(
         self, url: str, final_url: str, content: str, *, max_age: float, keep: int
     ) -> None:
         """Keep the page read from ``url``; drop the pages older than ``max_age`` seconds and
         the oldest beyond the newest ``keep``."""
-        cutoff = _format(datetime.now(UTC) - timedelta(seconds=max_age))
+        cutoff = ago(max_age)
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO pages (url, final_url, content, fetched_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (url) DO UPDATE SET final_url = excluded.final_url,"
                 " content = excluded.content, fetched_at = excluded.fetched_at",
-                (url, final_url, content, _now()),
+                (url, final_url, content, timestamp()),
             )
             conn.execute("DELETE FROM pages WHERE fetched_at < ?", (cutoff,))
             conn.execute(
@@ -1204,52 +1175,6 @@ class SqliteStore:
         return await self._write(check)
 
 
-# --- cursors of paged listings --------------------------------------------------------------
-
-_BAD_CURSOR = (
-    "the cursor is not one this listing gave (it is from another listing or user, or was "
-    "altered): start again from the first page, without a cursor"
-)
-
-
-class _Cursors:
-    """Opaque cursors: the last chat's key, base64url, signed (HMAC-SHA256, truncated) with
-    the database's own key and bound to the user and the listing, so a cursor from another
-    user or listing, or an altered one, is refused instead of paging from somewhere else."""
-
-    MAC_BYTES = 16
-
-    def __init__(self, key: bytes) -> None:
-        self._key = key
-
-    def __repr__(self) -> str:
-        return "_Cursors(<key hidden>)"
-
-    def make(self, user_id: str, listing: str, created_at: str, seq: int) -> str:
-        body = f"{created_at} {seq}".encode()
-        return base64.urlsafe_b64encode(body + self._mac(user_id, listing, body)).decode()
-
-    def key(self, cursor: str, user_id: str, listing: str) -> tuple[str, int]:
-        """The (created_at, seq) the cursor pages after; invalid_argument if not genuine."""
-        try:
-            raw = base64.urlsafe_b64decode(cursor.encode("ascii"))
-        except (ValueError, UnicodeEncodeError):
-            raise ApexError(Code.INVALID_ARGUMENT, _BAD_CURSOR) from None
-        body, mac = raw[: -self.MAC_BYTES], raw[-self.MAC_BYTES :]
-        if len(raw) <= self.MAC_BYTES or not hmac.compare_digest(
-            mac, self._mac(user_id, listing, body)
-        ):
-            raise ApexError(Code.INVALID_ARGUMENT, _BAD_CURSOR)
-        created_at, seq = body.decode().split(" ")
-        return created_at, int(seq)
-
-    def _mac(self, user_id: str, listing: str, body: bytes) -> bytes:
-        # surrogatepass: a search term with a lone surrogate still gets its own cursor.
-        texts = (user_id.encode("utf-8", "surrogatepass"), listing.encode("utf-8", "surrogatepass"))
-        signed = b"\0".join((*texts, body))
-        return hmac.new(self._key, signed, hashlib.sha256).digest()[: self.MAC_BYTES]
-
-
 # --- full-text queries ----------------------------------------------------------------------
 
 _SEARCHABLE = re.compile(r"[^\W_]")  # a word with no letter or digit has no token to match
@@ -1270,11 +1195,6 @@ def fts_query(term: str) -> str | None:
     phrases = ['"' + word.replace('"', '""') + '"' for word in words]
     phrases[-1] += "*"
     return " ".join(phrases)
-
-
-def _check_limit(limit: int) -> None:
-    if not 1 <= limit <= MAX_PAGE:
-        raise ApexError(Code.INVALID_ARGUMENT, f"limit must be from 1 to {MAX_PAGE}, not {limit}")
 
 
 def _search_stream(
@@ -1391,28 +1311,12 @@ def _statements(script: str) -> Iterator[str]:
         raise ValueError(f"a migration ends with an incomplete statement: {statement[:80]!r}")
 
 
-def _insert_completion(
-    conn: sqlite3.Connection,
-    user_id: str,
-    chat_id: str,
-    completion_id: str,
-    user_prompt: str,
-    completion_type: str,
-    now: str,
-) -> None:
-    conn.execute(
-        "INSERT INTO completions (id, chat_id, user_id, completion_type, user_prompt_text,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        (completion_id, chat_id, user_id, completion_type, user_prompt, now),
-    )
-
-
 def _chat_row(conn: sqlite3.Connection, user_id: str, chat_id: str) -> sqlite3.Row:
     row: sqlite3.Row | None = conn.execute(
         "SELECT * FROM chats WHERE id = ? AND user_id = ?", (chat_id, user_id)
     ).fetchone()
     if row is None:
-        raise _no("chat", chat_id)
+        raise not_found("chat", chat_id)
     return row
 
 
@@ -1421,7 +1325,7 @@ def _completion_row(conn: sqlite3.Connection, user_id: str, completion_id: str) 
         "SELECT * FROM completions WHERE id = ? AND user_id = ?", (completion_id, user_id)
     ).fetchone()
     if row is None:
-        raise _no("completion", completion_id)
+        raise not_found("completion", completion_id)
     return row
 
 
@@ -1432,23 +1336,12 @@ def _job_row(conn: sqlite3.Connection, job_id: str, user_id: str | None = None) 
         sql, params = sql + " AND user_id = ?", [job_id, user_id]
     row: sqlite3.Row | None = conn.execute(sql, params).fetchone()
     if row is None:
-        raise _no("job", job_id)
+        raise not_found("job", job_id)
     return row
 
 
-def _check_lease(job: sqlite3.Row, attempt: int | None, refused: str) -> None:
-    if job["status"] in FINISHED_JOB_STATUSES:
-        raise ApexError(Code.FAILED_PRECONDITION, f"job {job['id']} is {job['status']}: {refused}")
-    if attempt is not None and (job["status"] != "running" or job["attempt"] != attempt):
-        raise ApexError(
-            Code.FAILED_PRECONDITION,
-            f"job {job['id']} is no longer run by this runner (it was handed back or taken"
-            f" over): {refused}",
-        )
-
-
 def _append_chunk(conn: sqlite3.Connection, job: sqlite3.Row, chunk: str) -> int:
-    now = _now()
+    now = timestamp()
     # Safe without a race: the IMMEDIATE transaction holds the database's write lock.
     seq_id: int = conn.execute(
         "SELECT coalesce(max(seq_id), 0) + 1 FROM job_chunks WHERE job_id = ?", (job["id"],)
@@ -1467,26 +1360,18 @@ def _job(conn: sqlite3.Connection, row: sqlite3.Row, *, after_seq: int = 0) -> J
         "SELECT seq_id, chunk FROM job_chunks WHERE job_id = ? AND seq_id > ? ORDER BY seq_id",
         (row["id"], after_seq),
     ).fetchall()
-    return Job(
-        id=row["id"],
-        user_id=row["user_id"],
-        status=row["status"],
-        created_at=_time(row["created_at"]),
-        updated_at=_time(row["updated_at"]),
+    filters = row["search_filters"]
+    return make_job(
+        row,
+        [DeepResearcherResultChunk(seq_id=c["seq_id"], chunk=c["chunk"]) for c in chunks],
         request=json.loads(row["request"]),
-        completion_id=row["completion_id"],
-        miners=row["miners"],
-        search_filters=None if row["search_filters"] is None else json.loads(row["search_filters"]),
-        error=row["error"],
-        attempt=row["attempt"],
-        takeovers=row["takeovers"],
-        chunks=[DeepResearcherResultChunk(seq_id=c["seq_id"], chunk=c["chunk"]) for c in chunks],
+        search_filters=None if filters is None else json.loads(filters),
     )
 
 
 def _touch_chats(conn: sqlite3.Connection, user_id: str, chat_ids: list[str]) -> None:
     # A chat's updated_at is its last activity: list and search order go by it.
-    now = _now()
+    now = timestamp()
     for chat_id in chat_ids:
         conn.execute(
             "UPDATE chats SET updated_at = ? WHERE id = ? AND user_id = ?", (now, chat_id, user_id)
@@ -1498,104 +1383,26 @@ def _delete_each(conn: sqlite3.Connection, sql: str, user_id: str, ids: list[str
     return sum(conn.execute(sql, (row_id, user_id)).rowcount for row_id in ids)
 
 
-# --- conversions ----------------------------------------------------------------------------
-
-
-def _chat_session(row: sqlite3.Row) -> ChatSession:
-    return ChatSession(
-        id=row["id"],
-        user_id=row["user_id"],
-        title=row["title"],
-        chat_type=row["chat_type"],
-        created_at=_time(row["created_at"]),
-        updated_at=_time(row["updated_at"]),
-    )
+# --- conversions: the shared ones, with the JSON columns (stored as text) decoded ----------
 
 
 def _stored_completion(row: sqlite3.Row) -> StoredChatCompletion:
-    completed_at = row["completed_at"]
-    return StoredChatCompletion(
-        id=row["id"],
-        chat_id=row["chat_id"],
-        completion_type=row["completion_type"],
-        created_at=_time(row["created_at"]),
-        completed_at=None if completed_at is None else _time(completed_at),
-        user_prompt_text=row["user_prompt_text"],
-        completion_text=row["completion_text"],
-        metadata=json.loads(row["metadata"]),
-        error_message=row["error_message"],
-    )
+    return stored_completion(row, json.loads(row["metadata"]))
 
 
 def _parsed_completion(row: sqlite3.Row) -> ParsedCompletion:
-    return ParsedCompletion(
-        id=row["id"],
-        chat_id=row["chat_id"],
-        created_at=_time(row["created_at"]),
-        user_prompt_text=row["user_prompt_text"],
-        completion_text=row["completion_text"],
-        completion_type=row["completion_type"],
-        metadata=json.loads(row["metadata"]),
-    )
+    return parsed_completion(row, json.loads(row["metadata"]))
 
 
-def _now() -> str:
-    return _format(datetime.now(UTC))
-
-
-def _format(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
-
-
-def _time(text: str) -> datetime:
-    # fromisoformat reads the stored form (with its Z) some 40 times faster than strptime.
-    return datetime.fromisoformat(text)
-
-
-def _new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def _uuid(value: str, what: str) -> str:
-    """``value`` in the canonical form ids are stored in; invalid_argument if not a UUID."""
+@contextmanager
+def _apex_errors(path: Path) -> Iterator[None]:
+    """SQLite's errors, and text it cannot take, made ``ApexError``s."""
     try:
-        return str(uuid.UUID(value))
-    except (ValueError, TypeError, AttributeError):
-        shown = repr(value) if len(repr(value)) <= 50 else repr(value)[:47] + "…"
-        raise ApexError(Code.INVALID_ARGUMENT, f"{what} {shown} is not a UUID") from None
-
-
-def _unique_uuids(values: list[str], what: str) -> list[str]:
-    return list(dict.fromkeys(_uuid(value, what) for value in values))
-
-
-def _no(what: str, row_id: str) -> ApexError:
-    return ApexError(Code.NOT_FOUND, f"no {what} {row_id}")
-
-
-def _check_statuses(statuses: list[JobStatus]) -> None:
-    for status in statuses:
-        if status not in JOB_STATUSES:
-            raise ApexError(
-                Code.INVALID_ARGUMENT,
-                f"unknown job status {status!r}; one of {', '.join(JOB_STATUSES)}",
-            )
-
-
-def _json_object(value: object, what: str) -> str:
-    if not isinstance(value, dict):
-        raise ApexError(Code.INVALID_ARGUMENT, f"{what} must be a JSON object")
-    try:
-        # allow_nan=False: NaN is not JSON, and SQLite's JSON functions would reject the row.
-        return json.dumps(value, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as e:
-        raise ApexError(Code.INVALID_ARGUMENT, f"{what} is not valid JSON: {e}") from None
-
-
-def _title_from(prompt: str, limit: int = 60) -> str:
-    # The Apex app titled a new chat after the start of its first prompt.
-    title = " ".join(prompt.split())
-    return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
+        yield
+    except sqlite3.Error as e:
+        raise _apex_error(e, path) from e
+    except UnicodeEncodeError:
+        raise not_unicode() from None
 
 
 def _apex_error(error: sqlite3.Error, path: Path) -> ApexError:
