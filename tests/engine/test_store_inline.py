@@ -1,13 +1,16 @@
-"""Small reads of SqliteStore run on the event loop's own thread (no hop to a worker thread);
-the rest, and any that would wait for a lock, run in a worker thread, with the same answers."""
+"""Small reads and writes of SqliteStore run on the event loop's own thread (no hop to a
+worker thread); the rest, and any that would wait for a lock, run in a worker thread, with the
+same answers. Small writes leave the loop while they are slow, and let SQLite checkpoint."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from apex_mcp.apex.errors import Code
@@ -88,3 +91,99 @@ async def test_a_read_that_meets_a_lock_on_the_event_loop_waits_for_it_in_a_thre
 
     assert await store._read(locked_on_the_loop, inline=True) != loop_thread
     assert await store._read(where, inline=True) == loop_thread  # no transaction left open
+
+
+# --- small writes ---
+
+
+def where_written(conn: sqlite3.Connection) -> int:
+    conn.execute(
+        "INSERT INTO replies (user_id, key, method, request_digest, created_at)"
+        " VALUES ('w', hex(randomblob(8)), 'm', 'd', '2026-01-01T00:00:00Z')"
+    )
+    return threading.get_ident()
+
+
+async def test_a_small_write_runs_on_the_event_loops_thread(store: SqliteStore) -> None:
+    assert await store._write(where_written, small=True) == threading.get_ident()
+    assert await store._write(where_written) != threading.get_ident()  # not small: the thread
+    long = "x" * (sqlite_store.INLINE_WRITE_CHARS + 1)  # too long for the loop: the thread
+    _, completion = await store.create_chat(
+        ALICE, user_prompt=long, chat_type="apex", completion_type="basic"
+    )
+    assert (await store.get_completion(ALICE, completion.id)).user_prompt_text == long
+
+
+async def test_a_small_write_that_meets_another_writers_lock_waits_for_it_in_the_thread(
+    store: SqliteStore,
+) -> None:
+    other = sqlite3.connect(
+        store.path, isolation_level=None, check_same_thread=False
+    )  # as another process would
+    other.execute("BEGIN IMMEDIATE")
+    other.execute(
+        "INSERT INTO replies (user_id, key, method, request_digest, created_at)"
+        " VALUES ('other', 'k', 'm', 'd', '2026-01-01T00:00:00Z')"
+    )
+    loop_thread = threading.get_ident()
+    ticks = 0
+
+    async def ticking() -> None:  # the loop goes on while the write waits
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.sleep(0.01)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticking)
+        await anyio.sleep(0.05)
+        release = threading.Timer(0.3, other.execute, ("COMMIT",))
+        release.start()
+        ticks_before = ticks
+        chat, _ = await store.create_chat(
+            ALICE, user_prompt="after the lock", chat_type="apex", completion_type="basic"
+        )
+        assert ticks > ticks_before  # the loop was not held while the lock was
+        tg.cancel_scope.cancel()
+    release.join()
+    other.close()
+    assert (await store.get_chat(ALICE, chat.id)).title == "after the lock"
+    assert await store._write(where_written, small=True) == loop_thread  # inline again
+
+
+async def test_small_writes_move_to_the_thread_while_they_are_slow_and_come_back(
+    store: SqliteStore,
+) -> None:
+    loop_thread = threading.get_ident()
+    slow = sqlite_store.INLINE_WRITE_SECONDS * 3
+
+    def slow_write(conn: sqlite3.Connection) -> int:  # as an fsync on a slow disk
+        time.sleep(slow)
+        return where_written(conn)
+
+    threads = [await store._write(slow_write, small=True) for _ in range(40)]
+    assert threads[0] == loop_thread
+    assert threads[-1] != loop_thread  # slow on average: the loop is not held any more
+    threads = [await store._write(where_written, small=True) for _ in range(100)]
+    assert threads[0] != loop_thread
+    assert threads[-1] == loop_thread  # fast again: back on the loop
+
+
+async def test_inline_writes_leave_the_wal_checkpointed_now_and_then(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_EVERY", 10)
+    wal = Path(f"{store.path}-wal")
+    prompt = "many words " * 700  # about 7,700 characters: a small write, several pages
+    sizes = []
+    for n in range(400):
+        await store.create_chat(
+            ALICE, user_prompt=f"{n} {prompt}", chat_type="apex", completion_type="basic"
+        )
+        sizes.append(wal.stat().st_size)
+    pages = max(sizes) // 4096
+    # SQLite checkpoints once the WAL holds 1,000 pages; without that it would hold them all.
+    assert pages < 2_000, f"the WAL grew to {pages} pages"
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("SELECT count(*) FROM chats").fetchone() == (400,)
