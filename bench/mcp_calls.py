@@ -9,12 +9,16 @@
 2. Warm ``list_chats`` and ``get_chat`` on a small store (20 chats) against a bare
    ``MCPServer`` echo tool, all over stdio, one call of each in turn (same run, same machine).
    Budget: ``list_chats`` p50 at most 2x the echo's.
-3. Streamable HTTP at ``--clients`` concurrent clients: calls per second of ``list_chats`` on a
-   small store against the bare SDK server's echo tool, rounds alternating. Budget: at least
-   0.8x the bare server's calls per second. On Linux each round also gives the CPU time per
-   call of the server process and of the clients (this process): on a machine shared with
-   other work, calls per second follow the neighbours' load, CPU time per call much less; the
-   ratio of the (server + clients) CPU per call is the throughput ratio of a saturated machine.
+3. Streamable HTTP at ``--clients`` concurrent clients: calls per second, p50 and p99 of
+   ``list_chats`` (a page of 20) on a small store against the bare SDK server answering the
+   same page read by plain sqlite3 ("bare page"), and its echo tool, rounds alternating.
+   Budget: at least 0.8x the bare server's calls per second doing the same call. On Linux each
+   round also gives the CPU time per call of the server process and of the clients (this
+   process): on a machine shared with other work, calls per second follow the neighbours'
+   load, CPU time per call much less; the ratio of the (server + clients) CPU per call is the
+   throughput ratio of a saturated machine, the server's alone that of one whose clients run
+   elsewhere. The clients here (the Python SDK's, 32 in this one process) spend more CPU per
+   call than the server, most of it reading and checking the answer against its schema.
 """
 
 from __future__ import annotations
@@ -218,6 +222,7 @@ class Round:
     calls_per_second: float
     server_cpu: float | None  # seconds per call
     client_cpu: float
+    latencies: list[float]  # seconds, of every call in the round
 
 
 @contextmanager
@@ -254,16 +259,15 @@ async def calls_per_second(
     server: tuple[str, int], tool: str, args: dict[str, Any], clients: int, seconds: float
 ) -> Round:
     url, pid = server
-    done = 0
+    latencies: list[float] = []
 
     async def one_client() -> None:
-        nonlocal done
         async with http_client(url) as client:
             await client.call_tool(tool, args)  # connected and warm before the clock
             await ready.wait()
-            while time.perf_counter() < stop:
+            while (started := time.perf_counter()) < stop:
                 await client.call_tool(tool, args)
-                done += 1
+                latencies.append(time.perf_counter() - started)
 
     ready = anyio.Event()
     stop = float("inf")
@@ -277,11 +281,12 @@ async def calls_per_second(
         ready.set()
     elapsed = time.perf_counter() - started
     server_after, client_after = process_cpu(pid), own_cpu()
+    done = len(latencies)
     calls = max(done, 1)  # a round starved by the machine's other work may finish none
     server_cpu = None
     if server_before is not None and server_after is not None:
         server_cpu = (server_after - server_before) / calls
-    return Round(done / elapsed, server_cpu, (client_after - client_before) / calls)
+    return Round(done / elapsed, server_cpu, (client_after - client_before) / calls, latencies)
 
 
 async def http_against_bare(
@@ -332,7 +337,15 @@ def described(measured: Round) -> str:
     cpu = f"clients {ms(measured.client_cpu)}"
     if measured.server_cpu is not None:
         cpu = f"server {ms(measured.server_cpu)}, " + cpu
-    return f"{measured.calls_per_second:.0f} calls/s (CPU per call: {cpu})"
+    laps = measured.latencies or [0.0]
+    return (
+        f"{measured.calls_per_second:.0f} calls/s, p50 {ms(statistics.median(laps))},"
+        f" p99 {ms(percentile(laps, 0.99))} (CPU per call: {cpu})"
+    )
+
+
+def spread(ratios: list[float]) -> str:
+    return f"median {statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f})"
 
 
 def main() -> None:
@@ -381,19 +394,25 @@ def main() -> None:
             print(f"\n## Streamable HTTP, {args.clients} clients, {args.rounds} rounds\n")
             for n, rates in enumerate(rounds, 1):
                 print(f"round {n}: " + "; ".join(f"{k} {described(v)}" for k, v in rates.items()))
-            for floor in ("bare echo", "bare page"):
-                ratios = [r["ours"].calls_per_second / r[floor].calls_per_second for r in rounds]
-                print(
-                    f"list_chats over {floor}: calls/s median {statistics.median(ratios):.2f}x"
-                    f" (min {min(ratios):.2f}, max {max(ratios):.2f}; budget: at least 0.8x)"
-                )
-                if all(r.server_cpu is not None for rates in rounds for r in rates.values()):
-                    by_cpu = [cpu_per_call(r[floor]) / cpu_per_call(r["ours"]) for r in rounds]
-                    print(
-                        f"  (server + clients) CPU per call, {floor} over ours: median"
-                        f" {statistics.median(by_cpu):.2f}x (min {min(by_cpu):.2f},"
-                        f" max {max(by_cpu):.2f})"
-                    )
+            # The budget's comparator is the bare server answering the same page ("bare
+            # page"); against the echo, the difference is mostly the clients reading 20 chats.
+            for floor in ("bare page", "bare echo"):
+                pairs = [(r["ours"], r[floor]) for r in rounds]
+                rate = [a.calls_per_second / b.calls_per_second for a, b in pairs]
+                budget = "budget: at least 0.8x" if floor == "bare page" else "(for scale)"
+                print(f"\nlist_chats over {floor}: calls/s {spread(rate)}; {budget}")
+                p99 = [
+                    percentile(a.latencies, 0.99) / percentile(b.latencies, 0.99)
+                    for a, b in pairs
+                    if a.latencies and b.latencies
+                ]
+                if p99:
+                    print(f"  p99 latency, ours over {floor}: {spread(p99)}")
+                if all(a.server_cpu and b.server_cpu for a, b in pairs):
+                    server = [(b.server_cpu or 0) / (a.server_cpu or 1) for a, b in pairs]
+                    both = [cpu_per_call(b) / cpu_per_call(a) for a, b in pairs]
+                    print(f"  server CPU per call, {floor} over ours: {spread(server)}")
+                    print(f"  (server + clients) CPU per call, {floor} over ours: {spread(both)}")
 
 
 if __name__ == "__main__":
