@@ -3,9 +3,10 @@
     python -m bench.mcp_calls [--sizes 2000,20000] [--calls 40] [--clients 32] [--seconds 5]
 
 1. Growth over stdio: ``apex-mcp`` (stdio, the embedded engine) on stores of each size (bulk
-   loaded through the store's schema, one user), p50 and p99 of ``list_chats`` (a page of 20),
-   ``get_chat`` and ``search_chats`` for a rare word. Each size's p50 is reported as a ratio
-   to the smallest size's. Budget: at most 1.5x from 2k to 20k chats.
+   loaded through the store's schema, one user), all up at once and asked in turn, p50 and
+   p99 of ``list_chats`` (a page of 20), ``get_chat`` and ``search_chats`` for a rare word.
+   Each size's p50 is reported as a ratio to the smallest size's. Budget: at most 1.5x from
+   2k to 20k chats.
 2. Warm ``list_chats`` and ``get_chat`` on a small store (20 chats) against a bare
    ``MCPServer`` echo tool, all over stdio, one call of each in turn (same run, same machine).
    Budget: ``list_chats`` p50 at most 2x the echo's.
@@ -34,7 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,18 +147,24 @@ async def make_store(path: Path, chats: int) -> None:
 
 
 async def growth(sizes: list[int], calls: int, tmp: Path) -> dict[int, dict[str, list[float]]]:
+    """Laps of each call on a server per store size, all servers up at once and asked in
+    turn (a busy moment of the machine falls on every size alike)."""
     from mcp import Client
 
     seen: dict[int, dict[str, list[float]]] = {}
-    for size in sizes:
-        db = tmp / f"growth-{size}.db"
-        await make_store(db, size)
-        times: dict[str, list[float]] = {"list page": [], "get": [], "rare search": []}
-        async with Client(stdio(["-m", "apex_mcp"], base_env(db)), mode="legacy") as client:
-            page = await client.call_tool("list_chats", {"limit": 20})
-            chat_ids = [c["id"] for c in (page.structured_content or {})["chats"]]
-            for n in range(calls + 3):  # the first 3 warm caches
-                chat_id = chat_ids[n % len(chat_ids)]
+    async with AsyncExitStack() as stack:
+        clients, chat_ids = {}, {}
+        for size in sizes:
+            db = tmp / f"growth-{size}.db"
+            await make_store(db, size)
+            client = Client(stdio(["-m", "apex_mcp"], base_env(db)), mode="legacy")
+            clients[size] = await stack.enter_async_context(client)
+            page = await clients[size].call_tool("list_chats", {"limit": 20})
+            chat_ids[size] = [c["id"] for c in (page.structured_content or {})["chats"]]
+            seen[size] = {"list page": [], "get": [], "rare search": []}
+        for n in range(calls + 3):  # the first 3 warm caches
+            for size, client in clients.items():
+                chat_id = chat_ids[size][n % len(chat_ids[size])]
                 word = RARE.format(n=(n * 7919) % size)
                 laps = {
                     "list page": await timed(client, "list_chats", {"limit": 20}),
@@ -166,8 +173,7 @@ async def growth(sizes: list[int], calls: int, tmp: Path) -> dict[int, dict[str,
                 }
                 if n >= 3:
                     for what, lap in laps.items():
-                        times[what].append(lap)
-        seen[size] = times
+                        seen[size][what].append(lap)
     return seen
 
 
