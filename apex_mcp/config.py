@@ -302,6 +302,9 @@ class Settings(BaseSettings):
     oauth_token_check: Literal["jwt", "introspection"] = "jwt"
     oauth_client_id: str | None = None
     oauth_client_secret: SecretStr | None = None
+    # How long an introspected token's "active" answer is taken again without asking (never
+    # past its exp); 0, the default, asks each time, so a revoked token stops at once.
+    oauth_introspection_cache_seconds: float = Field(0.0, ge=0, le=3600)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"
 

@@ -1,5 +1,5 @@
-"""What a request pays for its token: the HTTP gate with one static token, several, and an
-OAuth JWT checked against the issuer's keys, beside no gate at all.
+"""What a request pays for its token: the HTTP gate with one static token, several, an
+OAuth JWT checked against the issuer's keys and an opaque token introspected, beside no gate.
 
     python -m bench.auth [--requests 2000] [--rounds 7] [--calls 200]
 
@@ -7,16 +7,19 @@ OAuth JWT checked against the issuer's keys, beside no gate at all.
    answers at once, behind no gate, the ``APEX_HTTP_TOKEN`` gate, the ``APEX_HTTP_TOKENS``
    gate (20 users) and the OAuth gate (RS256 access tokens, the issuer's keys cached after
    the first request: the same token each time, as a client sends it, and a new token each
-   time, its signature checked), rounds interleaved: CPU microseconds per request, and the
-   gates' cost over no gate.
+   time, its signature checked) and the OAuth gate with introspection (asked each time, the
+   default, and with ``APEX_OAUTH_INTROSPECTION_CACHE_SECONDS=60``), rounds interleaved: CPU
+   and wall-clock microseconds per request, and the gates' cost over no gate. The issuer runs
+   in this process: its CPU for an introspection is counted too.
 2. A whole MCP call: ``list_chats`` over streamable HTTP (2026-07-28 client) on 127.0.0.1,
    ``--calls`` per round, to a server with ``APEX_HTTP_TOKEN`` and to one with OAuth (each its
    own store, both in this process), rounds alternating: CPU per call (client and server,
    both in this process), the OAuth server's as a ratio of the static token one's, median and
    range over rounds.
 
-The issuer is a local Starlette app serving metadata and JWKS; tokens are signed here with
-its key (the resource server's cost is what is measured, not the issuer's).
+The issuer is a local Starlette app serving metadata, JWKS and an introspection endpoint that
+says every token is active; tokens are signed here with its key (the resource server's cost is
+what is measured, not the issuer's).
 """
 
 from __future__ import annotations
@@ -59,7 +62,19 @@ def issuer() -> Iterator[tuple[str, Any]]:
     url = f"http://127.0.0.1:{port}"
 
     async def metadata(request: Any) -> JSONResponse:
-        return JSONResponse({"issuer": url, "jwks_uri": f"{url}/jwks"})
+        return JSONResponse(
+            {
+                "issuer": url,
+                "jwks_uri": f"{url}/jwks",
+                "introspection_endpoint": f"{url}/introspect",
+            }
+        )
+
+    async def introspect(request: Any) -> JSONResponse:
+        await request.form()
+        claims = {"active": True, "iss": url, "aud": RESOURCE, "sub": "bench-user"}
+        claims.update(scope="apex:read apex:write apex:research", exp=int(time.time()) + 3600)
+        return JSONResponse(claims)
 
     async def jwks(request: Any) -> JSONResponse:
         return JSONResponse({"keys": [jwk]})
@@ -68,6 +83,7 @@ def issuer() -> Iterator[tuple[str, Any]]:
         routes=[
             Route("/.well-known/oauth-authorization-server", metadata),
             Route("/jwks", jwks),
+            Route("/introspect", introspect, methods=["POST"]),
         ]
     )
     with serve_asgi(app, port=port):
@@ -88,15 +104,28 @@ async def answer(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"{}"})
 
 
+def introspecting(url: str, keep_seconds: float) -> Settings:
+    return Settings(
+        oauth_issuer=url,
+        oauth_token_check="introspection",
+        oauth_client_id="bench",
+        oauth_client_secret="bench-secret",
+        oauth_introspection_cache_seconds=keep_seconds,
+    )
+
+
 def gated(settings: Settings) -> Any:
     protection = Protection.of(settings, RESOURCE)
     assert protection is not None
     return AuthGate(answer, protection, is_open, tool_permissions())
 
 
-async def per_request(app: Any, token: str | list[str] | None, requests: int) -> float:
-    """CPU microseconds per request through ``app`` (this process's: robust to neighbours).
-    A list of tokens: one after the other, each checked for the first time."""
+async def per_request(
+    app: Any, token: str | list[str] | None, requests: int
+) -> tuple[float, float]:
+    """CPU microseconds per request through ``app`` (this process's: robust to neighbours),
+    and wall-clock ones. A list of tokens: one after the other, each checked for the first
+    time."""
     tokens = token if isinstance(token, list) else [token] * requests
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     transport = httpx2.ASGITransport(app=app)
@@ -106,11 +135,12 @@ async def per_request(app: Any, token: str | list[str] | None, requests: int) ->
         else:
             headers = {"authorization": f"Bearer {token}"} if token else {}
             assert (await http.post("/mcp", json=body, headers=headers)).status_code == 200
-        start = time.process_time()
+        start, wall = time.process_time(), time.perf_counter()
         for bearer in tokens[:requests]:
             headers = {"authorization": f"Bearer {bearer}"} if bearer else {}
             await http.post("/mcp", json=body, headers=headers)
-        return (time.process_time() - start) / requests * 1e6
+        cpu = (time.process_time() - start) / requests * 1e6
+        return cpu, (time.perf_counter() - wall) / requests * 1e6
 
 
 async def gate_alone(url: str, key: Any, requests: int, rounds: int) -> None:
@@ -128,21 +158,26 @@ async def gate_alone(url: str, key: Any, requests: int, rounds: int) -> None:
             gated(Settings(oauth_issuer=url)),
             [token_for(url, key, RESOURCE, f"user{n}") for n in range(requests)],
         ),
+        "OAuth introspection, asked each time": (gated(introspecting(url, 0)), "opaque-token"),
+        "OAuth introspection, kept 60 s": (gated(introspecting(url, 60)), "opaque-token"),
     }
-    times: dict[str, list[float]] = {name: [] for name in cases}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
     for app, token in cases.values():  # warm-up
         await per_request(app, token, requests)
     for _ in range(rounds):
         for name, (app, token) in cases.items():
             times[name].append(await per_request(app, token, requests))
-    bare = statistics.median(times["no gate"])
+    bare = statistics.median(cpu for cpu, _ in times["no gate"])
+    bare_wall = statistics.median(wall for _, wall in times["no gate"])
     print(f"\n## The gate alone, {requests} requests x {rounds} rounds (in-process)\n")
-    print("| gate | CPU µs per request, median (min-max) | over no gate |")
-    print("|---|---|---|")
-    for name, values in times.items():
-        median = statistics.median(values)
+    print("| gate | CPU µs per request, median (min-max) | over no gate | wall µs, median |")
+    print("|---|---|---|---|")
+    for name, measured in times.items():
+        cpus = [cpu for cpu, _ in measured]
+        median, wall = statistics.median(cpus), statistics.median(w for _, w in measured)
         extra = "" if name == "no gate" else f"+{median - bare:.0f} µs"
-        print(f"| {name} | {median:.0f} ({min(values):.0f}-{max(values):.0f}) | {extra} |")
+        spread = f"{median:.0f} ({min(cpus):.0f}-{max(cpus):.0f})"
+        print(f"| {name} | {spread} | {extra} | {wall:.0f} (+{wall - bare_wall:.0f}) |")
 
 
 async def cpu_per_call(url: str, token: str, calls: int) -> float:

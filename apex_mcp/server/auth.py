@@ -50,7 +50,7 @@ LEEWAY_SECONDS = 30  # clocks of the issuer and this server may differ this much
 # An unknown key id fetches the issuer's keys again, at most this often (a token with a made
 # up key id must not turn every request into a request to the issuer).
 UNKNOWN_KID_REFRESH_SECONDS = 1.0
-VERIFIED_TOKENS = 4096  # JWTs remembered as checked, the least recently used forgotten
+VERIFIED_TOKENS = 4096  # tokens remembered as checked, the least recently used forgotten
 # Signatures with a public key only: an HMAC "signed" with the issuer's public key, or none at
 # all, is refused before any key is looked at.
 ASYMMETRIC_ALGORITHMS = frozenset(
@@ -183,6 +183,7 @@ class OAuthTokens:
         self.user_claim = settings.oauth_user_claim
         self.jwks_seconds = settings.oauth_jwks_cache_seconds
         self.introspect = settings.oauth_token_check == "introspection"
+        self.introspection_seconds = settings.oauth_introspection_cache_seconds
         self.client_id = settings.oauth_client_id
         self.client_secret = settings.oauth_client_secret
         self.names = scope_names(settings)
@@ -194,14 +195,16 @@ class OAuthTokens:
         self._lock = anyio.Lock()
         # sha256 of a token -> its caller, and the keys' fetch time it was checked against
         self._verified: OrderedDict[bytes, tuple[Caller, float]] = OrderedDict()
+        # sha256 of an introspected token -> its caller, and the monotonic time it is good till
+        self._introspected: OrderedDict[bytes, tuple[Caller, float]] = OrderedDict()
 
     async def check(self, token: str) -> Caller:
         """The caller ``token`` stands for; Refused saying why, IssuerUnavailable."""
-        if self.introspect:  # the issuer's answer may change (revoked): asked each time
-            return self._caller(await self._introspect(token))
+        digest = hashlib.sha256(token.encode("latin-1")).digest()
+        if self.introspect:
+            return await self._check_introspected(token, digest)
         # A JWT checked already is taken again while the keys it was checked with are (a
         # client sends the same token with each request; checking it costs a signature).
-        digest = hashlib.sha256(token.encode("latin-1")).digest()
         known = self._verified.get(digest)
         if known is not None and known[1] == self._keys_at:
             caller = known[0]
@@ -211,9 +214,22 @@ class OAuthTokens:
                 self._verified.move_to_end(digest)
                 return caller
         caller = self._caller(await self._decode(token))
-        self._verified[digest] = (caller, self._keys_at)
-        if len(self._verified) > VERIFIED_TOKENS:
-            self._verified.popitem(last=False)
+        _remember(self._verified, digest, (caller, self._keys_at))
+        return caller
+
+    async def _check_introspected(self, token: str, digest: bytes) -> Caller:
+        # The issuer's answer may change (revoked): asked each time, unless the settings
+        # allow an active answer to be taken again for a while (never an inactive one).
+        known = self._introspected.get(digest)
+        if known is not None and time.monotonic() < known[1]:
+            self._introspected.move_to_end(digest)
+            return known[0]
+        caller = self._caller(await self._introspect(token))
+        good_for = self.introspection_seconds
+        if caller.expires_at is not None:
+            good_for = min(good_for, caller.expires_at - time.time())
+        if good_for > 0:
+            _remember(self._introspected, digest, (caller, time.monotonic() + good_for))
         return caller
 
     async def verify_token(self, token: str) -> AccessToken | None:
@@ -418,6 +434,15 @@ class OAuthTokens:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _remember(
+    checked: OrderedDict[bytes, tuple[Caller, float]], digest: bytes, entry: tuple[Caller, float]
+) -> None:
+    checked[digest] = entry
+    checked.move_to_end(digest)
+    if len(checked) > VERIFIED_TOKENS:
+        checked.popitem(last=False)
 
 
 def _jwt_header(token: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 // oidc-provider (from .ci/node), on 127.0.0.1:$PORT. Metadata, JWKS, dynamic client
 // registration, the authorization-code flow with PKCE through its development login and
 // consent pages (any user name signs in), JWT access tokens for the resource each client names
-// (RFC 8707), opaque ones for the resources in $OPAQUE_RESOURCES, and introspection.
+// (RFC 8707), opaque ones for the resources in $OPAQUE_RESOURCES, introspection and revocation.
 //
 // POST /__rotate {"keys": [...]} rotates the signing keys (the first signs) without a
 // restart: a new provider with the same configuration on the same in-memory storage.
@@ -40,6 +40,7 @@ function configuration(keys) {
       devInteractions: { enabled: true },
       registration: { enabled: true },
       introspection: { enabled: true },
+      revocation: { enabled: true },
       resourceIndicators: {
         enabled: true,
         useGrantedResource: () => true,

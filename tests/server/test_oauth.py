@@ -441,6 +441,43 @@ async def test_opaque_tokens_are_introspected(world: World) -> None:
     assert challenge(unread)["scope"].split() == ["apex:read", "apex:write", "apex:research"]
 
 
+async def test_a_revoked_opaque_token_is_refused_at_once_unless_answers_may_be_kept(
+    world: World,
+) -> None:
+    env = {
+        **world.env,
+        "APEX_OAUTH_TOKEN_CHECK": "introspection",
+        "APEX_OAUTH_CLIENT_ID": oidc.INTROSPECTION_CLIENT,
+        "APEX_OAUTH_CLIENT_SECRET": world.issuer.introspection_secret,
+    }
+    port = int(world.introspected.rsplit(":", 1)[1].split("/")[0])
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "revoked", "version": "1"},
+        },
+    }
+    accept = {"accept": "application/json, text/event-stream"}
+    for kept, served_once_revoked in (("0", False), ("3600", True)):
+        token = world.issuer.sign_in(ALICE, world.introspected)
+        headers = {**accept, "authorization": f"Bearer {token}"}
+        with serve({**env, "APEX_OAUTH_INTROSPECTION_CACHE_SECONDS": kept}, port) as url:
+            async with httpx2.AsyncClient(base_url=url) as http:
+                before = await http.post("/mcp", json=initialize, headers=headers)
+                world.issuer.revoke(token)
+                after = await http.post("/mcp", json=initialize, headers=headers)
+        assert before.status_code == 200, before.text
+        if served_once_revoked:  # the issuer's answer of a moment ago is taken again
+            assert after.status_code == 200, after.text
+        else:  # the default: the issuer is asked each time
+            assert after.status_code == 401
+            assert challenge(after)["error_description"].startswith("the token is not active")
+
+
 async def test_two_people_never_see_each_others_history_across_replicas(
     world: World, module_database: postgres.TestDatabase
 ) -> None:
