@@ -10,11 +10,11 @@ sqlite3 doing the same query or transaction on its own connection (the floor):
   floor: the same full-text stream's first 21 rows, without the store's per-chat checks);
 - writes: renaming a chat, deleting one, and creating a chat with its first completion;
 
-and prints p50 and p99 of each, and the store/floor ratio's median and p10-p90 spread. The
-reads the MCP tools make (a list page, a chat by id, the rare search) are timed through the
-tool too, just before: an in-process ``mcp.Client`` on ``build_server`` over the same store
-file, as the one stdio user (``list_chats`` with the same cursor, ``get_chat``, which also
-reads the chat's completions, ``search_chats``). Then
+and prints p50 and p99 of each, and the store/floor ratio's median and p10-p90 spread. Each
+operation is timed through its MCP tool too, just before: an in-process ``mcp.Client`` on
+``build_server`` over the same store file, as the one stdio user (``list_chats`` with the
+same cursor, ``get_chat``, which also reads the chat's completions, ``search_chats``,
+``update_chat``, ``delete_chats`` of another chat, ``create_chat``). Then
 the write rate: chats/s creating a chat with its first completion, store against plain
 sqlite3 doing the same transactions, in alternating blocks. A built database is reused when
 ``--db-dir`` already holds it (``store-<size>.db``); the writes change it a little.
@@ -130,8 +130,8 @@ def insert(conn: sqlite3.Connection, batch: list[tuple[str, ...]]) -> None:
 
 
 class Pairs:
-    """Store and floor times of one operation, taken in pairs; for the reads the MCP tools
-    make, the tool's time too, right before."""
+    """Store and floor times of one operation, taken in pairs, and the tool's time too,
+    right before."""
 
     def __init__(self, name: str) -> None:
         self.name, self.store, self.floor = name, list[float](), list[float]()
@@ -258,9 +258,7 @@ async def measure(path: Path, runs: int) -> list[Pairs]:
                 await search.time(
                     store.search_chats_page(USER, term),
                     partial(query, floor, sql, params),
-                    through_tool(tools, "search_chats", {"search_term": term})
-                    if kind == "rare"
-                    else None,
+                    through_tool(tools, "search_chats", {"search_term": term}),
                 )
             results.append(search)
 
@@ -276,22 +274,30 @@ async def measure(path: Path, runs: int) -> list[Pairs]:
             await update.time(
                 store.update_chat(USER, chat_id, title=f"renamed {n}"),
                 partial(in_transaction, floor, rename, reread),
+                through_tool(tools, "update_chat", {"chat_id": chat_id, "title": f"tool {n}"}),
             )
         results.append(update)
 
         delete = Pairs("delete chat")
-        doomed = rng.sample(keys, 2 * runs)
+        doomed = rng.sample(keys, 3 * runs)
         for n in range(runs):
-            mine, theirs = doomed[2 * n][0], doomed[2 * n + 1][0]
+            mine, theirs, tools_own = (doomed[3 * n + k][0] for k in range(3))
             remove = ("DELETE FROM chats WHERE id = ? AND user_id = ?", (theirs, USER))
             await delete.time(
-                store.delete_chats(USER, [mine]), partial(in_transaction, floor, remove)
+                store.delete_chats(USER, [mine]),
+                partial(in_transaction, floor, remove),
+                through_tool(tools, "delete_chats", {"chat_ids": [tools_own]}),
             )
         results.append(delete)
 
         create = Pairs("create chat")
         for n in range(runs):
-            await create.time(create_through(store, n), partial(create_floor, floor, n))
+            prompt = {"user_prompt": f"a new question {n} by the tool"}
+            await create.time(
+                create_through(store, n),
+                partial(create_floor, floor, n),
+                through_tool(tools, "create_chat", prompt),
+            )
         results.append(create)
     floor.close()
     return results
