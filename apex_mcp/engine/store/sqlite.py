@@ -464,11 +464,11 @@ class SqliteStore(OpenClose):
         if not self._writer_lock.acquire(blocking=False):
             return _MOVED  # the writer thread, driven from another thread's loop
         try:
-            if not self._writer_inline:
-                _writer_settings(conn, inline=True)
-                self._writer_inline = True
             started = time.perf_counter()
             with _apex_errors(self.path):
+                if not self._writer_inline:
+                    _writer_settings(conn, inline=True)
+                    self._writer_inline = True
                 try:
                     done = _in_transaction(conn, work, "BEGIN IMMEDIATE")
                 except sqlite3.OperationalError as e:
