@@ -21,7 +21,8 @@ Plan``, the plan, ``## Searching: <query>``, ``### Reading: <title> (<url>)``, t
 
 Those chunks are also the job's checkpoint: a job run again (its engine stopped, or died and
 another took it over) ``resume``s from them. Its plan and the sources it read with their
-notes are kept; the search it was in is done again, skipping the sources already read.
+notes are kept (their text too, where the retriever's page cache still holds it, for the
+citations); the search it was in is done again, skipping the sources already read.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Protocol, runtime_checkable
 
 from ..apex.errors import ApexError, Code, invalid_argument
 from ..apex.models import (
@@ -111,6 +112,13 @@ class Retriever(Protocol):
     ) -> WebRetrievalResponse: ...
 
 
+@runtime_checkable
+class KeepsPages(Protocol):
+    """A retriever that gives back a page it read earlier (``WebRetriever``'s page cache)."""
+
+    async def kept_page(self, url: str) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class Source:
     """A source read, with the number the report cites it by and the notes taken on it."""
@@ -188,6 +196,7 @@ class Researcher:
 
     async def run(self) -> str:
         question = question_of(self.request)
+        await self.recall_texts()
         searches = self.planned
         if searches is None:
             await self.emit(PLAN_STEP)
@@ -230,6 +239,18 @@ class Researcher:
             raise _every_search_failed(list(self.failures.values()))
         await self.emit(DRAFT_STEP)
         return await self.report(question)
+
+    async def recall_texts(self) -> None:
+        """The sources an earlier run read come back from its chunks with their notes only:
+        their text too, where the retriever still keeps the page, so that their citations
+        are checked against what the page says rather than against the notes."""
+        if not isinstance(self.retriever, KeepsPages):
+            return
+        for i, source in enumerate(self.sources):
+            if not source.text:
+                text = await self.retriever.kept_page(source.url)
+                if text:
+                    self.sources[i] = replace(source, text=text[:MAX_VERIFIED_CHARS])
 
     async def plan(self, question: str) -> list[str]:
         count = self.limits.max_searches

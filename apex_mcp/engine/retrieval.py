@@ -386,17 +386,28 @@ class WebRetriever:
             return cached
         page = await self._fetch_page(url, stats, filters)
         if isinstance(page, _Page) and self.cache is not None:
-            try:
-                await self.cache.put_page(
-                    normalize_url(url),
-                    page.url,
-                    page.content,
-                    max_age=self.cache_seconds,
-                    keep=self.cache_pages,
-                )
-            except Exception as exc:  # a cache that cannot write costs reuse, not the answer
-                log.warning("page cache: could not keep %s: %s", page.url, describe_error(exc))
+            # Under the address asked for and, after a redirect, the one read too: a source
+            # is known by the latter (see ``kept_page``), and search engines give either.
+            for key in dict.fromkeys((normalize_url(url), normalize_url(page.url))):
+                try:
+                    await self.cache.put_page(
+                        key,
+                        page.url,
+                        page.content,
+                        max_age=self.cache_seconds,
+                        keep=self.cache_pages,
+                    )
+                except Exception as exc:  # a cache that cannot write costs reuse, not the answer
+                    log.warning("page cache: could not keep %s: %s", page.url, describe_error(exc))
+                    break
         return page
+
+    async def kept_page(self, url: str) -> str | None:
+        """The content (its title line, then its text) of the page read from ``url`` within
+        the cache's time to live, if it is kept; a research job taken up again checks the
+        citations of the sources an earlier run read against it."""
+        page = await self._cached(url, SearchFilters())
+        return None if page is None else page.content
 
     async def _cached(self, url: str, filters: SearchFilters) -> _Page | None:
         """The page as read within the cache's time to live, where it still passes."""

@@ -93,3 +93,17 @@ async def test_a_retriever_reuses_the_pages_it_read(web: FakeWeb, store: Store) 
     ) as r:
         await retrieve(r)
     assert web.hits_for("/bees") == before + 2  # no cache: read again
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_page_read_is_given_back_by_the_address_asked_and_the_one_read(
+    web: FakeWeb, store: Store
+) -> None:
+    search = FakeSearch(hits=[hit(web.url(""), "/old")])  # it redirects to /bees
+    async with WebRetriever([search], allow_private_addresses=True, cache=store) as r:
+        [content] = await retrieve(r)
+        assert await r.kept_page(web.url("/bees")) == content  # the source's own address
+        assert await r.kept_page(web.url("/old")) == content
+        assert await r.kept_page(web.url("/tides")) is None  # never read
+    async with WebRetriever([search], allow_private_addresses=True) as uncached:
+        assert await uncached.kept_page(web.url("/bees")) is None

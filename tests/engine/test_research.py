@@ -113,6 +113,10 @@ class FakeRetriever:
     before: Callable[[], None] | None = None  # called at each search
     calls: list[m.WebRetrievalRequest] = field(default_factory=list)
     filters: list[m.SearchFilters | None] = field(default_factory=list)  # of each call
+    kept: dict[str, str] = field(default_factory=dict)  # pages read before, by URL
+
+    async def kept_page(self, url: str) -> str | None:
+        return self.kept.get(url)
 
     async def retrieve(
         self, request: m.WebRetrievalRequest, *, filters: m.SearchFilters | None = None
@@ -943,6 +947,43 @@ async def test_a_job_taken_over_resumes_from_its_last_recorded_step(
         "- [3] [The waggle dance](https://bees.example/dance)",
     ):
         assert listed in sources
+
+
+@pytest.mark.parametrize("page_kept", [True, False])
+async def test_a_resumed_jobs_earlier_sources_are_checked_against_their_kept_pages(
+    tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script, page_kept: bool
+) -> None:
+    """A source read by the run that died comes back with its notes; the page it read, where
+    the retriever keeps it, is what that source's citations are checked against."""
+    _, url = fake
+    db = tmp_path / "apex.db"
+    script.plan = '["swarm scouts"]'
+    script.report = "# Nest choice\n\nScouts inspect cavities [1]."  # on the page, not the notes
+    before = [
+        "## Generating Research Plan\n",
+        "1. swarm scouts\n",
+        "## Searching: swarm scouts\n",
+        "### Reading: Scout bees (https://bees.example/scouts)\n",
+        "- they dance (noted by the runner that died)\n",
+    ]
+    async with SqliteStore(db) as store:
+        orphan = await store.create_job("alice", request=ask().to_wire())
+        claimed = await store.claim_next_job()
+        assert claimed is not None
+        for text in before:
+            await store.append_chunk(orphan.id, jobs.chunk(text), attempt=claimed.attempt)
+    retriever = FakeRetriever()
+    if page_kept:
+        retriever.kept["https://bees.example/scouts"] = WEB["swarm scouts"][0].content
+    async with engine(db, url, retriever) as apex:
+        done = await status_is(apex, orphan.id, "completed")
+    report = texts(done)[-1]
+    if page_kept:
+        assert "Scouts inspect cavities [1]." in report
+        assert "Scouts inspect cavities and dance." in report.split("## Sources")[1]
+    else:  # checked against the notes alone, which do not say it: the citation goes
+        assert "Scouts inspect cavities [1]" not in report
+        assert "Scouts inspect cavities" in report
 
 
 async def test_a_job_whose_report_was_being_drafted_resumes_at_the_report(
