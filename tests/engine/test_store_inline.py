@@ -114,6 +114,43 @@ async def test_a_small_write_runs_on_the_event_loops_thread(store: SqliteStore) 
     assert (await store.get_completion(ALICE, completion.id)).user_prompt_text == long
 
 
+async def test_a_write_too_long_for_the_event_loop_is_rolled_back_and_done_in_the_thread(
+    store: SqliteStore,
+) -> None:
+    count = sqlite_store.INLINE_STEPS * 2  # rows: far more steps than the loop's share
+    tried: list[int] = []
+
+    def long_write(conn: sqlite3.Connection) -> int:
+        tried.append(threading.get_ident())
+        conn.execute(
+            "INSERT INTO replies (user_id, key, method, request_digest, created_at)"
+            " WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
+            " SELECT 'w', 'k' || i, 'm', 'd', '2026-01-01T00:00:00Z' FROM n",
+            (count,),
+        )
+        return threading.get_ident()
+
+    loop_thread = threading.get_ident()
+    thread = await store._write(long_write, small=True)
+    assert tried == [loop_thread, thread] and thread != loop_thread  # inline first, then not
+    rows = await store._read(lambda conn: conn.execute("SELECT count(*) FROM replies").fetchone())
+    assert rows[0] == count  # once: the interrupted try left nothing
+    assert await store._write(where_written, small=True) == loop_thread  # the next is inline
+
+
+async def test_a_chat_with_many_completions_is_deleted_whole(store: SqliteStore) -> None:
+    chat, _ = await store.create_chat(
+        ALICE, user_prompt="first", chat_type="apex", completion_type="basic"
+    )
+    for n in range(100):  # its delete cascades further than the loop's share
+        await store.create_completion(
+            ALICE, chat.id, user_prompt=f"turn {n}", completion_type="basic"
+        )
+    assert await store.delete_chats(ALICE, [chat.id]) == 1
+    assert await store.search_chat_ids(ALICE, "turn") == []
+    assert await store.integrity_check() == "ok"
+
+
 async def test_a_small_write_that_meets_another_writers_lock_waits_for_it_in_the_thread(
     store: SqliteStore,
 ) -> None:

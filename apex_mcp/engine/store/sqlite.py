@@ -94,8 +94,11 @@ _STEPS_PER_CHECK = 400
 # SSD (issue 14). Its commit's fsync holds the loop meanwhile, so small writes go to the
 # writer thread instead while they take longer than INLINE_WRITE_SECONDS on average (a slow or
 # network disk), while another write is under way, or when another process holds the lock.
+# One that takes more than INLINE_STEPS (a chat's delete with its completions costs about
+# 250) is interrupted and rolled back there, and runs again in the writer thread.
 INLINE_WRITE_SECONDS = 0.001
 INLINE_WRITE_CHARS = 8_000  # more text than this is a long index update: never inline
+INLINE_DELETES = 10  # more ids than this to delete is a long write: never inline
 # An inline commit never checkpoints the WAL (that copies up to megabytes into the database
 # file); one small write in this many runs in the writer thread, where SQLite checkpoints as
 # usual (once the WAL holds 1,000 pages).
@@ -304,6 +307,7 @@ class SqliteStore(OpenClose):
         self._inline_writes = 0
         self._writer_inline = False
         self._writer_lock = threading.Lock()  # held while the writer connection works
+        self._write_steps_left = 0
 
     # --- lifecycle ---
 
@@ -449,6 +453,8 @@ class SqliteStore(OpenClose):
             return await self._run(lambda conn: self._in_writer(conn, work, inline=False))
         if self._write_seconds <= INLINE_WRITE_SECONDS and self._inline_writes < CHECKPOINT_EVERY:
             done = self._write_inline(work)
+            if done is _TOO_LONG:  # long for its steps, not for the disk: not in the average
+                return await self._run(lambda conn: self._in_writer(conn, work, inline=False))
             if done is not _MOVED:
                 return cast(T, done)
         self._inline_writes = 0
@@ -456,7 +462,8 @@ class SqliteStore(OpenClose):
 
     def _write_inline(self, work: Callable[[sqlite3.Connection], T]) -> T | object:
         """``work``'s result, or ``_MOVED`` when it must run in the writer thread instead
-        (a write under way, or the lock held by another process)."""
+        (a write under way, or the lock held by another process), ``_TOO_LONG`` when it was
+        interrupted after INLINE_STEPS (and rolled back)."""
         conn, limiter = self._conn, self._limiter
         if conn is None or limiter is None or limiter.borrowed_tokens:
             return _MOVED
@@ -466,12 +473,13 @@ class SqliteStore(OpenClose):
         try:
             started = time.perf_counter()
             with _apex_errors(self.path):
-                if not self._writer_inline:
-                    _writer_settings(conn, inline=True)
-                    self._writer_inline = True
+                self._set_writer(conn, inline=True)
+                self._write_steps_left = INLINE_STEPS
                 try:
                     done = _in_transaction(conn, work, "BEGIN IMMEDIATE")
                 except sqlite3.OperationalError as e:
+                    if self._write_steps_left < 0:
+                        return _TOO_LONG
                     if (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF in _WAITS:
                         return _MOVED  # nothing was written: the thread waits for the lock
                     raise
@@ -504,10 +512,24 @@ class SqliteStore(OpenClose):
         self, conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], *, inline: bool
     ) -> T:
         with self._writer_lock:
-            if self._writer_inline != inline:
-                _writer_settings(conn, inline=inline)
-                self._writer_inline = inline
+            self._set_writer(conn, inline=inline)
             return _in_transaction(conn, work, "BEGIN IMMEDIATE")
+
+    def _set_writer(self, conn: sqlite3.Connection, *, inline: bool) -> None:
+        """Inline, the writer never waits for a lock (the write moves to its thread instead),
+        never checkpoints and stops after INLINE_STEPS; in its thread, it waits up to
+        BUSY_TIMEOUT, checkpoints as usual and runs to the end."""
+        if self._writer_inline == inline:
+            return
+        conn.execute(f"PRAGMA busy_timeout = {0 if inline else int(BUSY_TIMEOUT * 1000)}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {0 if inline else 1000}")
+        conn.set_progress_handler(self._write_step if inline else None, _STEPS_PER_CHECK)
+        self._writer_inline = inline
+
+    def _write_step(self) -> int:
+        """SQLite's progress handler of an inline write: non-zero interrupts it."""
+        self._write_steps_left -= _STEPS_PER_CHECK
+        return 1 if self._write_steps_left == -_STEPS_PER_CHECK else 0  # once: never the ROLLBACK
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         conn, limiter = self._conn, self._limiter
@@ -773,7 +795,8 @@ class SqliteStore(OpenClose):
         return await self._write(
             lambda conn: _delete_each(
                 conn, "DELETE FROM chats WHERE id = ? AND user_id = ?", user_id, ids
-            )
+            ),
+            small=len(ids) <= INLINE_DELETES,
         )
 
     async def delete_completions(self, user_id: str, completion_ids: list[str]) -> int:
@@ -795,7 +818,7 @@ class SqliteStore(OpenClose):
             _touch_chats(conn, user_id, sorted(chats))
             return deleted
 
-        return await self._write(write)
+        return await self._write(write, small=len(ids) <= INLINE_DELETES)
 
     async def search_chat_ids(self, user_id: str, term: str) -> list[str]:
         """Ids of the user's chats with a completion matching every word of ``term`` in its
@@ -1329,7 +1352,8 @@ def _search_stream(
     return found[:wanted]
 
 
-_MOVED = object()  # a read that did not run inline
+_MOVED = object()  # a read or write that did not run inline
+_TOO_LONG = object()  # a write interrupted inline after INLINE_STEPS, rolled back
 _WAITS = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
@@ -1366,13 +1390,6 @@ def _transaction(conn: sqlite3.Connection, begin: str) -> Iterator[None]:
 def _small(*texts: str) -> bool:
     """Whether a write of these texts is small enough to run inline (see INLINE_WRITE_CHARS)."""
     return sum(map(len, texts)) <= INLINE_WRITE_CHARS
-
-
-def _writer_settings(conn: sqlite3.Connection, *, inline: bool) -> None:
-    """Inline, the writer never waits for a lock (the write moves to its thread instead) and
-    never checkpoints; in its thread, it waits up to BUSY_TIMEOUT and checkpoints as usual."""
-    conn.execute(f"PRAGMA busy_timeout = {0 if inline else int(BUSY_TIMEOUT * 1000)}")
-    conn.execute(f"PRAGMA wal_autocheckpoint = {0 if inline else 1000}")
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
