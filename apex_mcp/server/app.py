@@ -143,10 +143,14 @@ async def hold_client(settings: Settings, state: AppState, stop: anyio.Event) ->
 
     It opens when first needed or ``OPEN_DELAY`` after start, whichever comes first: a host
     spawning the server gets its tools/list first, and research jobs a restart interrupted
-    still resume without waiting for a call.
+    still resume without waiting for a call. A server stopped before then, with nothing
+    wanting it (``apex-mcp call --list``, a host that only listed the tools), never opens it.
     """
     with anyio.move_on_after(OPEN_DELAY):
-        await state.wanted.wait()
+        await _first_of(state.wanted, stop)
+    if stop.is_set() and not state.wanted.is_set():
+        state.failed("the server stopped")
+        return
     try:
         async with open_client(settings) as client:
             state.opened(client)
@@ -157,6 +161,18 @@ async def hold_client(settings: Settings, state: AppState, stop: anyio.Event) ->
         else:  # the server keeps serving: each tool call will say why
             log.error("the Apex backend could not start: %s", exc, extra={EVERY_CLIENT: True})
             state.failed(str(exc) or type(exc).__name__)
+
+
+async def _first_of(*events: anyio.Event) -> None:
+    """Wait until one of ``events`` is set."""
+    async with anyio.create_task_group() as tg:
+
+        async def wait(event: anyio.Event) -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        for event in events:
+            tg.start_soon(wait, event)
 
 
 @asynccontextmanager

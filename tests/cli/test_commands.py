@@ -199,6 +199,15 @@ def test_call_runs_a_tool_and_prints_its_result(engine_env: dict[str, str]) -> N
     assert tools.stdout.splitlines()[0].startswith("chat ")
 
 
+def test_listing_the_tools_opens_no_backend(tmp_path: Path) -> None:
+    db = tmp_path / "never" / "apex.db"
+    env = {"APEX_DB": str(db), "APEX_DISCOVER_LOCAL_MINERS": "false", "APEX_BACKEND": "local"}
+    for args in (["--list"], ["chat", "--help"]):
+        done = run("call", *args, env=env)
+        assert done.returncode == 0, done.stderr
+    assert not db.parent.exists()  # the store was never opened, nor its folder made
+
+
 def test_doctor_checks_store_and_miners_without_printing_secrets(
     engine_env: dict[str, str],
 ) -> None:
