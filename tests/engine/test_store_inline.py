@@ -154,9 +154,8 @@ async def test_a_chat_with_many_completions_is_deleted_whole(store: SqliteStore)
 async def test_a_small_write_that_meets_another_writers_lock_waits_for_it_in_the_thread(
     store: SqliteStore,
 ) -> None:
-    other = sqlite3.connect(
-        store.path, isolation_level=None, check_same_thread=False
-    )  # as another process would
+    # Another connection holds the write lock, as another process would.
+    other = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
     other.execute(
         "INSERT INTO replies (user_id, key, method, request_digest, created_at)"
