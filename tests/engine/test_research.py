@@ -899,6 +899,18 @@ async def test_a_runner_that_stalls_past_its_lease_stops_and_the_job_completes_o
     assert [c.seq_id for c in done.result] == list(range(1, len(done.result) + 1))
 
 
+async def left_by_a_dead_runner(db: Path, chunks: list[str]) -> str:
+    """The id of a job claimed by a runner that wrote ``chunks`` and died (its lease held):
+    what a process killed mid-job leaves behind."""
+    async with SqliteStore(db) as store:
+        orphan = await store.create_job("alice", request=ask().to_wire())
+        claimed = await store.claim_next_job()
+        assert claimed is not None
+        for text in chunks:
+            await store.append_chunk(orphan.id, jobs.chunk(text), attempt=claimed.attempt)
+    return orphan.id
+
+
 async def test_a_job_taken_over_resumes_from_its_last_recorded_step(
     tmp_path: Path, fake: tuple[FakeOpenAI, str], script: Script
 ) -> None:
@@ -914,15 +926,10 @@ async def test_a_job_taken_over_resumes_from_its_last_recorded_step(
         "- scouts dance (noted by the runner that died)\n",
         "### Reading: Quorum sensing (https://bees.example/quorum)\n",  # it died here
     ]
-    async with SqliteStore(db) as store:  # what a process killed mid-job leaves behind
-        orphan = await store.create_job("alice", request=ask().to_wire())
-        claimed = await store.claim_next_job()
-        assert claimed is not None
-        for text in before:
-            await store.append_chunk(orphan.id, jobs.chunk(text), attempt=claimed.attempt)
+    orphan = await left_by_a_dead_runner(db, before)
     retriever = FakeRetriever()
     async with engine(db, url, retriever) as apex:
-        done = await status_is(apex, orphan.id, "completed")
+        done = await status_is(apex, orphan, "completed")
     chunks = texts(done)
     assert chunks[: len(before) + 1] == [*before, jobs.TAKEOVER_CHUNK]
     assert chunks[len(before) + 1 : -1] == [
@@ -966,17 +973,12 @@ async def test_a_resumed_jobs_earlier_sources_are_checked_against_their_kept_pag
         "### Reading: Scout bees (https://bees.example/scouts)\n",
         "- they dance (noted by the runner that died)\n",
     ]
-    async with SqliteStore(db) as store:
-        orphan = await store.create_job("alice", request=ask().to_wire())
-        claimed = await store.claim_next_job()
-        assert claimed is not None
-        for text in before:
-            await store.append_chunk(orphan.id, jobs.chunk(text), attempt=claimed.attempt)
+    orphan = await left_by_a_dead_runner(db, before)
     retriever = FakeRetriever()
     if page_kept:
         retriever.kept["https://bees.example/scouts"] = WEB["swarm scouts"][0].content
     async with engine(db, url, retriever) as apex:
-        done = await status_is(apex, orphan.id, "completed")
+        done = await status_is(apex, orphan, "completed")
     report = texts(done)[-1]
     if page_kept:
         assert "Scouts inspect cavities [1]." in report
