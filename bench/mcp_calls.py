@@ -12,8 +12,10 @@
    Budget: ``list_chats`` p50 at most 2x the echo's.
 3. Streamable HTTP at ``--clients`` concurrent clients: calls per second, p50 and p99 of
    ``list_chats`` (a page of 20) on a small store against the bare SDK server answering the
-   same page read by plain sqlite3 ("bare page"), and its echo tool, rounds alternating.
-   Budget: at least 0.8x the bare server's calls per second doing the same call. On Linux each
+   same page read by plain sqlite3 ("bare page"), and of ``list_chats`` with a page of one
+   chat against the bare server's echo tool (answers about as small), rounds alternating.
+   Budget: at least 0.8x the bare server's calls per second in both; the page of 20 against
+   the echo is printed for scale. On Linux each
    round also gives the CPU time per call of the server process and of the clients (this
    process): on a machine shared with other work, calls per second follow the neighbours'
    load, CPU time per call much less; the ratio of the (server + clients) CPU per call is the
@@ -298,8 +300,9 @@ async def calls_per_second(
 async def http_against_bare(
     clients: int, seconds: float, rounds: int, tmp: Path
 ) -> list[dict[str, Round]]:
-    """Per round, calls per second of: ours (list_chats), the bare SDK server's echo tool,
-    and the bare SDK server's list_chats on plain sqlite3; the order turns each round."""
+    """Per round, calls per second of: ours (list_chats, a page of 20 and of 1), the bare SDK
+    server's echo tool, and the bare SDK server's list_chats (20) on plain sqlite3; the order
+    turns each round."""
     db = tmp / "http.db"
     await make_store(db, 20)
     env = base_env(db)
@@ -309,10 +312,12 @@ async def http_against_bare(
         "bare echo": [sys.executable, "-c", BARE_HTTP, str(ports["bare echo"])],
         "bare page": [sys.executable, "-c", BARE_HTTP_PAGE, str(ports["bare page"]), str(db)],
     }
+    # What is measured: on which server, which call.
     calls = {
-        "ours": ("list_chats", {"limit": 20}),
-        "bare echo": ("echo", {"text": "hello"}),
-        "bare page": ("list_chats", {"limit": 20}),
+        "ours": ("ours", "list_chats", {"limit": 20}),
+        "ours, 1 chat": ("ours", "list_chats", {"limit": 1}),
+        "bare echo": ("bare echo", "echo", {"text": "hello"}),
+        "bare page": ("bare page", "list_chats", {"limit": 20}),
     }
     seen = []
     with ExitStack() as stack:
@@ -320,13 +325,13 @@ async def http_against_bare(
             name: stack.enter_context(http_server(command, env, ports[name]))
             for name, command in commands.items()
         }
-        names = list(servers)
+        names = list(calls)
         for n in range(rounds):
             order = names[n % len(names) :] + names[: n % len(names)]
             rates = {}
             for name in order:
-                tool, args = calls[name]
-                rates[name] = await calls_per_second(servers[name], tool, args, clients, seconds)
+                server, tool, args = calls[name]
+                rates[name] = await calls_per_second(servers[server], tool, args, clients, seconds)
             seen.append(rates)
     return seen
 
@@ -400,25 +405,30 @@ def main() -> None:
             print(f"\n## Streamable HTTP, {args.clients} clients, {args.rounds} rounds\n")
             for n, rates in enumerate(rounds, 1):
                 print(f"round {n}: " + "; ".join(f"{k} {described(v)}" for k, v in rates.items()))
-            # The budget's comparator is the bare server answering the same page ("bare
-            # page"); against the echo, the difference is mostly the clients reading 20 chats.
-            for floor in ("bare page", "bare echo"):
-                pairs = [(r["ours"], r[floor]) for r in rounds]
+            # The budget's comparators: the bare server answering the same page ("bare
+            # page"), and its echo against a page of one chat (an answer as small). A page of
+            # 20 against the echo is for scale: the difference is mostly the clients reading
+            # 20 chats.
+            for ours, floor, budget in (
+                ("ours", "bare page", "budget: at least 0.8x"),
+                ("ours, 1 chat", "bare echo", "budget: at least 0.8x"),
+                ("ours", "bare echo", "(for scale)"),
+            ):
+                pairs = [(r[ours], r[floor]) for r in rounds]
                 rate = [a.calls_per_second / b.calls_per_second for a, b in pairs]
-                budget = "budget: at least 0.8x" if floor == "bare page" else "(for scale)"
-                print(f"\nlist_chats over {floor}: calls/s {spread(rate)}; {budget}")
+                print(f"\n{ours} over {floor}: calls/s {spread(rate)}; {budget}")
                 p99 = [
                     percentile(a.latencies, 0.99) / percentile(b.latencies, 0.99)
                     for a, b in pairs
                     if a.latencies and b.latencies
                 ]
                 if p99:
-                    print(f"  p99 latency, ours over {floor}: {spread(p99)}")
+                    print(f"  p99 latency, {ours} over {floor}: {spread(p99)}")
                 if all(a.server_cpu and b.server_cpu for a, b in pairs):
                     server = [(b.server_cpu or 0) / (a.server_cpu or 1) for a, b in pairs]
                     both = [cpu_per_call(b) / cpu_per_call(a) for a, b in pairs]
-                    print(f"  server CPU per call, {floor} over ours: {spread(server)}")
-                    print(f"  (server + clients) CPU per call, {floor} over ours: {spread(both)}")
+                    print(f"  server CPU per call, {floor} over {ours}: {spread(server)}")
+                    print(f"  (server + clients) CPU, {floor} over {ours}: {spread(both)}")
 
 
 if __name__ == "__main__":
