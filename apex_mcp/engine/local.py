@@ -55,13 +55,18 @@ from ..apex.models import (
     WebRetrievalResponse,
 )
 from .config import DEFAULT_USER, EngineConfig, MinerSet
-from .jobs import ResearchRunner, job_response, submit_response
-from .miners import MinerPool
-from .researcher import Retriever
-from .store import Store, open_store
 
 if TYPE_CHECKING:
     import httpx2
+
+    from .jobs import ResearchRunner
+    from .miners import MinerPool
+    from .researcher import Retriever
+    from .store import Store
+
+# The runner, the miners and the store load where first used: the MCP server imports this
+# module at start-up to learn what LocalApex can do (server/inventory.py), and must not pay
+# for SQLite, the HTTP clients and the researcher then.
 
 CHAT_TYPES = ("apex", "gravity")
 COMPLETION_TYPES = ("basic", "combined", "web-search", "chain-of-thought", "reasoning")
@@ -156,8 +161,11 @@ class LocalApex:
         cls, config: EngineConfig, *, user_id: str | None = None
     ) -> AsyncIterator[LocalApex]:
         """The engine ``config`` describes, running until the block ends."""
+        from .jobs import ResearchRunner
+        from .miners import MinerPool
         from .retrieval import WebRetriever
         from .search import build_providers
+        from .store import open_store
 
         store = await open_store(config.db)
         try:
@@ -243,6 +251,8 @@ class LocalApex:
         self, request: ChatCompletionRequest, *, timeout: float | None = None
     ) -> SubmitDeepResearcherJobResponse:
         _check_chat_request(request)
+        from .jobs import submit_response
+
         job = await self._research().submit(self.user_id, request, miners=self.miner_set)
         return submit_response(job)
 
@@ -251,6 +261,8 @@ class LocalApex:
     ) -> SubmitDeepResearcherJobResponse:
         """A research job whose searches keep to ``filters`` (beyond apex.v1)."""
         _check_chat_request(request)
+        from .jobs import submit_response
+
         job = await self._research().submit(
             self.user_id, request, miners=self.miner_set, filters=filters
         )
@@ -259,6 +271,8 @@ class LocalApex:
     async def get_deep_researcher_job(
         self, request: GetDeepResearcherJobRequest, *, timeout: float | None = None
     ) -> GetDeepResearcherJobResponse:
+        from .jobs import job_response
+
         return job_response(await self._research().get(self.user_id, request.job_id))
 
     def research_news(self, job_id: str) -> AbstractAsyncContextManager[WaitForNews]:
@@ -268,6 +282,8 @@ class LocalApex:
 
     async def cancel_deep_researcher_job(self, job_id: str) -> GetDeepResearcherJobResponse:
         """Cancel one of the user's pending or running jobs (not part of apex.v1)."""
+        from .jobs import job_response
+
         return job_response(await self._research().cancel(self.user_id, job_id))
 
     def _research(self) -> ResearchRunner:

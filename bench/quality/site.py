@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from tests.fakes import answer_lifespan
+
 from .questions import QUESTIONS, Doc, Question
 
 Scope = dict[str, Any]
@@ -141,13 +143,8 @@ class QualitySite:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
         path = scope["path"]
         if path == "/search":
             query = parse_qs(scope["query_string"].decode()).get("q", [""])[0]

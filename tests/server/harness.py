@@ -24,6 +24,17 @@ from apex_mcp.server.http import create_http_app
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
 from tests.servers import free_port, serve_asgi
 
+# The tools that change nothing: what --read-only, or a token with the read scope only, shows.
+READ_TOOLS = {
+    "web_search",
+    "deep_research_status",
+    "list_research",
+    "list_chats",
+    "get_chat",
+    "search_chats",
+    "get_completion",
+}
+
 
 @dataclass
 class Backend:

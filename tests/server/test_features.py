@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from apex_mcp.server.app import build_server
 from apex_mcp.server.http import create_http_app
 from tests.jsonrpc import INITIALIZE
-from tests.server.harness import Backend, backend, connect, settings_from, text_of
+from tests.server.harness import READ_TOOLS, Backend, backend, connect, settings_from, text_of
 from tests.servers import free_port, serve_asgi, waiting_for
 
 pytestmark = pytest.mark.anyio
@@ -72,15 +72,7 @@ async def test_read_only_mode_hides_every_tool_that_changes_data(local: Backend)
     async with connect("stdio", local.env, "--read-only") as client:
         tools = (await client.list_tools()).tools
         blocked = await client.call_tool("delete_chats", {"chat_ids": ["x"]})
-    assert {t.name for t in tools} == {
-        "web_search",
-        "deep_research_status",
-        "list_research",
-        "list_chats",
-        "get_chat",
-        "search_chats",
-        "get_completion",
-    }
+    assert {t.name for t in tools} == READ_TOOLS
     assert all(t.annotations and t.annotations.read_only_hint for t in tools)
     assert blocked.is_error and "Unknown tool" in text_of(blocked)
 

@@ -43,7 +43,7 @@ from apex_mcp.server.http import create_http_app
 from tests import postgres
 from tests.fakes import oidc
 from tests.fakes.openai_server import FakeOpenAI, serve_openai
-from tests.server.harness import engine_env, settings_from, text_of
+from tests.server.harness import READ_TOOLS, engine_env, settings_from, text_of
 from tests.server.test_replicas_http import BALANCER, ENDPOINT, replicas
 from tests.servers import free_port, serve_asgi, wait_exit, wait_listening
 
@@ -55,15 +55,6 @@ pytestmark = [
 # Subjects unlike any word the server writes: found in a log, they were leaked.
 ALICE, BOB = "alice-sub-7f3a91", "bob-sub-c42e08"
 STATIC = {"carol": "static-token-carol-5d1b", "dave": "static-token-dave-9e27"}
-READ_TOOLS = {
-    "web_search",
-    "deep_research_status",
-    "list_research",
-    "list_chats",
-    "get_chat",
-    "search_chats",
-    "get_completion",
-}
 
 
 @dataclass

@@ -22,6 +22,7 @@ from apex_mcp.apex.errors import ApexError, Code
 from apex_mcp.apex.models import (
     ChatSession,
     DeepResearcherResultChunk,
+    ParsedChat,
     ParsedCompletion,
     StoredChatCompletion,
 )
@@ -206,6 +207,14 @@ def new_completion(
         completion_type=completion_type,
         metadata=json.loads(metadata_json),
     )
+
+
+def new_chat(
+    chat_id: str, title: str, chat_type: str, first: ParsedCompletion
+) -> tuple[ParsedChat, ParsedCompletion]:
+    """A chat as just written with its ``first`` completion, in the same transaction."""
+    chat = ParsedChat(id=chat_id, title=title, created_at=first.created_at, chat_type=chat_type)
+    return chat, first
 
 
 def chat_session(row: Row) -> ChatSession:

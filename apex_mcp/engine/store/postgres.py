@@ -74,11 +74,11 @@ from apex_mcp.engine.store._shared import (
     has_status_already,
     json_object,
     make_job,
+    new_chat,
     new_completion,
     new_id,
     not_found,
     not_unicode,
-    parse_time,
     parsed_completion,
     stored_completion,
     stored_reply,
@@ -483,10 +483,7 @@ class PostgresStore(OpenClose):
             return now
 
         created = await self._write(write)
-        chat = ParsedChat(
-            id=chat_id, title=title, created_at=parse_time(created), chat_type=chat_type
-        )
-        return chat, new_completion(
+        first = new_completion(
             completion_id,
             chat_id,
             created,
@@ -495,6 +492,7 @@ class PostgresStore(OpenClose):
             completion_text,
             metadata_json,
         )
+        return new_chat(chat_id, title, chat_type, first)
 
     async def create_completion(
         self, user_id: str, chat_id: str, *, user_prompt: str, completion_type: str
